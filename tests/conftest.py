@@ -1,0 +1,5 @@
+"""Test-wide settings: quiet TensorFlow, legacy Keras, seeded and single-process."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
