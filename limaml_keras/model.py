@@ -1,0 +1,558 @@
+"""LiMAML Keras models: MAML-trained personalised ranker and its baselines.
+
+All models share one layout: a `MetaBlock` (member side, adapted per member)
+feeding a `GlobalBlock` (shared ranker). They differ only in how they train:
+
+* `LiMAMLModel` — MAML. For each task (member) in a batch, `inner_steps`
+  gradient steps adapt the Meta Block on the support interactions; the
+  adapted model's query loss trains both blocks. All tasks are adapted at once:
+  per-task fast weights are `[T, ...]` tensors applied with `einsum`, and the
+  gradient of the *sum* of per-task support losses w.r.t. those tensors is
+  every task's own gradient, in one call.
+* `GlobalModel` — plain training on every interaction. With `inner_steps=0`
+  it is the non-personalised global baseline; with `inner_steps>0` its Meta
+  Block is fine-tuned per member at evaluation time (the fine-tuning baseline).
+* `IdEmbeddingModel` — wide&deep-style member-ID embedding added to the meta
+  embedding, trained plainly.
+
+The user-facing contract is Keras': `compile(optimizer)`, `fit`, `evaluate`,
+`save`. Batches are task batches (see `limaml_keras.features`).
+"""
+
+import dataclasses
+import itertools
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from limaml_keras import features as F
+from limaml_keras.layers import GlobalBlock, MetaBlock
+
+_SIDES = (F.SUPPORT, F.QUERY)
+# Expected rank and dtype kind ("int" or "float") of every task-batch key.
+_TASK_RANKS = {F.MEMBER_ID: (1, "int"), F.MEMBER_FEATURES: (2, "float")}
+_SIDE_RANKS = {F.ITEM_ID: (2, "int"), F.ITEM_FEATURES: (3, "float"),
+               F.CONTEXT_FEATURES: (3, "float"), F.LABEL: (2, "float"), F.MASK: (2, "float")}
+for _side, (_name, _spec) in itertools.product(_SIDES, _SIDE_RANKS.items()):
+  _TASK_RANKS[F.side_key(_side, _name)] = _spec
+
+
+def _dtype_kind(dtype: tf.DType) -> str:
+  if dtype.is_integer:
+    return "int"
+  if dtype.is_floating:
+    return "float"
+  return dtype.name
+
+
+def validate_task_batch(batch: Dict[str, tf.Tensor], require_member_id: bool = False) -> None:
+  """Checks keys, ranks, dtypes and matching sizes of a task batch.
+
+  Runs on static shapes, so it costs nothing per step inside `tf.function`.
+
+  Args:
+    batch: a task batch (see `limaml_keras.features`).
+    require_member_id: whether `member_id` must be present.
+
+  Raises:
+    ValueError: naming the offending key and what was expected.
+  """
+  if not isinstance(batch, dict):
+    raise ValueError(f"A task batch must be a dict of tensors, got {type(batch).__name__}.")
+  required = [k for k in _TASK_RANKS if k != F.MEMBER_ID or require_member_id]
+  missing = [k for k in required if k not in batch]
+  if missing:
+    raise ValueError(f"Task batch is missing keys {missing}; it has {sorted(batch)}.")
+  for key in required:
+    rank, kind = _TASK_RANKS[key]
+    value = batch[key]
+    shape = value.shape
+    if shape.rank is not None and shape.rank != rank:
+      raise ValueError(f"Task batch key {key!r} must have rank {rank}, got shape {shape}.")
+    if _dtype_kind(value.dtype) != kind and not (kind == "float" and value.dtype.is_integer):
+      raise ValueError(f"Task batch key {key!r} must be {kind}, got dtype {value.dtype.name}.")
+  _check_same_dims(batch, required)
+
+
+def _check_same_dims(batch, keys) -> None:
+  """Every key shares T; every side's keys share its length; feature dims match across sides."""
+  num_tasks = {k: batch[k].shape[0] for k in keys}
+  for side in _SIDES:
+    lengths = {k: batch[F.side_key(side, name)].shape[1] for k, name in
+               ((F.side_key(side, n), n) for n in _SIDE_RANKS)}
+    _assert_equal_dims(lengths, f"{side} length")
+  _assert_equal_dims(num_tasks, "number of tasks")
+  for name in (F.ITEM_FEATURES, F.CONTEXT_FEATURES):
+    _assert_equal_dims({F.side_key(s, name): batch[F.side_key(s, name)].shape[-1] for s in _SIDES},
+                       f"{name} size")
+
+
+def _assert_equal_dims(dims: Dict[str, Optional[int]], what: str) -> None:
+  known = {k: d for k, d in dims.items() if d is not None}
+  if len(set(known.values())) > 1:
+    raise ValueError(f"Task batch keys disagree on the {what}: {known}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureDims:
+  """Feature sizes a model is built for (a plain value: never tracked by TF)."""
+  member_dim: int
+  item_dim: int
+  context_dim: int
+
+  def as_dict(self) -> Dict[str, int]:
+    return dataclasses.asdict(self)
+
+
+def masked_task_losses(logits, labels, mask):
+  """Per-task mean binary cross-entropy over real (mask=1) interactions.
+
+  Args:
+    logits: `[T, L]`.
+    labels: `[T, L]` in {0, 1}.
+    mask: `[T, L]`, 1 for real interactions, 0 for padding.
+
+  Returns:
+    `(losses, counts)`: `[T]` per-task mean loss (0 for a task with no real
+    interaction) and `[T]` number of real interactions. Padded entries have
+    exactly zero effect on both, and on their gradients.
+  """
+  per_example = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+  # tf.where, not multiplication: a non-finite logit at a padded slot must not leak NaN.
+  per_example = tf.where(mask > 0, per_example, tf.zeros_like(per_example))
+  counts = tf.reduce_sum(mask, axis=1)
+  return tf.reduce_sum(per_example, axis=1) / tf.maximum(counts, 1.0), counts
+
+
+class PersonalizedRanker(tf.keras.Model):
+  """Base of all LiMAML models: Meta Block + Global Block + the inner loop.
+
+  Subclasses implement `train_step`. Everything else — adaptation,
+  evaluation, serving-time scoring, serialisation — lives here.
+
+  Args:
+    meta_block: the member-side `MetaBlock`.
+    global_block: the shared `GlobalBlock`.
+    inner_steps: k, gradient steps that adapt the Meta Block per task.
+    inner_lr: α, the inner learning rate (initial value when learnt).
+    learn_inner_lr: learn one inner learning rate per Meta Block parameter
+      (Meta-SGD) in the outer loop.
+    first_order: treat inner gradients as constants (first-order MAML).
+  """
+
+  _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
+      ("_adapt_function", "_score_function"), tf.keras.Model._TF_MODULE_IGNORED_PROPERTIES))
+
+  def __init__(self,
+               meta_block: MetaBlock,
+               global_block: GlobalBlock,
+               inner_steps: int = 1,
+               inner_lr: float = 0.1,
+               learn_inner_lr: bool = False,
+               first_order: bool = False,
+               **kwargs):
+    super().__init__(**kwargs)
+    if int(inner_steps) < 0:
+      raise ValueError(f"`inner_steps` must be >= 0, got {inner_steps}.")
+    if not np.isfinite(inner_lr) or inner_lr < 0:
+      raise ValueError(f"`inner_lr` must be a finite number >= 0, got {inner_lr}.")
+    self.meta_block = meta_block
+    self.global_block = global_block
+    self.inner_steps = int(inner_steps)
+    self.inner_lr = float(inner_lr)
+    self.learn_inner_lr = bool(learn_inner_lr)
+    self.first_order = bool(first_order)
+    self._dims = None
+    self._inner_lrs = []
+    self._adapt_function = None
+    self._score_function = None
+    self._loss_tracker = tf.keras.metrics.Mean(name="loss")
+    self._regularization_tracker = tf.keras.metrics.Mean(name="regularization_loss")
+    self._auc = tf.keras.metrics.AUC(name="auc", from_logits=True)
+
+  # ---------------------------------------------------------------- building
+  @tf.autograph.experimental.do_not_convert
+  def _build_for(self, member_dim: int, item_dim: int, context_dim: int) -> None:
+    """Creates every variable for the given feature sizes (once)."""
+    if self._dims is not None:
+      return
+    self._dims = FeatureDims(int(member_dim), int(item_dim), int(context_dim))
+    with tf.init_scope():
+      if not self.meta_block.built:
+        self.meta_block.build(tf.TensorShape([None, member_dim]))
+      self.global_block(self._dummy_interactions(1))
+      if self.learn_inner_lr:
+        self._inner_lrs = [
+            self.add_weight(name=f"inner_lr_{i}", shape=w.shape, trainable=True,
+                            initializer=tf.keras.initializers.Constant(self.inner_lr))
+            for i, w in enumerate(self.meta_block.adaptable_weights)]
+      self._build_extra()
+    # `call` scores interaction batches; this lets `save` trace it for serving.
+    self._set_save_spec(self.interaction_spec())
+    self.built = True
+
+  def _build_extra(self) -> None:
+    """Hook for subclasses that own more variables."""
+    return
+
+  def interaction_spec(self, with_embedding: bool = False) -> Dict[str, tf.TensorSpec]:
+    """`TensorSpec`s of the interaction batch `call` takes (model must be built)."""
+    d = self._dims.as_dict()
+    spec = {F.MEMBER_ID: tf.TensorSpec([None], tf.int64, name=F.MEMBER_ID),
+            F.MEMBER_FEATURES: tf.TensorSpec([None, d["member_dim"]], tf.float32,
+                                             name=F.MEMBER_FEATURES),
+            F.ITEM_ID: tf.TensorSpec([None], tf.int64, name=F.ITEM_ID),
+            F.ITEM_FEATURES: tf.TensorSpec([None, d["item_dim"]], tf.float32, name=F.ITEM_FEATURES),
+            F.CONTEXT_FEATURES: tf.TensorSpec([None, d["context_dim"]], tf.float32,
+                                              name=F.CONTEXT_FEATURES)}
+    if with_embedding:
+      spec[F.META_EMBEDDING] = tf.TensorSpec([None, self.meta_block.embedding_dim], tf.float32,
+                                             name=F.META_EMBEDDING)
+    return spec
+
+  def _dummy_interactions(self, n: int) -> Dict[str, tf.Tensor]:
+    d = self._dims.as_dict()
+    return {F.META_EMBEDDING: tf.zeros([n, self.meta_block.embedding_dim]),
+            F.MEMBER_ID: tf.zeros([n], tf.int64),
+            F.MEMBER_FEATURES: tf.zeros([n, d["member_dim"]]),
+            F.ITEM_ID: tf.zeros([n], tf.int64),
+            F.ITEM_FEATURES: tf.zeros([n, d["item_dim"]]),
+            F.CONTEXT_FEATURES: tf.zeros([n, d["context_dim"]])}
+
+  @tf.autograph.experimental.do_not_convert
+  def _build_from_task_batch(self, batch) -> None:
+    validate_task_batch(batch, require_member_id=self._needs_member_id())
+    dims = [batch[F.MEMBER_FEATURES].shape[-1],
+            batch[F.side_key(F.SUPPORT, F.ITEM_FEATURES)].shape[-1],
+            batch[F.side_key(F.SUPPORT, F.CONTEXT_FEATURES)].shape[-1]]
+    if any(d is None for d in dims):
+      raise ValueError("Feature sizes of a task batch must be static; got member/item/context "
+                       f"sizes {dims}.")
+    if self._dims is not None and list(self._dims.as_dict().values()) != dims:
+      raise ValueError(f"Model was built for {self._dims}, got member/item/context "
+                       f"sizes {dims}.")
+    self._build_for(*dims)
+
+  def get_build_config(self):
+    return {"dims": self._dims.as_dict() if self._dims else None}
+
+  def build_from_config(self, config):
+    if config.get("dims"):
+      self._build_for(**config["dims"])
+
+  def _needs_member_id(self) -> bool:
+    return False
+
+  # ------------------------------------------------------------- the model
+  def _member_embedding(self, batch, fast_weights=None):
+    """Meta embedding `[T, d]` of each task's member (fast weights or θm)."""
+    return self.meta_block(batch[F.MEMBER_FEATURES], fast_weights=fast_weights)
+
+  def _side_logits(self, batch, side: str, embeddings):
+    """Scores every (padded) interaction of `side`: `[T, L]` logits."""
+    item_features = batch[F.side_key(side, F.ITEM_FEATURES)]
+    shape = tf.shape(item_features)
+    num_tasks, length = shape[0], shape[1]
+
+    def per_interaction(task_tensor):
+      # [T, X] -> [T * L, X]: each task's row repeated for each of its interactions.
+      return tf.repeat(task_tensor, length, axis=0)
+
+    def flat(tensor):
+      return tf.reshape(tensor, tf.concat([[num_tasks * length], tf.shape(tensor)[2:]], 0))
+
+    inputs = {
+        F.META_EMBEDDING: per_interaction(embeddings),
+        F.MEMBER_FEATURES: per_interaction(tf.cast(batch[F.MEMBER_FEATURES], tf.float32)),
+        F.ITEM_ID: flat(batch[F.side_key(side, F.ITEM_ID)]),
+        F.ITEM_FEATURES: flat(item_features),
+        F.CONTEXT_FEATURES: flat(batch[F.side_key(side, F.CONTEXT_FEATURES)]),
+    }
+    return tf.reshape(self.global_block(inputs), [num_tasks, length])
+
+  def _side_losses(self, batch, side, embeddings):
+    logits = self._side_logits(batch, side, embeddings)
+    labels = tf.cast(batch[F.side_key(side, F.LABEL)], tf.float32)
+    mask = tf.cast(batch[F.side_key(side, F.MASK)], tf.float32)
+    losses, counts = masked_task_losses(logits, labels, mask)
+    return logits, labels, mask, losses, counts
+
+  def adapt_weights(self, batch, steps: Optional[int] = None,
+                    first_order: Optional[bool] = None) -> List[tf.Tensor]:
+    """Runs the inner loop: per-task fast weights of the Meta Block.
+
+    Args:
+      batch: a task batch.
+      steps: inner steps (default `self.inner_steps`).
+      first_order: stop gradients through the inner gradients (default
+        `self.first_order`).
+
+    Returns:
+      The list of `[T, ...]` fast weights, in `MetaBlock.adaptable_weights`
+      order. A task with no support keeps θm exactly (its gradient is zero).
+    """
+    steps = self.inner_steps if steps is None else steps
+    first_order = self.first_order if first_order is None else first_order
+    num_tasks = tf.shape(batch[F.MEMBER_FEATURES])[0]
+    fast = self.meta_block.stack_weights(num_tasks)
+    learning_rates = self._inner_lrs or [self.inner_lr] * len(fast)
+    for _ in range(steps):
+      with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(fast)
+        embeddings = self._member_embedding(batch, fast)
+        _, _, _, losses, _ = self._side_losses(batch, F.SUPPORT, embeddings)
+        # Tasks are independent, so d(sum)/d(fast[t]) is task t's own gradient.
+        total = tf.reduce_sum(losses)
+      grads = tape.gradient(total, fast)
+      if first_order:
+        grads = [tf.stop_gradient(g) for g in grads]
+      fast = [w - lr * g for w, lr, g in zip(fast, learning_rates, grads)]
+    return fast
+
+  def _query_loss(self, batch, fast_weights):
+    """Mean over tasks that have query interactions of their query loss."""
+    embeddings = self._member_embedding(batch, fast_weights)
+    logits, labels, mask, losses, counts = self._side_losses(batch, F.QUERY, embeddings)
+    has_query = tf.cast(counts > 0, tf.float32)
+    loss = tf.reduce_sum(losses * has_query) / tf.maximum(tf.reduce_sum(has_query), 1.0)
+    return loss, logits, labels, mask
+
+  # ------------------------------------------------------------ Keras steps
+  def _checked(self, batch):
+    """Validates a task batch and adds finite/range checks on the labels."""
+    self._build_from_task_batch(batch)
+    batch = dict(batch)
+    for side in _SIDES:
+      key = F.side_key(side, F.LABEL)
+      label = tf.cast(batch[key], tf.float32)
+      label = tf.debugging.assert_all_finite(label, f"{key} contains NaN or Inf")
+      with tf.control_dependencies([tf.debugging.assert_less_equal(
+          tf.abs(label - 0.5), 0.5, message=f"{key} must be in [0, 1]")]):
+        batch[key] = tf.identity(label)
+    return batch
+
+  def _regularization(self):
+    return tf.add_n(self.losses) if self.losses else tf.constant(0.0)
+
+  def _update_metrics(self, loss, logits, labels, mask):
+    """Updates the trackers and returns the step's results (running means over the epoch)."""
+    self._loss_tracker.update_state(loss)
+    self._regularization_tracker.update_state(self._regularization())
+    self._auc.update_state(labels, logits, sample_weight=mask)
+    loss, regularization = self._loss_tracker.result(), self._regularization_tracker.result()
+    return {"loss": loss, "auc": self._auc.result(), "regularization_loss": regularization,
+            "total_loss": loss + regularization}
+
+  @property
+  def metrics(self):
+    return [self._loss_tracker, self._regularization_tracker, self._auc]
+
+  def _apply(self, tape, loss):
+    variables = self.trainable_variables
+    grads = tape.gradient(loss, variables)
+    self.optimizer.apply_gradients(
+        (g, v) for g, v in zip(grads, variables) if g is not None)
+
+  def test_step(self, data):
+    """Adapts on support (`inner_steps`), reports query loss and AUC."""
+    batch = self._checked(data)
+    fast = self.adapt_weights(batch) if self.inner_steps else None
+    loss, logits, labels, mask = self._query_loss(batch, fast)
+    return self._update_metrics(loss, logits, labels, mask)
+
+  def predict_step(self, data):
+    return self(data, training=False)
+
+  # --------------------------------------------------------- public helpers
+  def call(self, inputs, training=None):
+    """Scores an interaction batch: probabilities `[N]`.
+
+    Args:
+      inputs: dict with `member_features` `[N, Dm]`, `item_id` `[N]`,
+        `item_features` `[N, Di]`, `context_features` `[N, Dc]`, and either
+        `meta_embedding` `[N, d]` (adapted, e.g. looked up from the meta
+        embedding table) or nothing, in which case the un-adapted Meta Block
+        gives the cold-start embedding.
+      training: unused (no dropout).
+    """
+    return tf.sigmoid(self.score_logits(inputs))
+
+  def score_logits(self, inputs):
+    """Like `call`, but returns logits."""
+    missing = [k for k in (F.MEMBER_FEATURES, F.ITEM_ID, F.ITEM_FEATURES, F.CONTEXT_FEATURES)
+               if k not in inputs]
+    if missing:
+      raise ValueError(f"Interaction batch is missing keys {missing}; it has {sorted(inputs)}.")
+    inputs = dict(inputs)
+    member_features = tf.cast(inputs[F.MEMBER_FEATURES], tf.float32)
+    self._build_for(member_features.shape[-1], inputs[F.ITEM_FEATURES].shape[-1],
+                    inputs[F.CONTEXT_FEATURES].shape[-1])
+    inputs[F.MEMBER_FEATURES] = member_features
+    if F.META_EMBEDDING not in inputs:
+      inputs[F.META_EMBEDDING] = self._member_embedding(inputs)
+    return self.global_block(inputs)
+
+  def embed(self, member_features) -> tf.Tensor:
+    """Cold-start meta embeddings `[B, d]`: the un-adapted Meta Block."""
+    return self.meta_block(tf.cast(member_features, tf.float32))
+
+  def adapt_embeddings(self, batch) -> tf.Tensor:
+    """Graph-friendly `adapt`: meta embeddings `[T, d]` after the inner loop."""
+    fast = self.adapt_weights(batch, first_order=True) if self.inner_steps else None
+    return tf.stop_gradient(self._member_embedding(batch, fast))
+
+  def adapt(self, task_batch) -> np.ndarray:
+    """Adapts to each task's support set and returns its meta embedding.
+
+    Args:
+      task_batch: dict of arrays in the task-batch layout. Only `member_*` and
+        `support_*` keys are needed.
+
+    Returns:
+      numpy `[T, d]`: `MetaBlock_{θm'_u}(member features of u)`. A task with
+      no support gets the cold-start embedding.
+    """
+    batch = _support_only_batch(task_batch)
+    self._build_from_task_batch(batch)
+    if self._adapt_function is None:
+      self._adapt_function = tf.function(self.adapt_embeddings, reduce_retracing=True)
+    return self._adapt_function(batch).numpy()
+
+  def get_config(self):
+    return {
+        "meta_block": tf.keras.layers.serialize(self.meta_block),
+        "global_block": tf.keras.layers.serialize(self.global_block),
+        "inner_steps": self.inner_steps,
+        "inner_lr": self.inner_lr,
+        "learn_inner_lr": self.learn_inner_lr,
+        "first_order": self.first_order,
+        "name": self.name,
+    }
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    config = dict(config)
+    for key in ("meta_block", "global_block"):
+      config[key] = tf.keras.layers.deserialize(config[key], custom_objects=custom_objects)
+    return cls(**config)
+
+
+def _support_only_batch(task_batch) -> Dict[str, tf.Tensor]:
+  """Converts a task batch to tensors, filling absent query keys with empty ones."""
+  if not isinstance(task_batch, dict):
+    raise ValueError(f"A task batch must be a dict, got {type(task_batch).__name__}.")
+  batch = {}
+  for key, value in task_batch.items():
+    try:
+      batch[key] = tf.convert_to_tensor(value)
+    except (ValueError, TypeError) as e:
+      raise ValueError(f"Task batch key {key!r} is not a numeric array: {e}") from None
+  if F.MEMBER_FEATURES in batch:
+    num_tasks = batch[F.MEMBER_FEATURES].shape[0]
+    batch.setdefault(F.MEMBER_ID, tf.zeros([num_tasks], tf.int64))
+    support = {n: batch.get(F.side_key(F.SUPPORT, n)) for n in _SIDE_RANKS}
+    for name, value in support.items():
+      query_key = F.side_key(F.QUERY, name)
+      if query_key not in batch and value is not None:
+        shape = [num_tasks, 0] + list(value.shape[2:])
+        batch[query_key] = tf.zeros(shape, value.dtype)
+  return batch
+
+
+@tf.keras.utils.register_keras_serializable(package="LiMAML")
+class LiMAMLModel(PersonalizedRanker):
+  """Personalised ranker trained by (second- or first-order) MAML.
+
+  `train_step`: adapt the Meta Block per task on the support set with
+  `inner_steps` vectorised gradient steps, then update θm (through the inner
+  loop; nested `GradientTape`) and θg on the adapted model's query loss.
+
+  Example:
+
+  ```python
+  model = LiMAMLModel(MetaBlock(embedding_dim=16), GlobalBlock(num_items=500),
+                      inner_steps=2, inner_lr=0.5)
+  model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+  model.fit(tasks.dataset(batch_size=64), epochs=5)
+  embeddings = model.adapt(task_batch)   # [T, 16]
+  ```
+  """
+
+  def train_step(self, data):
+    batch = self._checked(data)
+    with tf.GradientTape() as tape:
+      fast = self.adapt_weights(batch)
+      loss, logits, labels, mask = self._query_loss(batch, fast)
+      total = loss + self._regularization()
+    self._apply(tape, total)
+    return self._update_metrics(loss, logits, labels, mask)
+
+
+@tf.keras.utils.register_keras_serializable(package="LiMAML")
+class GlobalModel(PersonalizedRanker):
+  """Non-meta baseline trained plainly on every support and query interaction.
+
+  `inner_steps=0` (default) is the global model; with `inner_steps>0` the
+  Meta Block is fine-tuned per member on its support set at evaluation and
+  in `adapt` — the fine-tuning baseline (no meta-learning at training time).
+  """
+
+  def __init__(self, meta_block, global_block, inner_steps: int = 0, **kwargs):
+    super().__init__(meta_block, global_block, inner_steps=inner_steps, **kwargs)
+
+  def train_step(self, data):
+    batch = self._checked(data)
+    with tf.GradientTape() as tape:
+      embeddings = self._member_embedding(batch)
+      sides = [self._side_losses(batch, side, embeddings) for side in _SIDES]
+      logits = tf.concat([s[0] for s in sides], axis=1)
+      labels = tf.concat([s[1] for s in sides], axis=1)
+      mask = tf.concat([s[2] for s in sides], axis=1)
+      losses, counts = masked_task_losses(logits, labels, mask)
+      # Every real interaction weighs the same, as in ordinary training.
+      loss = tf.reduce_sum(losses * counts) / tf.maximum(tf.reduce_sum(counts), 1.0)
+      total = loss + self._regularization()
+    self._apply(tape, total)
+    return self._update_metrics(loss, logits, labels, mask)
+
+
+@tf.keras.utils.register_keras_serializable(package="LiMAML")
+class IdEmbeddingModel(GlobalModel):
+  """Wide&deep member-ID baseline: meta embedding + a learnt per-member vector.
+
+  Members outside the vocabulary (id 0 or >= `num_members`) share row 0, so
+  unseen members fall back to their features.
+
+  Args:
+    num_members: member-id vocabulary size including the unknown id 0.
+    id_l2: L2 penalty on the member-ID embedding rows a batch uses (an
+      activity regulariser, so its cost does not grow with the table).
+  """
+
+  def __init__(self, meta_block, global_block, num_members: int, id_l2: float = 0.0, **kwargs):
+    super().__init__(meta_block, global_block, **kwargs)
+    if int(num_members) < 1:
+      raise ValueError(f"`num_members` must be >= 1, got {num_members}.")
+    self.num_members = int(num_members)
+    self.id_l2 = float(id_l2)
+    self.member_embedding = tf.keras.layers.Embedding(
+        self.num_members, meta_block.embedding_dim, embeddings_initializer="zeros",
+        activity_regularizer=tf.keras.regularizers.L2(self.id_l2) if self.id_l2 else None,
+        name="member_id_embedding")
+
+  def _needs_member_id(self) -> bool:
+    return True
+
+  def _build_extra(self) -> None:
+    self.member_embedding.build(tf.TensorShape([None]))
+
+  def _member_embedding(self, batch, fast_weights=None):
+    member_id = tf.cast(batch.get(F.MEMBER_ID, tf.zeros(tf.shape(batch[F.MEMBER_FEATURES])[:1],
+                                                         tf.int64)), tf.int64)
+    member_id = tf.where((member_id > 0) & (member_id < self.num_members), member_id, 0)
+    rows = self.member_embedding(member_id)
+    return super()._member_embedding(batch, fast_weights) + rows
+
+  def get_config(self):
+    return {**super().get_config(), "num_members": self.num_members, "id_l2": self.id_l2}
