@@ -71,11 +71,15 @@ class MetaBlock(tf.keras.layers.Layer):
     for i, units in enumerate(self._hidden_units + [self._embedding_dim]):
       self._kernels.append(self.add_weight(
           name=f"kernel_{i}", shape=(fan_in, units),
-          initializer=self._kernel_initializer, trainable=True))
+          initializer=self._fresh_initializer(), trainable=True))
       self._biases.append(self.add_weight(
           name=f"bias_{i}", shape=(units,), initializer="zeros", trainable=True))
       fan_in = units
     super().build(input_shape)
+
+  def _fresh_initializer(self):
+    # One instance per kernel: a reused unseeded instance repeats its values.
+    return self._kernel_initializer.__class__.from_config(self._kernel_initializer.get_config())
 
   @property
   def adaptable_weights(self) -> List[tf.Variable]:

@@ -183,14 +183,33 @@ class PersonalizedRanker(tf.keras.Model):
         self.meta_block.build(tf.TensorShape([None, member_dim]))
       self.global_block(self._dummy_interactions(1))
       if self.learn_inner_lr:
-        self._inner_lrs = [
+        # Appended, not reassigned: a checkpoint restores into the tracked list.
+        self._inner_lrs.extend(
             self.add_weight(name=f"inner_lr_{i}", shape=w.shape, trainable=True,
                             initializer=tf.keras.initializers.Constant(self.inner_lr))
-            for i, w in enumerate(self.meta_block.adaptable_weights)]
+            for i, w in enumerate(self.meta_block.adaptable_weights))
       self._build_extra()
-    # `call` scores interaction batches; this lets `save` trace it for serving.
-    self._set_save_spec(self.interaction_spec())
+    # `call` scores interaction batches; this lets `save` trace it for serving
+    # and lets `load_model` rebuild the model (see `build`) before restoring.
+    spec = self.interaction_spec()
+    self._set_save_spec(spec)
+    self._build_input_shape = {k: v.shape for k, v in spec.items()}
     self.built = True
+
+  def build(self, input_shape):
+    """Creates the variables for an interaction batch of the given shapes.
+
+    Args:
+      input_shape: dict from `member_features`, `item_features` and
+        `context_features` to shapes `[N, D]` (what `interaction_spec` gives).
+    """
+    if not isinstance(input_shape, dict):
+      raise ValueError("LiMAML models are built from a dict of interaction-batch shapes "
+                       f"({F.MEMBER_FEATURES}, {F.ITEM_FEATURES}, {F.CONTEXT_FEATURES}); "
+                       f"got {input_shape!r}.")
+    dims = [tf.TensorShape(input_shape[k])[-1]
+            for k in (F.MEMBER_FEATURES, F.ITEM_FEATURES, F.CONTEXT_FEATURES)]
+    self._build_for(*dims)
 
   def _build_extra(self) -> None:
     """Hook for subclasses that own more variables."""
@@ -321,6 +340,7 @@ class PersonalizedRanker(tf.keras.Model):
   # ------------------------------------------------------------ Keras steps
   def _checked(self, batch):
     """Validates a task batch and adds finite/range checks on the labels."""
+    batch, _, _ = tf.keras.utils.unpack_x_y_sample_weight(batch)
     self._build_from_task_batch(batch)
     batch = dict(batch)
     for side in _SIDES:

@@ -1,0 +1,301 @@
+"""Invariants of the vectorised MAML inner/outer loop (learn2learn-style) and Keras behaviour."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from limaml_keras import features as F
+from limaml_keras.layers import GlobalBlock, MetaBlock
+from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel, validate_task_batch
+from limaml_keras.testing import pad_task_batch, random_task_batch
+
+
+def make_model(cls=LiMAMLModel, seed=0, activation="tanh", **kwargs):
+  tf.keras.utils.set_random_seed(seed)
+  model = cls(MetaBlock(hidden_units=[6], embedding_dim=4, activation=activation),
+              GlobalBlock(num_items=10, item_embedding_dim=3, hidden_units=[8],
+                          activation=activation),
+              **kwargs)
+  model.compile(optimizer=tf.keras.optimizers.SGD(0.1))
+  return model
+
+
+def as_tensors(batch):
+  return {k: tf.convert_to_tensor(v) for k, v in batch.items()}
+
+
+def query_loss(model, batch, **adapt_kwargs):
+  fast = model.adapt_weights(batch, **adapt_kwargs)
+  loss, _, _, _ = model._query_loss(batch, fast)
+  return loss
+
+
+def meta_gradients(model, batch, **adapt_kwargs):
+  with tf.GradientTape() as tape:
+    loss = query_loss(model, batch, **adapt_kwargs)
+  return loss, tape.gradient(loss, model.meta_block.adaptable_weights)
+
+
+def support_losses(model, batch, fast):
+  embeddings = model._member_embedding(batch, fast)
+  return model._side_losses(batch, F.SUPPORT, embeddings)[3]
+
+
+def task_slice(batch, t):
+  return {k: v[t:t + 1] for k, v in batch.items()}
+
+
+@pytest.fixture
+def batch():
+  return as_tensors(random_task_batch(num_tasks=5, support=6, query=4, seed=1))
+
+
+def build(model, batch):
+  model._build_from_task_batch(batch)
+  return model
+
+
+def test_adaptation_lowers_every_tasks_support_loss(batch):
+  model = build(make_model(inner_steps=3, inner_lr=0.3), batch)
+  before = support_losses(model, batch, model.meta_block.stack_weights(5))
+  after = support_losses(model, batch, model.adapt_weights(batch))
+  assert np.all(after.numpy() < before.numpy())
+
+
+def test_vectorised_inner_loop_equals_per_task_loop(batch):
+  model = build(make_model(inner_steps=2, inner_lr=0.5), batch)
+  fast = model.adapt_weights(batch)
+  for t in range(5):
+    one = model.adapt_weights(task_slice(batch, t))
+    for vectorised, reference in zip(fast, one):
+      np.testing.assert_allclose(vectorised[t].numpy(), reference[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_vectorised_meta_gradient_equals_per_task_loop(batch):
+  model = build(make_model(inner_steps=2, inner_lr=0.5), batch)
+  loss, grads = meta_gradients(model, batch)
+  reference_loss, reference_grads = 0.0, [tf.zeros_like(g) for g in grads]
+  for t in range(5):
+    one_loss, one_grads = meta_gradients(model, task_slice(batch, t))
+    reference_loss += one_loss / 5
+    reference_grads = [r + g / 5 for r, g in zip(reference_grads, one_grads)]
+  np.testing.assert_allclose(loss.numpy(), reference_loss.numpy(), rtol=1e-5)
+  for g, r in zip(grads, reference_grads):
+    np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_second_order_meta_gradient_matches_finite_differences(batch):
+  model = build(make_model(inner_steps=2, inner_lr=1.0), batch)
+  _, second = meta_gradients(model, batch)
+  _, first = meta_gradients(model, batch, first_order=True)
+  variables = model.meta_block.adaptable_weights
+  rng = np.random.default_rng(0)
+  directions = [rng.normal(size=v.shape).astype(np.float32) for v in variables]
+  eps = 1e-2
+
+  def loss_at(scale):
+    originals = [v.numpy() for v in variables]
+    for v, d in zip(variables, directions):
+      v.assign_add(scale * d)
+    value = float(query_loss(model, batch).numpy())
+    for v, o in zip(variables, originals):
+      v.assign(o)
+    return value
+
+  numeric = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
+  analytic_second = sum(float(tf.reduce_sum(g * d)) for g, d in zip(second, directions))
+  analytic_first = sum(float(tf.reduce_sum(g * d)) for g, d in zip(first, directions))
+  assert abs(analytic_second - numeric) < 2e-3 + 1e-2 * abs(numeric)
+  # The check has teeth: first-order is measurably off where second-order is not.
+  assert abs(analytic_first - numeric) > 5 * abs(analytic_second - numeric)
+
+
+def test_first_order_equals_stop_gradient_reference(batch):
+  model = build(make_model(inner_steps=2, inner_lr=0.5), batch)
+  _, first = meta_gradients(model, batch, first_order=True)
+  # FOMAML: the meta-gradient is the query gradient at the adapted weights,
+  # summed over tasks, as if the adapted weights were independent variables.
+  fast = [tf.Variable(w) for w in model.adapt_weights(batch)]
+  with tf.GradientTape() as tape:
+    loss, _, _, _ = model._query_loss(batch, list(fast))
+  reference = [tf.reduce_sum(g, axis=0) for g in tape.gradient(loss, fast)]
+  for g, r in zip(first, reference):
+    np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_train_step_updates_both_blocks(batch, first_order):
+  model = build(make_model(inner_steps=1, first_order=first_order), batch)
+  before = {v.name: v.numpy() for v in model.trainable_variables}
+  model.train_on_batch(batch)
+  meta = {v.name for v in model.meta_block.trainable_variables}
+  glob = {v.name for v in model.global_block.trainable_variables}
+  changed = {v.name for v in model.trainable_variables
+             if not np.array_equal(before[v.name], v.numpy())}
+  assert meta <= changed and meta
+  # Every Global Block variable except unused item-embedding rows moves.
+  assert {n for n in glob if "item_embedding" not in n} <= changed
+
+
+def test_learned_inner_learning_rates_are_trained(batch):
+  model = build(make_model(inner_steps=1, learn_inner_lr=True, inner_lr=0.2), batch)
+  lrs = model._inner_lrs
+  assert [lr.shape for lr in lrs] == [w.shape for w in model.meta_block.adaptable_weights]
+  model.train_on_batch(batch)
+  assert any(not np.allclose(lr.numpy(), 0.2) for lr in lrs)
+
+
+@pytest.mark.parametrize("fill", [0.0, 1e6])
+def test_padding_has_exactly_zero_effect(batch, fill):
+  model = build(make_model(inner_steps=2, inner_lr=0.5), batch)
+  padded = as_tensors(pad_task_batch({k: v.numpy() for k, v in batch.items()}, 3, fill=fill))
+  loss, grads = meta_gradients(model, batch)
+  padded_loss, padded_grads = meta_gradients(model, padded)
+  np.testing.assert_allclose(padded_loss.numpy(), loss.numpy(), rtol=1e-6)
+  for g, p in zip(grads, padded_grads):
+    np.testing.assert_allclose(p.numpy(), g.numpy(), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(model.adapt(padded), model.adapt(batch), rtol=1e-6, atol=1e-7)
+
+
+def test_task_without_support_gets_the_cold_start_embedding(batch):
+  model = build(make_model(inner_steps=3, inner_lr=0.5), batch)
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  numpy_batch["support_mask"][2] = 0.0
+  adapted = model.adapt(numpy_batch)
+  cold = model.embed(numpy_batch["member_features"]).numpy()
+  np.testing.assert_allclose(adapted[2], cold[2], rtol=1e-6)
+  assert not np.allclose(adapted[0], cold[0])
+
+
+def test_adapt_needs_only_support_keys(batch):
+  model = build(make_model(inner_steps=1), batch)
+  support_only = {k: v for k, v in batch.items() if not k.startswith("query_")}
+  np.testing.assert_allclose(model.adapt(support_only), model.adapt(batch), rtol=1e-6)
+
+
+def test_call_scores_interactions_with_and_without_embedding(batch):
+  model = build(make_model(inner_steps=1), batch)
+  n = 7
+  rng = np.random.default_rng(0)
+  inputs = {F.MEMBER_FEATURES: rng.normal(size=(n, 3)).astype(np.float32),
+            F.ITEM_ID: rng.integers(0, 10, n), F.ITEM_FEATURES: rng.normal(size=(n, 4)).astype(
+                np.float32), F.CONTEXT_FEATURES: np.zeros((n, 2), np.float32)}
+  cold = model(inputs).numpy()
+  explicit = model({**inputs, F.META_EMBEDDING: model.embed(inputs[F.MEMBER_FEATURES])}).numpy()
+  assert cold.shape == (n,) and np.all((cold > 0) & (cold < 1))
+  np.testing.assert_allclose(cold, explicit, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls,kwargs", [
+    (LiMAMLModel, {"inner_steps": 2, "learn_inner_lr": True}),
+    (GlobalModel, {"inner_steps": 1}),
+    (IdEmbeddingModel, {"num_members": 8, "id_l2": 1e-3}),
+])
+@pytest.mark.parametrize("suffix", ["", ".keras"])
+def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs, suffix):
+  model = make_model(cls, **kwargs)
+  model.fit(tf.data.Dataset.from_tensors(batch).repeat(2), verbose=0)
+  path = str(tmp_path / f"model{suffix}")
+  model.save(path)
+  loaded = tf.keras.models.load_model(path)
+  assert type(loaded) is cls
+  assert without_build_config(loaded.get_config()) == without_build_config(model.get_config())
+  np.testing.assert_allclose(loaded.adapt(batch), model.adapt(batch), rtol=1e-6, atol=1e-7)
+  inputs = {F.MEMBER_ID: batch[F.MEMBER_ID], F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES],
+            F.ITEM_ID: batch["query_item_id"][:, 0], F.ITEM_FEATURES: batch["query_item_features"][:, 0],
+            F.CONTEXT_FEATURES: batch["query_context_features"][:, 0]}
+  np.testing.assert_allclose(loaded(inputs).numpy(), model(inputs).numpy(), rtol=1e-6)
+
+
+def without_build_config(config):
+  if isinstance(config, dict):
+    return {k: without_build_config(v) for k, v in config.items() if k != "build_config"}
+  return config
+
+
+def test_evaluate_reports_query_loss_and_auc(batch):
+  model = make_model(inner_steps=1)
+  results = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
+  assert set(results) >= {"loss", "auc", "regularization_loss", "total_loss"}
+  assert 0.0 <= results["auc"] <= 1.0 and results["loss"] > 0
+
+
+def test_id_embedding_model_sends_unknown_members_to_the_shared_row(batch):
+  model = build(make_model(IdEmbeddingModel, num_members=3), batch)
+  model.member_embedding.embeddings.assign(np.arange(12, dtype=np.float32).reshape(3, 4))
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  numpy_batch[F.MEMBER_ID] = np.array([0, 1, 2, 3, 99])
+  embeddings = model.adapt(numpy_batch) - model.embed(numpy_batch[F.MEMBER_FEATURES]).numpy()
+  np.testing.assert_allclose(embeddings[[0, 3, 4]], np.zeros((3, 4)) + [0, 1, 2, 3], atol=1e-6)
+  np.testing.assert_allclose(embeddings[1], [4, 5, 6, 7], atol=1e-6)
+
+
+# ------------------------------------------------------------------ bad input
+def test_missing_key_is_named(batch):
+  del batch["support_label"]
+  with pytest.raises(ValueError, match="missing keys.*support_label"):
+    validate_task_batch(batch)
+
+
+def test_wrong_rank_is_named(batch):
+  batch["query_item_features"] = batch["query_item_features"][:, :, 0]
+  with pytest.raises(ValueError, match="'query_item_features' must have rank 3"):
+    validate_task_batch(batch)
+
+
+def test_wrong_dtype_is_named(batch):
+  batch["support_item_id"] = tf.strings.as_string(batch["support_item_id"])
+  with pytest.raises(ValueError, match="'support_item_id' must be int"):
+    validate_task_batch(batch)
+
+
+def test_mismatched_task_counts_are_named(batch):
+  batch["member_features"] = batch["member_features"][:3]
+  with pytest.raises(ValueError, match="number of tasks"):
+    validate_task_batch(batch)
+
+
+def test_mismatched_feature_sizes_between_sides_are_named(batch):
+  batch["query_item_features"] = batch["query_item_features"][:, :, :2]
+  with pytest.raises(ValueError, match="item_features size"):
+    validate_task_batch(batch)
+
+
+def test_nan_labels_stop_training_with_a_named_error(batch):
+  labels = batch["query_label"].numpy()
+  labels[0, 0] = np.nan
+  batch["query_label"] = tf.constant(labels)
+  model = make_model()
+  with pytest.raises(tf.errors.InvalidArgumentError, match="query_label contains NaN or Inf"):
+    model.fit(tf.data.Dataset.from_tensors(batch), verbose=0)
+
+
+def test_labels_outside_zero_one_are_named(batch):
+  batch["support_label"] = batch["support_label"] * 3.0
+  model = make_model()
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"support_label must be in \[0, 1\]"):
+    model.fit(tf.data.Dataset.from_tensors(batch), verbose=0)
+
+
+def test_model_refuses_a_batch_with_other_feature_sizes(batch):
+  model = build(make_model(), batch)
+  other = as_tensors(random_task_batch(num_tasks=2, member_dim=5, seed=3))
+  with pytest.raises(ValueError, match="Model was built for"):
+    model.adapt(other)
+
+
+def test_bad_hyperparameters_are_named():
+  with pytest.raises(ValueError, match="inner_steps"):
+    LiMAMLModel(MetaBlock(), GlobalBlock(), inner_steps=-1)
+  with pytest.raises(ValueError, match="inner_lr"):
+    LiMAMLModel(MetaBlock(), GlobalBlock(), inner_lr=float("nan"))
+  with pytest.raises(ValueError, match="num_members"):
+    IdEmbeddingModel(MetaBlock(), GlobalBlock(), num_members=0)
+
+
+def test_adapt_rejects_non_numeric_input(batch):
+  model = build(make_model(), batch)
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  numpy_batch["member_features"] = [["a", "b", "c"]] * 5
+  with pytest.raises(ValueError, match="member_features"):
+    model.adapt(numpy_batch)
