@@ -313,9 +313,16 @@ class PersonalizedRanker(tf.keras.Model):
     """
     steps = self.inner_steps if steps is None else steps
     first_order = self.first_order if first_order is None else first_order
-    num_tasks = tf.shape(batch[F.MEMBER_FEATURES])[0]
-    fast = self.meta_block.stack_weights(num_tasks)
-    learning_rates = self._inner_lrs or [self.inner_lr] * len(fast)
+    return self._inner_loop(batch, steps, first_order)[0]
+
+  def _learning_rates(self):
+    return self._inner_lrs or [self.inner_lr] * len(self.meta_block.adaptable_weights)
+
+  def _inner_loop(self, batch, steps: int, first_order: bool):
+    """Returns `(fast_weights, summed_inner_gradients)` after `steps` steps."""
+    self._build_from_task_batch(batch)
+    fast = self.meta_block.stack_weights(tf.shape(batch[F.MEMBER_FEATURES])[0])
+    sums = [tf.zeros_like(w) for w in fast]
     for _ in range(steps):
       with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(fast)
@@ -326,8 +333,19 @@ class PersonalizedRanker(tf.keras.Model):
       grads = tape.gradient(total, fast)
       if first_order:
         grads = [tf.stop_gradient(g) for g in grads]
-      fast = [w - lr * g for w, lr, g in zip(fast, learning_rates, grads)]
-    return fast
+      fast = [w - lr * g for w, lr, g in zip(fast, self._learning_rates(), grads)]
+      sums = [s + g for s, g in zip(sums, grads)]
+    return fast, sums
+
+  def _first_order_weights(self, batch, gradient_sums):
+    """FOMAML fast weights θm − α·Σ g, with the inner gradients g as constants.
+
+    Equal to `adapt_weights(batch, first_order=True)`, but the inner loop that
+    produced `gradient_sums` can run outside the outer tape, so nothing of it
+    is recorded for the meta-gradient (that is what makes first order cheap).
+    """
+    stacked = self.meta_block.stack_weights(tf.shape(batch[F.MEMBER_FEATURES])[0])
+    return [w - lr * g for w, lr, g in zip(stacked, self._learning_rates(), gradient_sums)]
 
   def _query_loss(self, batch, fast_weights):
     """Mean over tasks that have query interactions of their query loss."""
@@ -501,8 +519,13 @@ class LiMAMLModel(PersonalizedRanker):
 
   def train_step(self, data):
     batch = self._checked(data)
+    if self.first_order:
+      _, gradient_sums = self._inner_loop(batch, self.inner_steps, first_order=True)
     with tf.GradientTape() as tape:
-      fast = self.adapt_weights(batch)
+      if self.first_order:
+        fast = self._first_order_weights(batch, gradient_sums)
+      else:
+        fast = self.adapt_weights(batch)
       loss, logits, labels, mask = self._query_loss(batch, fast)
       total = loss + self._regularization()
     self._apply(tape, total)

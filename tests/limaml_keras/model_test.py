@@ -123,6 +123,22 @@ def test_first_order_equals_stop_gradient_reference(batch):
     np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-5, atol=1e-7)
 
 
+def test_first_order_train_step_weights_equal_the_inner_loop(batch):
+  model = build(make_model(inner_steps=3, inner_lr=0.5, learn_inner_lr=True), batch)
+  _, sums = model._inner_loop(batch, 3, first_order=True)
+  with tf.GradientTape(persistent=True) as tape:
+    cheap = model._first_order_weights(batch, sums)
+    reference = model.adapt_weights(batch, first_order=True)
+    cheap_loss = model._query_loss(batch, cheap)[0]
+    reference_loss = model._query_loss(batch, reference)[0]
+  for c, r in zip(cheap, reference):
+    np.testing.assert_allclose(c.numpy(), r.numpy(), rtol=1e-5, atol=1e-6)
+  variables = model.trainable_variables
+  for c, r in zip(tape.gradient(cheap_loss, variables), tape.gradient(reference_loss, variables)):
+    np.testing.assert_allclose(tf.convert_to_tensor(c).numpy(), tf.convert_to_tensor(r).numpy(),
+                               rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("first_order", [False, True])
 def test_train_step_updates_both_blocks(batch, first_order):
   model = build(make_model(inner_steps=1, first_order=first_order), batch)
