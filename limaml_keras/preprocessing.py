@@ -1,0 +1,356 @@
+"""Pandas/numpy preprocessing of raw interactions, mirroring the TFX Transform.
+
+`Preprocessor` learns, on the training period only,
+
+* z-score statistics of every numeric feature (population std; a constant
+  column is only centred, like `tft.scale_to_z_score`),
+* a vocabulary of every categorical feature, one-hot encoded behind
+  `oov_buckets` out-of-vocabulary slots (slot 0 also takes missing values),
+* vocabularies of `member_id` and `item_id`, indexed 1..n with 0 for unknown
+  (the convention of `limaml_keras.features`),
+
+and turns a raw-schema frame (`limaml_keras.schema`) into the per-interaction
+arrays that `limaml_keras.tasks.build_tasks` groups into tasks. Raw frames are
+validated at this boundary: every problem raises a `ValueError` that names
+the column and a sample bad row.
+"""
+
+import dataclasses
+import json
+import zlib
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from limaml_keras import features
+from limaml_keras import schema
+
+#: Extra key of `Preprocessor.transform` output: the raw member id (str), the
+#: key tasks are grouped by (unknown members all have `member_id` 0).
+MEMBER_KEY = "member_key"
+#: Key of `Preprocessor.transform` output holding int64 Unix seconds.
+TIMESTAMP = "timestamp"
+
+_OOV_NAME = "<oov>"
+
+
+def _sample_row(df: pd.DataFrame, bad: np.ndarray) -> str:
+  """Describes the first row flagged in boolean array `bad`."""
+  position = int(np.flatnonzero(bad)[0])
+  return f"{int(bad.sum())} row(s), e.g. row {df.index[position]!r}"
+
+
+def _check_frame(df: pd.DataFrame, required: Sequence[str]) -> None:
+  """Raises ValueError if `df` is not a non-empty frame with `required` columns."""
+  if not isinstance(df, pd.DataFrame):
+    raise ValueError(f"expected a pandas DataFrame, got {type(df).__name__}")
+  missing = [c for c in required if c not in df.columns]
+  if missing:
+    raise ValueError(f"missing columns: {missing}")
+  if df.empty:
+    raise ValueError("the interaction frame is empty (0 rows)")
+
+
+def _numeric(df: pd.DataFrame, column: str) -> np.ndarray:
+  """Returns column `column` as finite float64, or raises ValueError."""
+  series = df[column]
+  values = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
+  non_numeric = np.isnan(values) & series.notna().to_numpy()
+  if non_numeric.any():
+    sample = series.iloc[int(np.flatnonzero(non_numeric)[0])]
+    raise ValueError(f"column {column!r} has non-numeric values ({sample!r} in "
+                     f"{_sample_row(df, non_numeric)})")
+  not_finite = ~np.isfinite(values)
+  if not_finite.any():
+    raise ValueError(f"column {column!r} has NaN or infinite values in "
+                     f"{_sample_row(df, not_finite)}")
+  return values
+
+
+def _label(df: pd.DataFrame) -> np.ndarray:
+  """Returns the label column as float32 in {0, 1}, or raises ValueError."""
+  values = _numeric(df, schema.LABEL_COLUMN)
+  not_binary = (values != 0) & (values != 1)
+  if not_binary.any():
+    sample = values[int(np.flatnonzero(not_binary)[0])]
+    raise ValueError(f"column {schema.LABEL_COLUMN!r} must be 0 or 1, got {sample!r} in "
+                     f"{_sample_row(df, not_binary)}")
+  return values.astype(np.float32)
+
+
+def _timestamp(df: pd.DataFrame) -> np.ndarray:
+  """Returns the timestamp column as int64 seconds, or raises ValueError."""
+  values = _numeric(df, schema.TIMESTAMP_COLUMN)
+  fractional = values != np.floor(values)
+  if fractional.any():
+    raise ValueError(f"column {schema.TIMESTAMP_COLUMN!r} must hold whole Unix seconds, "
+                     f"got fractions in {_sample_row(df, fractional)}")
+  return values.astype(np.int64)
+
+
+def _strings(df: pd.DataFrame, column: str, allow_missing: bool) -> np.ndarray:
+  """Returns `column` as an object array of str (None where missing)."""
+  series = df[column]
+  missing = series.isna().to_numpy()
+  if missing.any() and not allow_missing:
+    raise ValueError(f"column {column!r} has missing values in {_sample_row(df, missing)}")
+  values = series.astype(str).to_numpy(object)
+  values[missing] = None
+  return values
+
+
+def _vocabulary(values: np.ndarray) -> List[str]:
+  """Sorted distinct non-missing values."""
+  return sorted({v for v in pd.unique(values) if v is not None})
+
+
+def _lookup(values: np.ndarray, vocabulary: Sequence[str], oov_buckets: int) -> np.ndarray:
+  """Maps values to oov_buckets + position in `vocabulary`; others to an OOV slot.
+
+  Unknown values are hashed (CRC-32, stable across processes) into slots
+  0..oov_buckets-1; missing values go to slot 0.
+  """
+  index = pd.Index(vocabulary, dtype=object).get_indexer(values)
+  ids = index.astype(np.int64) + oov_buckets
+  unknown = index < 0
+  if oov_buckets > 1 and unknown.any():
+    ids[unknown] = [0 if v is None else zlib.crc32(v.encode("utf-8")) % oov_buckets
+                    for v in values[unknown]]
+  else:
+    ids[unknown] = 0
+  return ids
+
+
+def _one_hot(ids: np.ndarray, depth: int) -> np.ndarray:
+  out = np.zeros((ids.shape[0], depth), np.float32)
+  out[np.arange(ids.shape[0]), ids] = 1.0
+  return out
+
+
+@dataclasses.dataclass
+class _State:
+  """What `Preprocessor.fit` learns."""
+  numeric_stats: Dict[str, List[float]]  # column -> [mean, std]
+  vocabularies: Dict[str, List[str]]  # categorical column -> values
+  member_vocabulary: List[str]
+  item_vocabulary: List[str]
+
+
+class Preprocessor:
+  """Learns normalisation and vocabularies on training data and applies them.
+
+  Example::
+
+    pre = Preprocessor(spec).fit(train_df)
+    train = pre.transform(train_df)     # dict of numpy arrays
+    test = pre.transform(test_df)       # unseen ids map to 0
+    pre.save("model_dir/preprocessor.json")
+
+  `transform` returns, for N interactions::
+
+    member_id          int64   [N]      0 = unknown, known members 1..n
+    item_id            int64   [N]      0 = unknown, known items 1..n
+    member_features    float32 [N, Dm]  z-scored numeric, then one-hot categorical
+    item_features      float32 [N, Di]
+    context_features   float32 [N, Dc]  ([N, 0] when the spec has none)
+    label              float32 [N]      in {0, 1}
+    timestamp          int64   [N]      Unix seconds
+    member_key         object  [N]      raw member id (str)
+
+  Within a side, numeric columns come first in spec order, then each
+  categorical column as `oov_buckets` OOV slots followed by its vocabulary;
+  `feature_names(side)` names every dimension.
+  """
+
+  def __init__(self, spec: schema.FeatureSpec, oov_buckets: int = 1):
+    """Creates an unfitted preprocessor.
+
+    Args:
+      spec: which raw columns feed which side.
+      oov_buckets: out-of-vocabulary slots of every categorical feature's
+        one-hot encoding (>= 1). Member and item ids always use the single
+        index 0 for unknown values, as `limaml_keras.features` requires.
+
+    Raises:
+      ValueError: if `oov_buckets` < 1.
+    """
+    if not isinstance(oov_buckets, (int, np.integer)) or oov_buckets < 1:
+      raise ValueError(f"oov_buckets must be an integer >= 1, got {oov_buckets!r}")
+    self._spec = spec
+    self._oov_buckets = int(oov_buckets)
+    self._state: Optional[_State] = None
+
+  @property
+  def spec(self) -> schema.FeatureSpec:
+    return self._spec
+
+  @property
+  def oov_buckets(self) -> int:
+    return self._oov_buckets
+
+  @property
+  def is_fitted(self) -> bool:
+    return self._state is not None
+
+  def fit(self, df: pd.DataFrame) -> "Preprocessor":
+    """Learns statistics and vocabularies from `df` (and from nothing else).
+
+    Args:
+      df: raw-schema interactions with every column of `spec.all_columns()`.
+
+    Returns:
+      self.
+
+    Raises:
+      ValueError: if `df` is invalid (see the module docstring).
+    """
+    _check_frame(df, self._spec.all_columns())
+    _label(df)
+    _timestamp(df)
+    stats = {}
+    for column in self._spec.numeric_columns():
+      values = _numeric(df, column)
+      mean, std = float(values.mean()), float(values.std())
+      constant = std == 0.0 or std <= 1e-10 * abs(mean)
+      stats[column] = [mean, 1.0 if constant else std]
+    self._state = _State(
+        numeric_stats=stats,
+        vocabularies={c: _vocabulary(_strings(df, c, allow_missing=True))
+                      for c in self._spec.categorical_columns()},
+        member_vocabulary=_vocabulary(_strings(df, schema.MEMBER_ID_COLUMN, False)),
+        item_vocabulary=_vocabulary(_strings(df, schema.ITEM_ID_COLUMN, False)),
+    )
+    return self
+
+  def transform(self, df: pd.DataFrame, inference: bool = False) -> Dict[str, np.ndarray]:
+    """Encodes `df` into per-interaction arrays (see the class docstring).
+
+    Args:
+      df: raw-schema interactions.
+      inference: if True, the `label` and `timestamp` columns may be absent
+        (for example in serving requests); they are returned when present.
+
+    Returns:
+      A dict of numpy arrays, N rows each.
+
+    Raises:
+      RuntimeError: if the preprocessor is not fitted.
+      ValueError: if `df` is invalid (see the module docstring).
+    """
+    state = self._fitted_state()
+    optional = (schema.LABEL_COLUMN, schema.TIMESTAMP_COLUMN) if inference else ()
+    _check_frame(df, [c for c in self._spec.all_columns() if c not in optional])
+    member_key = _strings(df, schema.MEMBER_ID_COLUMN, allow_missing=False)
+    out = {
+        features.MEMBER_ID: _lookup(member_key, state.member_vocabulary, 1),
+        features.ITEM_ID: _lookup(_strings(df, schema.ITEM_ID_COLUMN, allow_missing=False),
+                                  state.item_vocabulary, 1),
+        features.MEMBER_FEATURES: self._encode_side(df, "member"),
+        features.ITEM_FEATURES: self._encode_side(df, "item"),
+        features.CONTEXT_FEATURES: self._encode_side(df, "context"),
+    }
+    if schema.LABEL_COLUMN in df.columns:
+      out[features.LABEL] = _label(df)
+    if schema.TIMESTAMP_COLUMN in df.columns:
+      out[TIMESTAMP] = _timestamp(df)
+    out[MEMBER_KEY] = member_key
+    return out
+
+  def fit_transform(self, df: pd.DataFrame) -> Dict[str, np.ndarray]:
+    """`fit(df)` then `transform(df)`."""
+    return self.fit(df).transform(df)
+
+  def _encode_side(self, df: pd.DataFrame, side: str) -> np.ndarray:
+    """float32 [N, D] encoding of the numeric and categorical columns of `side`."""
+    state = self._fitted_state()
+    numeric, categorical = self._spec.side(side)
+    parts = [np.zeros((len(df), 0), np.float32)]
+    for column in numeric:
+      mean, std = state.numeric_stats[column]
+      parts.append(((_numeric(df, column) - mean) / std)[:, None].astype(np.float32))
+    for column in categorical:
+      vocabulary = state.vocabularies[column]
+      ids = _lookup(_strings(df, column, allow_missing=True), vocabulary, self._oov_buckets)
+      parts.append(_one_hot(ids, self._oov_buckets + len(vocabulary)))
+    return np.concatenate(parts, axis=1)
+
+  def _fitted_state(self) -> _State:
+    if self._state is None:
+      raise RuntimeError("Preprocessor is not fitted; call fit(df) first")
+    return self._state
+
+  def feature_names(self, side: str) -> List[str]:
+    """Names of the dimensions of the `side` features, e.g. `segment=<oov>`."""
+    state = self._fitted_state()
+    numeric, categorical = self._spec.side(side)
+    names = list(numeric)
+    for column in categorical:
+      names += [f"{column}={_OOV_NAME}{j if self._oov_buckets > 1 else ''}"
+                for j in range(self._oov_buckets)]
+      names += [f"{column}={value}" for value in state.vocabularies[column]]
+    return names
+
+  @property
+  def member_feature_dim(self) -> int:
+    return len(self.feature_names("member"))
+
+  @property
+  def item_feature_dim(self) -> int:
+    return len(self.feature_names("item"))
+
+  @property
+  def context_feature_dim(self) -> int:
+    return len(self.feature_names("context"))
+
+  @property
+  def num_members(self) -> int:
+    """Member vocabulary size including the unknown index 0."""
+    return len(self._fitted_state().member_vocabulary) + 1
+
+  @property
+  def num_items(self) -> int:
+    """Item vocabulary size including the unknown index 0."""
+    return len(self._fitted_state().item_vocabulary) + 1
+
+  def get_config(self) -> Dict[str, Any]:
+    """A JSON-serialisable dict from which `from_config` rebuilds this object."""
+    return {
+        "spec": {k: list(v) for k, v in dataclasses.asdict(self._spec).items()},
+        "oov_buckets": self._oov_buckets,
+        "state": None if self._state is None else dataclasses.asdict(self._state),
+    }
+
+  @classmethod
+  def from_config(cls, config: Mapping[str, Any]) -> "Preprocessor":
+    """Rebuilds a (fitted or unfitted) preprocessor from `get_config()`."""
+    spec = schema.FeatureSpec(**{k: tuple(v) for k, v in config["spec"].items()})
+    preprocessor = cls(spec, oov_buckets=config["oov_buckets"])
+    if config.get("state") is not None:
+      preprocessor._state = _State(**config["state"])  # pylint: disable=protected-access
+    return preprocessor
+
+  def save(self, path: str) -> None:
+    """Writes `get_config()` as JSON to `path`."""
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump(self.get_config(), f)
+
+  @classmethod
+  def load(cls, path: str) -> "Preprocessor":
+    """Reads a preprocessor written by `save`."""
+    with open(path, encoding="utf-8") as f:
+      return cls.from_config(json.load(f))
+
+
+def read_raw_csv(path: str, spec: schema.FeatureSpec) -> pd.DataFrame:
+  """Reads a raw-schema CSV, keeping ids and categorical values as strings.
+
+  Args:
+    path: a CSV file with header `spec.all_columns()` (extra columns are kept).
+    spec: its feature spec.
+
+  Returns:
+    The frame; validation happens in `Preprocessor.fit`/`transform`.
+  """
+  text_columns = (schema.MEMBER_ID_COLUMN, schema.ITEM_ID_COLUMN) + spec.categorical_columns()
+  return pd.read_csv(path, dtype={c: str for c in text_columns})

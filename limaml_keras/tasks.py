@@ -1,0 +1,318 @@
+"""MAML tasks: per-member, time-ordered support/query splits, padded and masked.
+
+`build_tasks` turns per-interaction arrays (what
+`limaml_keras.preprocessing.Preprocessor.transform` returns) into a task batch
+with the layout of `limaml_keras.features`: one task per member, its
+interactions ordered by timestamp (ties keep input order), the earlier ones in
+support and the later ones in query.
+
+Split rules, and the fate of members with too few interactions:
+
+* `support_fraction=f`: a member with n interactions gets
+  `min(floor(f * n), n - 1)` support interactions (so at least one query);
+  members with `n < min_interactions` are dropped
+  (`dropped_members["too_few_interactions"]`). With `min_interactions=1` a
+  member with one interaction becomes a cold-start task.
+* `cutoff_time=c`: support = interactions with `timestamp < c`, query =
+  `timestamp >= c`. Members with no query interaction are dropped
+  (`dropped_members["no_query"]`: nothing to score); members with no support
+  interaction are kept as cold-start tasks (support mask all zero).
+
+Then support is capped to its latest `max_support` interactions and query to
+its earliest `max_query`. Sides are padded to the longest task (at least one
+slot, so no tensor is empty); padded slots have mask 0 and all-zero values.
+A task's `member_features` and `member_id` are taken from the member's latest
+support interaction (what is known when adapting), or from the first query
+interaction for a cold-start task.
+"""
+
+import dataclasses
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from limaml_keras import features
+from limaml_keras.preprocessing import MEMBER_KEY
+from limaml_keras.preprocessing import TIMESTAMP
+
+#: Keys `build_tasks` requires (a `MEMBER_KEY` entry is optional).
+REQUIRED_KEYS = (features.MEMBER_ID, features.MEMBER_FEATURES, features.ITEM_ID,
+                 features.ITEM_FEATURES, features.CONTEXT_FEATURES, features.LABEL,
+                 TIMESTAMP)
+_MATRIX_KEYS = (features.MEMBER_FEATURES, features.ITEM_FEATURES, features.CONTEXT_FEATURES)
+_DTYPES = {features.MEMBER_ID: np.int64, features.ITEM_ID: np.int64,
+           features.MEMBER_FEATURES: np.float32, features.ITEM_FEATURES: np.float32,
+           features.CONTEXT_FEATURES: np.float32, features.LABEL: np.float32,
+           features.MASK: np.float32}
+_SIDE_VALUE_KEYS = (features.ITEM_ID, features.ITEM_FEATURES, features.CONTEXT_FEATURES,
+                    features.LABEL)
+DEFAULT_SUPPORT_FRACTION = 0.5
+DEFAULT_MAX_SUPPORT = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Tasks:
+  """A task batch of T tasks, as numpy arrays, with bookkeeping.
+
+  Attributes:
+    arrays: the task batch, keyed by `features.task_keys()` (shapes and dtypes
+      as `limaml_keras.features` documents).
+    member_ids: [T] the key each task was grouped by (the raw member id when
+      the input had `member_key`, else the member index), sorted.
+    support_sizes: [T] int64 real support interactions per task (after caps).
+    query_sizes: [T] int64 real query interactions per task (after caps).
+    dropped_members: members dropped by reason, e.g. `{"no_query": 3}`.
+    capped_interactions: interactions removed by the caps,
+      `{"support": n, "query": m}`.
+  """
+  arrays: Dict[str, np.ndarray]
+  member_ids: np.ndarray
+  support_sizes: np.ndarray
+  query_sizes: np.ndarray
+  dropped_members: Dict[str, int]
+  capped_interactions: Dict[str, int]
+
+  def __len__(self) -> int:
+    return int(self.member_ids.shape[0])
+
+  @property
+  def cold_start(self) -> np.ndarray:
+    """[T] bool, True for tasks without support."""
+    return self.support_sizes == 0
+
+  def select(self, index) -> "Tasks":
+    """The tasks at `index` (a boolean mask or integer indices), same counters."""
+    return dataclasses.replace(
+        self,
+        arrays={k: v[index] for k, v in self.arrays.items()},
+        member_ids=self.member_ids[index],
+        support_sizes=self.support_sizes[index],
+        query_sizes=self.query_sizes[index])
+
+  def dataset(self, batch_size: int, shuffle: bool = False, seed: Optional[int] = None,
+              drop_remainder: bool = False) -> tf.data.Dataset:
+    """A `tf.data.Dataset` of task-batch dicts of up to `batch_size` tasks.
+
+    The dataset yields only the dict (labels are inside it), as the LiMAML
+    Keras model's `fit` expects.
+
+    Args:
+      batch_size: tasks per batch (>= 1).
+      shuffle: reshuffle the tasks every epoch.
+      seed: shuffle seed.
+      drop_remainder: drop the last, smaller batch.
+
+    Returns:
+      The dataset.
+    """
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dataset = tf.data.Dataset.from_tensor_slices(dict(self.arrays))
+    if shuffle:
+      dataset = dataset.shuffle(max(len(self), 1), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(
+        tf.data.AUTOTUNE)
+
+
+def _check_arguments(support_fraction, cutoff_time, max_support, max_query, min_interactions):
+  if support_fraction is not None and cutoff_time is not None:
+    raise ValueError("pass support_fraction or cutoff_time, not both")
+  if support_fraction is not None and not 0.0 < support_fraction < 1.0:
+    raise ValueError(f"support_fraction must be in (0, 1), got {support_fraction!r}")
+  if max_support is not None and max_support < 0:
+    raise ValueError(f"max_support must be >= 0 or None, got {max_support!r}")
+  if max_query is not None and max_query < 1:
+    raise ValueError(f"max_query must be >= 1 or None, got {max_query!r}")
+  if min_interactions < 1:
+    raise ValueError(f"min_interactions must be >= 1, got {min_interactions!r}")
+
+
+def _checked_inputs(data: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """Returns the required arrays (and `member_key`) after validating them."""
+  if not isinstance(data, Mapping):
+    raise ValueError(f"expected a dict of per-interaction arrays, got {type(data).__name__}")
+  missing = [k for k in REQUIRED_KEYS if k not in data]
+  if missing:
+    raise ValueError(f"missing keys: {missing}")
+  keys = REQUIRED_KEYS + ((MEMBER_KEY,) if MEMBER_KEY in data else ())
+  arrays = {k: np.asarray(data[k]) for k in keys}
+  num_rows = arrays[features.MEMBER_ID].shape[0] if arrays[features.MEMBER_ID].ndim else 0
+  if num_rows == 0:
+    raise ValueError("empty input: no interactions")
+  for key, value in arrays.items():
+    expected_ndim = 2 if key in _MATRIX_KEYS else 1
+    if value.ndim != expected_ndim:
+      raise ValueError(f"{key!r} must be {expected_ndim}-D, got shape {value.shape}")
+    if value.shape[0] != num_rows:
+      raise ValueError(f"mismatched lengths: {key!r} has {value.shape[0]} rows, "
+                       f"{features.MEMBER_ID!r} has {num_rows}")
+  for key in (features.LABEL, TIMESTAMP):
+    if arrays[key].dtype.kind not in "iub":
+      bad = ~np.isfinite(arrays[key].astype(np.float64))
+      if bad.any():
+        raise ValueError(f"{key!r} has NaN or infinite values in {int(bad.sum())} row(s), "
+                         f"e.g. row {int(np.flatnonzero(bad)[0])}")
+  if MEMBER_KEY not in arrays and (arrays[features.MEMBER_ID] == 0).any():
+    raise ValueError(f"{features.MEMBER_ID!r} holds 0 (unknown member), which cannot be "
+                     f"grouped into tasks; pass the raw ids as {MEMBER_KEY!r}")
+  return arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class _Groups:
+  """Interactions sorted by (member, time) and each member's contiguous range."""
+  order: np.ndarray  # [N] row order
+  keys: np.ndarray  # [U] sorted member keys
+  starts: np.ndarray  # [U] first sorted position of each member
+  counts: np.ndarray  # [U] interactions of each member
+
+
+def _group(member_keys: np.ndarray, timestamp: np.ndarray) -> _Groups:
+  codes, keys = pd.factorize(member_keys, sort=True)
+  order = np.lexsort((timestamp, codes))  # lexsort is stable
+  counts = np.bincount(codes, minlength=len(keys)).astype(np.int64)
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+  return _Groups(order=order, keys=np.asarray(keys), starts=starts, counts=counts)
+
+
+def _split_sizes(groups: _Groups, sorted_time: np.ndarray, support_fraction, cutoff_time,
+                 min_interactions):
+  """Returns (support sizes [U], keep [U] bool, dropped counter) before caps."""
+  counts = groups.counts
+  if cutoff_time is None:
+    support = np.minimum(np.floor(support_fraction * counts).astype(np.int64), counts - 1)
+    keep = counts >= min_interactions
+    return support, keep, {"too_few_interactions": int((~keep).sum())}
+  before = (sorted_time < cutoff_time).astype(np.int64)
+  support = np.add.reduceat(before, groups.starts)
+  keep = support < counts
+  return support, keep, {"no_query": int((~keep).sum())}
+
+
+def _cap(sizes: np.ndarray, cap: Optional[int]) -> np.ndarray:
+  return sizes if cap is None else np.minimum(sizes, cap)
+
+
+def _pad(values: np.ndarray, begin: np.ndarray, length: np.ndarray, width: int):
+  """Gathers values[begin[t] + j] for j < length[t] into [T, width, ...], zero-padded."""
+  slots = np.arange(width)
+  mask = slots[None, :] < length[:, None]
+  gathered = values[np.where(mask, begin[:, None] + slots[None, :], 0)]
+  gathered[~mask] = 0
+  return gathered, mask
+
+
+def _side_arrays(sorted_values, side, begin, length):
+  """The five task-batch entries of `side` ("support" or "query")."""
+  width = max(1, int(length.max(initial=0)))
+  out = {}
+  for name in _SIDE_VALUE_KEYS:
+    out[features.side_key(side, name)], mask = _pad(sorted_values[name], begin, length, width)
+  out[features.side_key(side, features.MASK)] = mask
+  return out
+
+
+def build_tasks(data: Mapping[str, np.ndarray],
+                support_fraction: Optional[float] = None,
+                cutoff_time: Optional[int] = None,
+                max_support: Optional[int] = DEFAULT_MAX_SUPPORT,
+                max_query: Optional[int] = None,
+                min_interactions: int = 2) -> Tasks:
+  """Groups interactions into per-member MAML tasks (see the module docstring).
+
+  Args:
+    data: per-interaction arrays with keys `REQUIRED_KEYS` and, optionally,
+      `member_key` (raw member ids; tasks are grouped by it when present,
+      otherwise by `member_id`, which must then hold no unknown 0).
+    support_fraction: share of each member's interactions that go to support,
+      in (0, 1). When neither split is given, 0.5.
+    cutoff_time: split at this Unix second instead.
+    max_support: keep at most the latest `max_support` support interactions
+      (0 makes every task cold-start; None: no cap).
+    max_query: keep at most the earliest `max_query` query interactions
+      (None: no cap; the query side is padded to the longest task).
+    min_interactions: with `support_fraction`, members with fewer
+      interactions are dropped.
+
+  Returns:
+    `Tasks`, ordered by member key.
+
+  Raises:
+    ValueError: on invalid inputs or arguments, or when no task is left.
+  """
+  _check_arguments(support_fraction, cutoff_time, max_support, max_query, min_interactions)
+  if support_fraction is None and cutoff_time is None:
+    support_fraction = DEFAULT_SUPPORT_FRACTION
+  arrays = _checked_inputs(data)
+  groups = _group(arrays.get(MEMBER_KEY, arrays[features.MEMBER_ID]), arrays[TIMESTAMP])
+  sorted_values = {k: v[groups.order] for k, v in arrays.items()}
+  support, keep, dropped = _split_sizes(groups, sorted_values[TIMESTAMP], support_fraction,
+                                        cutoff_time, min_interactions)
+  if not keep.any():
+    raise ValueError(f"no task left: all {len(keep)} members were dropped ({dropped})")
+  starts, counts, support = groups.starts[keep], groups.counts[keep], support[keep]
+  query = counts - support
+  support_kept, query_kept = _cap(support, max_support), _cap(query, max_query)
+  task_batch = {}
+  task_batch.update(_side_arrays(sorted_values, features.SUPPORT,
+                                 starts + support - support_kept, support_kept))
+  task_batch.update(_side_arrays(sorted_values, features.QUERY, starts + support, query_kept))
+  member_row = starts + support - (support > 0)
+  task_batch[features.MEMBER_ID] = sorted_values[features.MEMBER_ID][member_row]
+  task_batch[features.MEMBER_FEATURES] = sorted_values[features.MEMBER_FEATURES][member_row]
+  return Tasks(
+      arrays={k: _as_documented_dtype(k, task_batch[k]) for k in features.task_keys()},
+      member_ids=groups.keys[keep],
+      support_sizes=support_kept.astype(np.int64),
+      query_sizes=query_kept.astype(np.int64),
+      dropped_members=dropped,
+      capped_interactions={features.SUPPORT: int((support - support_kept).sum()),
+                           features.QUERY: int((query - query_kept).sum())})
+
+
+def _as_documented_dtype(key: str, value: np.ndarray) -> np.ndarray:
+  name = key.split("_", 1)[1] if key.startswith((features.SUPPORT, features.QUERY)) else key
+  return value.astype(_DTYPES[name], copy=False)
+
+
+def flatten_interactions(tasks: Tasks,
+                         sides: Sequence[str] = (features.SUPPORT, features.QUERY),
+                         include_task_index: bool = False) -> Dict[str, np.ndarray]:
+  """The real (mask = 1) interactions of `sides` as a flat interaction batch.
+
+  Used to train and score non-meta baselines on exactly the data the meta
+  model sees. Rows are ordered by task, then side (in `sides` order), then
+  time.
+
+  Args:
+    tasks: the tasks.
+    sides: any of "support" and "query", without repeats.
+    include_task_index: also return `task_index` [N], the task of each row.
+
+  Returns:
+    Dict with `member_id` [N], `member_features` [N, Dm] (the task's),
+    `item_id` [N], `item_features` [N, Di], `context_features` [N, Dc] and
+    `label` [N].
+  """
+  sides = tuple(sides)
+  if not sides or len(set(sides)) != len(sides) or not set(sides) <= {
+      features.SUPPORT, features.QUERY}:
+    raise ValueError(f"sides must be distinct values of ('support', 'query'), got {sides!r}")
+  task_parts = []
+  value_parts = {name: [] for name in _SIDE_VALUE_KEYS}
+  for side in sides:
+    t, j = np.nonzero(tasks.arrays[features.side_key(side, features.MASK)] > 0)
+    task_parts.append(t)
+    for name in _SIDE_VALUE_KEYS:
+      value_parts[name].append(tasks.arrays[features.side_key(side, name)][t, j])
+  task_index = np.concatenate(task_parts)
+  order = np.argsort(task_index, kind="stable")  # side-major -> task-major
+  task_index = task_index[order]
+  out = {features.MEMBER_ID: tasks.arrays[features.MEMBER_ID][task_index],
+         features.MEMBER_FEATURES: tasks.arrays[features.MEMBER_FEATURES][task_index]}
+  out.update({name: np.concatenate(parts)[order] for name, parts in value_parts.items()})
+  if include_task_index:
+    out["task_index"] = task_index
+  return out
