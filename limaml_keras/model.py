@@ -440,6 +440,14 @@ class PersonalizedRanker(tf.keras.Model):
     fast = self.adapt_weights(batch, first_order=True) if self.inner_steps else None
     return tf.stop_gradient(self._member_embedding(batch, fast))
 
+  def score_query(self, batch) -> tf.Tensor:
+    """Query logits `[T, Q]` of a task batch, after adapting on its support.
+
+    With `inner_steps=0` nothing is adapted (the global or ID-embedding
+    model's own scores). Graph-friendly; wrap in `tf.function` for speed.
+    """
+    return self._side_logits(batch, F.QUERY, self.adapt_embeddings(batch))
+
   def adapt(self, task_batch) -> np.ndarray:
     """Adapts to each task's support set and returns its meta embedding.
 

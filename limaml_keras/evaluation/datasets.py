@@ -1,0 +1,40 @@
+"""The datasets `limaml evaluate` knows, loaded into the raw schema."""
+
+import os
+from typing import Optional, Tuple
+
+import pandas as pd
+
+from limaml_keras import schema
+
+DATASETS = ("synthetic", "movielens-100k")
+
+
+def load(name: str, data_dir: Optional[str] = None, seed: int = 0
+         ) -> Tuple[pd.DataFrame, schema.FeatureSpec]:
+  """Returns `(interactions, spec)` of a named dataset.
+
+  Args:
+    name: `synthetic` (generated, seeded; `data_dir` unused) or
+      `movielens-100k` (`data_dir` holds the GroupLens `u.data`/`u.user`/
+      `u.item` files or the RecBole `ml-100k.*` atomic files).
+    data_dir: where the dataset's files are.
+    seed: data seed of the synthetic generator.
+
+  Raises:
+    ValueError: unknown name, or a missing `data_dir` for MovieLens.
+  """
+  if name == "synthetic":
+    from limaml_keras import synthetic  # pylint: disable=g-import-not-at-top
+    data = synthetic.generate(seed=seed)
+    return data.interactions, data.spec
+  if name == "movielens-100k":
+    if not data_dir:
+      raise ValueError("--data-dir is required for movielens-100k: a directory with u.data, u.user "
+                       "and u.item (GroupLens) or ml-100k.inter/.user/.item (RecBole)")
+    if not os.path.isdir(data_dir):
+      raise ValueError(f"--data-dir {data_dir!r} is not a directory")
+    from limaml_keras.datasets import movielens  # pylint: disable=g-import-not-at-top
+    data = movielens.load_movielens(data_dir)
+    return data.frame, data.spec
+  raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}")

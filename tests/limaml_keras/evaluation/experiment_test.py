@@ -1,0 +1,92 @@
+"""The evaluation end to end on small data: every method runs, results.json has the schema, the report builds."""
+
+import json
+import math
+
+import pytest
+
+from limaml_keras import cli
+from limaml_keras import metrics
+from limaml_keras import synthetic
+from limaml_keras.evaluation import datasets, methods, protocol, report, runner, tuning
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small_split():
+  data = synthetic.generate(num_members=150, num_items=60, seed=5)
+  return protocol.time_split(data.interactions, data.spec)
+
+
+@pytest.fixture(scope="module")
+def results(small_split):
+  hp = methods.Hyperparameters(epochs=1, meta_hidden=(8,), global_hidden=(8,), embedding_dim=4)
+  return runner.run_methods(small_split, {m: hp for m in methods.METHODS}, seeds=[0, 1])
+
+
+def test_every_method_reports_every_segment_for_every_seed(results):
+  assert list(results) == list(methods.METHODS)
+  for entry in results.values():
+    assert len(entry["auc"]) == len(entry["gauc"]) == 2
+    assert all(0.0 <= v <= 1.0 for v in entry["auc"])
+    assert set(entry["segments"]) == set(metrics.SEGMENTS)
+    assert sum(s["members"] for s in entry["segments"].values()) > 0
+    assert all(len(curve) == 1 for curve in entry["training_loss"])
+
+
+def test_global_and_fine_tune_share_the_model_but_not_the_scores(results):
+  assert results["global"]["training_loss"] == results["fine_tune"]["training_loss"]
+  assert results["global"]["auc"] != results["fine_tune"]["auc"]
+
+
+def test_results_json_and_report_build(tmp_path, results, small_split):
+  record = {"dataset": "synthetic", "seeds": [0, 1], "results": results,
+            "protocol": {"cutoff": small_split.cutoff}}
+  path = report.write_results(record, str(tmp_path))
+  loaded = json.load(open(path, encoding="utf-8"))
+  assert loaded["dataset"] == "synthetic" and loaded["seeds"] == [0, 1]
+  for method in methods.METHODS:
+    entry = loaded["results"][method]
+    assert len(entry["auc"]) == 2
+    assert set(entry["segments"]) == {"0", "1-5", "6-20", ">20"}
+    assert isinstance(entry["segments"]["1-5"]["members"], int)
+  page = open(report.write_html(record, str(tmp_path)), encoding="utf-8").read()
+  assert page.count("<img") == 2 and "data:image/png;base64," in page
+  assert "limaml_first_order" in page
+
+
+def test_table_has_one_row_per_method(results):
+  table = runner.format_table(results)
+  assert table.count("\n") == len(methods.METHODS) + 1
+  assert "±" in table
+
+
+def test_tuning_picks_from_the_search_space(small_split):
+  tiny = methods.Hyperparameters(epochs=1, meta_hidden=(8,), global_hidden=(8,), embedding_dim=4)
+  space = {"fine_tune": (("fine_tune_steps", (1, 2)),)}
+  original = dict(tuning.SEARCH_SPACE)
+  tuning.SEARCH_SPACE.update(space)  # type: ignore[attr-defined]
+  try:
+    chosen, trials = tuning.tune(small_split, methods=["fine_tune"],
+                                 start={m: tiny for m in methods.METHODS})
+  finally:
+    tuning.SEARCH_SPACE.clear()  # type: ignore[attr-defined]
+    tuning.SEARCH_SPACE.update(original)  # type: ignore[attr-defined]
+  assert chosen["fine_tune"].fine_tune_steps in (1, 2)
+  assert len(trials) == 2 and all(math.isfinite(t[2]) for t in trials)
+
+
+def test_movielens_without_data_dir_is_a_clear_error(capsys):
+  assert cli.main(["evaluate", "--dataset", "movielens-100k", "--output", "/tmp/x"]) == 1
+  assert "--data-dir is required" in capsys.readouterr().err
+
+
+def test_unknown_dataset_is_named():
+  with pytest.raises(ValueError, match="unknown dataset"):
+    datasets.load("netflix")
+
+
+def test_unknown_method_is_named(small_split):
+  with pytest.raises(ValueError, match="unknown methods"):
+    runner.run_methods(small_split, {}, seeds=[0], methods=["magic"])
