@@ -10,6 +10,7 @@ Sub-commands live next to the code they drive and register themselves with
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from typing import List, Optional
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
   """Runs `limaml`; returns the process exit code."""
+  logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices etc.
   parser = build_parser()
   args = parser.parse_args(argv)
   try:
