@@ -73,6 +73,8 @@ def validate_task_batch(batch: Dict[str, tf.Tensor], require_member_id: bool = F
     if _dtype_kind(value.dtype) != kind and not (kind == "float" and value.dtype.is_integer):
       raise ValueError(f"Task batch key {key!r} must be {kind}, got dtype {value.dtype.name}.")
   _check_same_dims(batch, required)
+  if batch[F.MEMBER_FEATURES].shape[0] == 0:
+    raise ValueError("Task batch is empty: it holds 0 tasks.")
 
 
 def _check_same_dims(batch, keys) -> None:
@@ -103,6 +105,25 @@ class FeatureDims:
 
   def as_dict(self) -> Dict[str, int]:
     return dataclasses.asdict(self)
+
+
+def support_history(batch) -> tf.Tensor:
+  """Summary `[T, 2 * Di + 2]` of each task's support set (for the Meta Block).
+
+  Masked mean item features of the positive and of the negative support
+  interactions, then `log1p` of their counts. Padding has no effect; an
+  empty support gives zeros.
+  """
+  item_features = tf.cast(batch[F.side_key(F.SUPPORT, F.ITEM_FEATURES)], tf.float32)
+  label = tf.cast(batch[F.side_key(F.SUPPORT, F.LABEL)], tf.float32)
+  mask = tf.cast(batch[F.side_key(F.SUPPORT, F.MASK)], tf.float32)
+  item_features = tf.where(mask[..., tf.newaxis] > 0, item_features, 0.0)
+  parts, counts = [], []
+  for weight in (label * mask, (1.0 - label) * mask):
+    count = tf.reduce_sum(weight, axis=1, keepdims=True)
+    parts.append(tf.einsum("tl,tld->td", weight, item_features) / tf.maximum(count, 1.0))
+    counts.append(tf.math.log1p(count))
+  return tf.concat(parts + counts, axis=-1)
 
 
 def masked_task_losses(logits, labels, mask):
@@ -139,6 +160,10 @@ class PersonalizedRanker(tf.keras.Model):
     learn_inner_lr: learn one inner learning rate per Meta Block parameter
       (Meta-SGD) in the outer loop.
     first_order: treat inner gradients as constants (first-order MAML).
+    use_history: also feed the Meta Block a summary of the member's support
+      interactions (`support_history`): the mean item features of their
+      positive and of their negative interactions and the log-counts. Cold
+      start (no support, or scoring without a support set) sees zeros.
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
@@ -151,6 +176,7 @@ class PersonalizedRanker(tf.keras.Model):
                inner_lr: float = 0.1,
                learn_inner_lr: bool = False,
                first_order: bool = False,
+               use_history: bool = False,
                **kwargs):
     super().__init__(**kwargs)
     if int(inner_steps) < 0:
@@ -163,6 +189,7 @@ class PersonalizedRanker(tf.keras.Model):
     self.inner_lr = float(inner_lr)
     self.learn_inner_lr = bool(learn_inner_lr)
     self.first_order = bool(first_order)
+    self.use_history = bool(use_history)
     self._dims = None
     self._inner_lrs = []
     self._adapt_function = None
@@ -180,7 +207,8 @@ class PersonalizedRanker(tf.keras.Model):
     self._dims = FeatureDims(int(member_dim), int(item_dim), int(context_dim))
     with tf.init_scope():
       if not self.meta_block.built:
-        self.meta_block.build(tf.TensorShape([None, member_dim]))
+        history_dim = 2 * int(item_dim) + 2 if self.use_history else 0
+        self.meta_block.build(tf.TensorShape([None, int(member_dim) + history_dim]))
       self.global_block(self._dummy_interactions(1))
       if self.learn_inner_lr:
         # Appended, not reassigned: a checkpoint restores into the tracked list.
@@ -264,9 +292,20 @@ class PersonalizedRanker(tf.keras.Model):
     return False
 
   # ------------------------------------------------------------- the model
+  def _member_inputs(self, batch):
+    """The Meta Block's input `[T, Dm (+ history)]`."""
+    member_features = tf.cast(batch[F.MEMBER_FEATURES], tf.float32)
+    if not self.use_history:
+      return member_features
+    if F.side_key(F.SUPPORT, F.MASK) in batch:
+      history = support_history(batch)
+    else:
+      history = tf.zeros([tf.shape(member_features)[0], 2 * self._dims.item_dim + 2])
+    return tf.concat([member_features, history], axis=-1)
+
   def _member_embedding(self, batch, fast_weights=None):
     """Meta embedding `[T, d]` of each task's member (fast weights or θm)."""
-    return self.meta_block(batch[F.MEMBER_FEATURES], fast_weights=fast_weights)
+    return self.meta_block(self._member_inputs(batch), fast_weights=fast_weights)
 
   def _side_logits(self, batch, side: str, embeddings):
     """Scores every (padded) interaction of `side`: `[T, L]` logits."""
@@ -432,8 +471,8 @@ class PersonalizedRanker(tf.keras.Model):
     return self.global_block(inputs)
 
   def embed(self, member_features) -> tf.Tensor:
-    """Cold-start meta embeddings `[B, d]`: the un-adapted Meta Block."""
-    return self.meta_block(tf.cast(member_features, tf.float32))
+    """Cold-start meta embeddings `[B, d]`: the un-adapted Meta Block, no history."""
+    return self.meta_block(self._member_inputs({F.MEMBER_FEATURES: member_features}))
 
   def adapt_embeddings(self, batch) -> tf.Tensor:
     """Graph-friendly `adapt`: meta embeddings `[T, d]` after the inner loop."""
@@ -473,6 +512,7 @@ class PersonalizedRanker(tf.keras.Model):
         "inner_lr": self.inner_lr,
         "learn_inner_lr": self.learn_inner_lr,
         "first_order": self.first_order,
+        "use_history": self.use_history,
         "name": self.name,
     }
 
@@ -547,6 +587,8 @@ class GlobalModel(PersonalizedRanker):
   `inner_steps=0` (default) is the global model; with `inner_steps>0` the
   Meta Block is fine-tuned per member on its support set at evaluation and
   in `adapt` — the fine-tuning baseline (no meta-learning at training time).
+  With `use_history=True` only query interactions are training targets (the
+  support set is the input history; training on it would leak its labels).
   """
 
   def __init__(self, meta_block, global_block, inner_steps: int = 0, **kwargs):
@@ -556,7 +598,8 @@ class GlobalModel(PersonalizedRanker):
     batch = self._checked(data)
     with tf.GradientTape() as tape:
       embeddings = self._member_embedding(batch)
-      sides = [self._side_losses(batch, side, embeddings) for side in _SIDES]
+      targets = (F.QUERY,) if self.use_history else _SIDES
+      sides = [self._side_losses(batch, side, embeddings) for side in targets]
       logits = tf.concat([s[0] for s in sides], axis=1)
       labels = tf.concat([s[1] for s in sides], axis=1)
       mask = tf.concat([s[2] for s in sides], axis=1)

@@ -12,7 +12,12 @@ from limaml_keras.evaluation.methods import METHODS, Hyperparameters
 _BASE = Hyperparameters()
 
 TUNED: Dict[str, Dict[str, dict]] = {
-    "synthetic": {},
+    "synthetic": {
+        "id_embedding": {"epochs": 20},
+        "fine_tune": {"fine_tune_steps": 5, "fine_tune_lr": 1.0},
+        "limaml_first_order": {"inner_steps": 5, "inner_lr": 1.0},
+        "limaml": {"inner_steps": 5, "learn_inner_lr": True},
+    },
     "movielens-100k": {},
 }
 

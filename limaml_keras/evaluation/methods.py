@@ -44,6 +44,7 @@ class Hyperparameters:
   inner_steps: int = 3          # limaml*: inner steps in training and adaptation
   inner_lr: float = 0.5         # limaml*
   learn_inner_lr: bool = False  # limaml*
+  use_history: bool = False     # limaml*: Meta Block also reads a summary of the support set
   fine_tune_steps: int = 3      # fine_tune
   fine_tune_lr: float = 0.1     # fine_tune
   id_l2: float = 1e-4           # id_embedding
@@ -64,7 +65,7 @@ def build_model(trained_as: str, hp: Hyperparameters, num_items: int,
     model = IdEmbeddingModel(meta, ranker, num_members=num_members, id_l2=hp.id_l2)
   elif trained_as in ("limaml", "limaml_first_order"):
     model = LiMAMLModel(meta, ranker, inner_steps=hp.inner_steps, inner_lr=hp.inner_lr,
-                        learn_inner_lr=hp.learn_inner_lr,
+                        learn_inner_lr=hp.learn_inner_lr, use_history=hp.use_history,
                         first_order=trained_as == "limaml_first_order")
   else:
     raise ValueError(f"unknown model kind {trained_as!r}; expected one of {sorted(set(TRAINED_AS.values()))}")

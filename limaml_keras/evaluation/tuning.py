@@ -9,7 +9,8 @@ from limaml_keras.evaluation import methods as M
 from limaml_keras.evaluation.protocol import Split, training_tasks
 from limaml_keras.evaluation.runner import metric_record
 
-_MAML_SEARCH = (("epochs", (3, 5, 8)), ("inner_lr", (0.3, 0.5, 1.0)), ("inner_steps", (1, 3, 5)),
+_MAML_SEARCH = (("use_history", (False, True)), ("epochs", (3, 5, 8)),
+                ("inner_lr", (0.3, 0.5, 1.0)), ("inner_steps", (1, 3, 5)), ("window", (40, 80)),
                 ("embedding_dim", (16, 32)), ("meta_hidden", ((32,), (64,))),
                 ("learn_inner_lr", (False, True)))
 #: Per method, the parameters searched one after another, and their candidates.

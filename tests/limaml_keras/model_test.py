@@ -204,6 +204,7 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
 
 @pytest.mark.parametrize("cls,kwargs", [
     (LiMAMLModel, {"inner_steps": 2, "learn_inner_lr": True}),
+    (LiMAMLModel, {"inner_steps": 1, "use_history": True}),
     (GlobalModel, {"inner_steps": 1}),
     (IdEmbeddingModel, {"num_members": 8, "id_l2": 1e-3}),
 ])
@@ -277,6 +278,25 @@ def test_mismatched_feature_sizes_between_sides_are_named(batch):
     validate_task_batch(batch)
 
 
+def test_empty_task_batch_is_named(batch):
+  empty = {k: v[:0] for k, v in batch.items()}
+  with pytest.raises(ValueError, match="0 tasks"):
+    validate_task_batch(empty)
+
+
+def test_tasks_without_any_interaction_contribute_nothing(batch):
+  model = build(make_model(inner_steps=1), batch)
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  loss, grads = meta_gradients(model, as_tensors(numpy_batch))
+  extra = {k: np.concatenate([v, v[:1]]) for k, v in numpy_batch.items()}
+  extra["support_mask"][-1] = 0.0
+  extra["query_mask"][-1] = 0.0
+  extra_loss, extra_grads = meta_gradients(model, as_tensors(extra))
+  np.testing.assert_allclose(extra_loss.numpy(), loss.numpy(), rtol=1e-6)
+  for g, e in zip(grads, extra_grads):
+    np.testing.assert_allclose(e.numpy(), g.numpy(), rtol=1e-5, atol=1e-7)
+
+
 def test_nan_labels_stop_training_with_a_named_error(batch):
   labels = batch["query_label"].numpy()
   labels[0, 0] = np.nan
@@ -315,3 +335,34 @@ def test_adapt_rejects_non_numeric_input(batch):
   numpy_batch["member_features"] = [["a", "b", "c"]] * 5
   with pytest.raises(ValueError, match="member_features"):
     model.adapt(numpy_batch)
+
+
+# -------------------------------------------------------------- support history
+def test_support_history_summarises_positives_and_negatives_by_hand():
+  from limaml_keras.model import support_history
+  batch = random_task_batch(num_tasks=1, support=3, item_dim=2)
+  batch["support_item_features"][0] = [[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]
+  batch["support_label"][0] = [1.0, 0.0, 1.0]
+  batch["support_mask"][0] = [1.0, 1.0, 0.0]
+  history = support_history(as_tensors(batch)).numpy()[0]
+  np.testing.assert_allclose(history, [1, 2, 3, 4, np.log(2), np.log(2)], rtol=1e-6)
+
+
+def test_history_model_cold_start_sees_zero_history(batch):
+  model = build(make_model(inner_steps=0, use_history=True), batch)
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  numpy_batch["support_mask"][:] = 0.0
+  np.testing.assert_allclose(model.adapt(numpy_batch),
+                             model.embed(numpy_batch["member_features"]).numpy(), rtol=1e-6)
+
+
+def test_history_global_model_trains_on_query_targets_only(batch):
+  model = build(make_model(GlobalModel, use_history=True), batch)
+  query_only = float(model._query_loss(batch, None)[0])
+  embeddings = model._member_embedding(batch)
+  both = float(tf.reduce_mean(tf.stack([model._side_losses(batch, side, embeddings)[3]
+                                        for side in ("support", "query")])))
+  step = model.train_on_batch(batch, return_dict=True)
+  # Support labels enter only as input history: the training loss is the query loss.
+  np.testing.assert_allclose(step["loss"], query_only, rtol=1e-5)
+  assert abs(both - query_only) > 1e-3
