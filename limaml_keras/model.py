@@ -167,7 +167,7 @@ class PersonalizedRanker(tf.keras.Model):
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
-      ("_adapt_function", "_score_function"), tf.keras.Model._TF_MODULE_IGNORED_PROPERTIES))
+      ("_adapt_function",), tf.keras.Model._TF_MODULE_IGNORED_PROPERTIES))
 
   def __init__(self,
                meta_block: MetaBlock,
@@ -193,7 +193,6 @@ class PersonalizedRanker(tf.keras.Model):
     self._dims = None
     self._inner_lrs = []
     self._adapt_function = None
-    self._score_function = None
     self._loss_tracker = tf.keras.metrics.Mean(name="loss")
     self._regularization_tracker = tf.keras.metrics.Mean(name="regularization_loss")
     self._auc = tf.keras.metrics.AUC(name="auc", from_logits=True)
@@ -437,9 +436,6 @@ class PersonalizedRanker(tf.keras.Model):
     fast = self.adapt_weights(batch) if self.inner_steps else None
     loss, logits, labels, mask = self._query_loss(batch, fast)
     return self._update_metrics(loss, logits, labels, mask)
-
-  def predict_step(self, data):
-    return self(data, training=False)
 
   # --------------------------------------------------------- public helpers
   def call(self, inputs, training=None):

@@ -16,7 +16,7 @@ TUNED: Dict[str, Dict[str, dict]] = {
         "id_embedding": {"epochs": 20},
         "fine_tune": {"fine_tune_steps": 5, "fine_tune_lr": 1.0},
         "limaml_first_order": {"inner_steps": 5, "inner_lr": 1.0},
-        "limaml": {"inner_steps": 5, "learn_inner_lr": True},
+        "limaml": {"inner_lr": 0.3, "learn_inner_lr": True, "use_history": True},
     },
     "movielens-100k": {},
 }
