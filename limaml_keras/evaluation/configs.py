@@ -18,7 +18,12 @@ TUNED: Dict[str, Dict[str, dict]] = {
         "limaml_first_order": {"inner_steps": 5, "inner_lr": 1.0},
         "limaml": {"inner_lr": 0.3, "learn_inner_lr": True, "use_history": True},
     },
-    "movielens-100k": {},
+    "movielens-100k": {
+        "id_embedding": {"epochs": 10},
+        "fine_tune": {"fine_tune_steps": 5, "fine_tune_lr": 0.5},
+        "limaml_first_order": {"embedding_dim": 32, "inner_steps": 1},
+        "limaml": {"embedding_dim": 32, "inner_lr": 1.0, "learn_inner_lr": True},
+    },
 }
 
 
