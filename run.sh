@@ -18,7 +18,8 @@ python_bin() {
   fi
 }
 
-stamp=".venv/.installed-$(cat constraints.txt requirements.in setup.py | sha1sum | cut -c1-12)"
+# Reinstall when the pins, setup.py or the set of packages (editable install) change.
+stamp=".venv/.installed-$( (cat constraints.txt requirements.in setup.py; ls -d ./*/__init__.py) | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   echo "[run.sh] setting up .venv (first run takes about a minute)" >&2
   [ -x .venv/bin/python ] || "$(python_bin)" -m venv .venv

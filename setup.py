@@ -18,6 +18,7 @@ setuptools.setup(
         "tensorflow-transform==1.16.0",
         "tensorflow-model-analysis==0.47.1",
         "tensorflow-serving-api==2.16.1",
+        "kfp-pipeline-spec==0.2.2",
         "apache-beam[gcp]==2.74.0",
         "dill<0.3.2",
         "pandas",

@@ -30,10 +30,8 @@ def _run(args) -> int:
   print(f"report: {os.path.join(args.output, 'evaluation', 'report.html')}", flush=True)
   if args.skip_pipeline:
     return 0
-  try:
-    from tfx_pipeline import demo_steps  # pylint: disable=g-import-not-at-top
-  except ModuleNotFoundError:
-    print("== 2/2 TFX pipeline: not part of this build yet", flush=True)
-    return 0
-  print("== 2/2 TFX pipeline on synthetic data (LocalDagRunner)", flush=True)
-  return demo_steps.run(os.path.join(args.output, "pipeline"))
+  print("== 2/2 TFX pipeline on synthetic data (LocalDagRunner, Beam DirectRunner)", flush=True)
+  from limaml_keras import cli  # pylint: disable=g-import-not-at-top
+  pipeline_args = cli.build_parser().parse_args(
+      ["pipeline", "run", "--output", os.path.join(args.output, "pipeline")])
+  return pipeline_args.func(pipeline_args)

@@ -1,0 +1,70 @@
+"""Tests of `limaml pipeline`: argument handling and up-front data validation."""
+
+import csv
+
+import pytest
+
+from limaml_keras import cli
+from limaml_keras import synthetic
+from tfx_pipeline import spec_io
+
+
+def _write_csv(path, header, rows):
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+  return str(path)
+
+
+@pytest.fixture
+def small_csv(tmp_path):
+  data = synthetic.generate(num_members=20, num_items=10, seed=0)
+  path = synthetic.write_csv(data, str(tmp_path / "interactions.csv"))
+  spec_io.save_spec(data.spec, str(tmp_path / spec_io.SPEC_FILE_NAME))
+  with open(path, newline="") as f:
+    rows = list(csv.reader(f))
+  return path, rows[0], rows[1:]
+
+
+def _run(argv, capsys):
+  code = cli.main(argv)
+  return code, capsys.readouterr().err
+
+
+def test_missing_column_fails_before_tfx(small_csv, tmp_path, capsys):
+  path, header, rows = small_csv
+  drop = header.index("label")
+  _write_csv(path, header[:drop] + header[drop + 1:], [r[:drop] + r[drop + 1:] for r in rows])
+  code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out")],
+                   capsys)
+  assert code == 1
+  assert "limaml pipeline: error:" in err and "missing columns ['label']" in err
+  assert not (tmp_path / "out" / "pipeline").exists()
+
+
+def test_non_numeric_label_is_named(small_csv, tmp_path, capsys):
+  path, header, rows = small_csv
+  rows[4][header.index("label")] = "yes"
+  _write_csv(path, header, rows)
+  code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out")],
+                   capsys)
+  assert code == 1
+  assert f"{path} line 6: column 'label' must be 0 or 1, got 'yes'" in err
+
+
+def test_data_without_spec_says_what_to_do(tmp_path, capsys):
+  path = _write_csv(tmp_path / "x.csv", ["member_id"], [["m"]])
+  code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out")],
+                   capsys)
+  assert code == 1 and "pass --spec FILE" in err
+
+
+def test_subcommands_are_registered():
+  parser = cli.build_parser()
+  run = parser.parse_args(["pipeline", "run", "--epochs", "3", "--beam-arg=--x=1"])
+  assert run.func.__name__ == "_run" and run.epochs == 3 and run.beam_arg == ["--x=1"]
+  compile_ = parser.parse_args(["pipeline", "compile", "--output", "spec.json"])
+  assert compile_.func.__name__ == "_compile" and compile_.output == "spec.json"
+  with pytest.raises(SystemExit):
+    parser.parse_args(["pipeline"])

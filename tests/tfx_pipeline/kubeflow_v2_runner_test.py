@@ -1,0 +1,52 @@
+"""Tests that the pipeline compiles to a Kubeflow Pipelines V2 spec with every component."""
+
+import json
+
+import pytest
+
+from limaml_keras import synthetic
+from tfx_pipeline import configs
+from tfx_pipeline import pipeline as pipeline_lib
+
+pytest.importorskip("kfp.pipeline_spec", reason="needs kfp-pipeline-spec (the TFX kfp extra)")
+from tfx_pipeline import kubeflow_v2_runner  # pylint: disable=g-import-not-at-top
+
+BEAM_ARGS = ("--runner=DataflowRunner", "--project=my-project", "--region=europe-west4")
+BEAM_COMPONENTS = ("CsvExampleGen", "StatisticsGen", "Transform", "TaskGen")
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+  path = tmp_path_factory.mktemp("kfp") / "limaml.json"
+  kubeflow_v2_runner.compile_pipeline(str(path), "gs://bucket/root", "gs://bucket/data",
+                                      synthetic.SPEC, beam_pipeline_args=BEAM_ARGS)
+  with open(path) as f:
+    return json.load(f)
+
+
+def test_every_component_is_a_task(spec):
+  expected = {c.id for c in pipeline_lib.create_pipeline(
+      "p", "/root", "/data", synthetic.SPEC, "/serving").components}
+  assert set(spec["pipelineSpec"]["root"]["dag"]["tasks"]) == expected
+  executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
+  assert set(executors) == {f"{c}_executor" for c in expected}
+  assert executors["TaskGen_executor"]["container"]["image"] == configs.PIPELINE_IMAGE
+
+
+def test_beam_args_reach_every_beam_component(spec):
+  executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
+  for component in BEAM_COMPONENTS:
+    args = executors[f"{component}_executor"]["container"]["args"]
+    assert set(BEAM_ARGS) <= set(args), component
+
+
+def test_transform_waits_for_the_anomalies_gate(spec):
+  tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+  assert "AnomaliesGate" in tasks["Transform"]["dependentTasks"]
+
+
+def test_settings_are_compiled_in(spec):
+  text = json.dumps(spec)
+  assert configs.RUN_FN in text and configs.PREPROCESSING_FN in text
+  assert "member_segment" in text  # The feature spec, in Transform's custom_config.
+  assert "gs://bucket/root/serving_model" in text

@@ -1,0 +1,175 @@
+"""`limaml pipeline run|compile`: the TFX pipeline from the command line.
+
+    limaml pipeline run [--data CSV|DIR] [--output DIR]   run locally
+    limaml pipeline compile --output spec.json            Kubeflow V2 spec
+
+`run` validates and time-splits the data before any TFX component starts
+(`tfx_pipeline.input_data`); without `--data` it generates the synthetic
+data set into the output directory. Reruns with the same inputs reuse the
+cached components.
+"""
+
+import argparse
+import os
+import time
+
+from tfx_pipeline import configs
+from tfx_pipeline import model_config
+
+_RESULT_PREFIX = "[pipeline]"
+
+
+def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+  """Settings shared by `run` and `compile`."""
+  defaults = model_config.ModelConfig()
+  parser.add_argument("--spec", help="feature spec JSON (default: features.json next to the "
+                      "data; the synthetic spec when there is no --data)")
+  parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                      help="training epochs (default: %(default)s)")
+  parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                      help="tasks per batch (default: %(default)s)")
+  parser.add_argument("--inner-steps", type=int, default=defaults.inner_steps,
+                      help="MAML inner steps (default: %(default)s)")
+  parser.add_argument("--max-support", type=int, default=configs.MAX_SUPPORT,
+                      help="support interactions per task, the latest (default: %(default)s)")
+  parser.add_argument("--max-query", type=int, default=configs.MAX_QUERY,
+                      help="query interactions per task, the earliest (default: %(default)s)")
+  parser.add_argument("--no-baseline", action="store_true",
+                      help="do not train the global baseline")
+  parser.add_argument("--beam-arg", action="append", metavar="ARG",
+                      help="a Beam pipeline argument, repeatable, replacing the defaults; "
+                      "write it as --beam-arg=--runner=DataflowRunner")
+
+
+def register(subparsers) -> None:
+  """Adds the `pipeline` command (with `run` and `compile`) to the `limaml` CLI."""
+  parser = subparsers.add_parser(
+      "pipeline", help="the TFX pipeline: run it locally or compile it for Kubeflow",
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  commands = parser.add_subparsers(dest="pipeline_command", metavar="SUBCOMMAND")
+  commands.required = True
+
+  run = commands.add_parser("run", help="run the pipeline locally (LocalDagRunner)")
+  run.add_argument("--data", help="a raw-schema CSV, a directory of CSVs, or a directory "
+                   "already split into train/ and eval/ (default: generate synthetic data)")
+  run.add_argument("--output", default=os.path.join("outputs", "pipeline"),
+                   help="output directory (default: %(default)s)")
+  run.add_argument("--eval-fraction", type=float, default=configs.EVAL_FRACTION,
+                   help="share of interactions, the latest, in the evaluation period "
+                   "(default: %(default)s)")
+  run.add_argument("--members", type=int, default=configs.SYNTHETIC_MEMBERS,
+                   help="members of the synthetic data (default: %(default)s)")
+  run.add_argument("--no-cache", action="store_true", help="rerun every component")
+  run.add_argument("--verbose", action="store_true",
+                   help="show every log record of TFX, Beam and TensorFlow, not only errors")
+  _add_pipeline_arguments(run)
+  run.set_defaults(func=_run)
+
+  compile_ = commands.add_parser("compile", help="compile a Kubeflow Pipelines V2 JSON spec")
+  compile_.add_argument("--output", required=True, help="the JSON file to write")
+  compile_.add_argument("--pipeline-root", default="gs://YOUR_BUCKET/limaml",
+                        help="root URI of the pipeline's artifacts (default: %(default)s)")
+  compile_.add_argument("--data-root", help="URI holding train/ and eval/ CSVs "
+                        "(default: <pipeline-root>/data)")
+  compile_.add_argument("--image", default=configs.PIPELINE_IMAGE,
+                        help="container image of the steps (default: %(default)s)")
+  _add_pipeline_arguments(compile_)
+  compile_.set_defaults(func=_compile)
+
+
+def _pipeline_kwargs(args) -> dict:
+  """`create_pipeline` keyword arguments from the shared options."""
+  return {
+      "max_support": args.max_support,
+      "max_query": args.max_query,
+      "train_baseline": not args.no_baseline,
+      "model_config": model_config.ModelConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                               inner_steps=args.inner_steps),
+  }
+
+
+def _synthetic_input(output_dir: str, num_members: int) -> str:
+  """Writes the synthetic data set and its spec under `output_dir`; returns the CSV path."""
+  from limaml_keras import synthetic  # pylint: disable=g-import-not-at-top
+  from tfx_pipeline import spec_io  # pylint: disable=g-import-not-at-top
+  data = synthetic.generate(num_members=num_members, num_items=configs.SYNTHETIC_ITEMS,
+                            seed=configs.SYNTHETIC_SEED)
+  path = synthetic.write_csv(data, os.path.join(output_dir, "input", "interactions.csv"))
+  spec_io.save_spec(data.spec, os.path.join(os.path.dirname(path), spec_io.SPEC_FILE_NAME))
+  return path
+
+
+def _report(line: str) -> None:
+  print(f"{_RESULT_PREFIX} {line}", flush=True)
+
+
+def _report_results(paths, pipeline_name: str, train_baseline: bool) -> None:
+  """Prints task counts, evaluation metrics and the pushed model."""
+  # pylint: disable=g-import-not-at-top
+  import json
+  import tensorflow as tf
+  from tfx_pipeline import local_runner
+  from tfx_pipeline import task_gen
+  from tfx_pipeline import trainer
+  # pylint: enable=g-import-not-at-top
+  tasks = local_runner.latest_outputs(paths, pipeline_name, "TaskGen")["tasks"]
+  statistics = task_gen.read_statistics(tasks.uri)
+  _report("tasks: " + ", ".join(
+      f"{split} {statistics[split]['tasks']} ({statistics[split]['cold_start_tasks']} cold start)"
+      for split in (task_gen.TRAIN_SPLIT, task_gen.EVAL_SPLIT)))
+  trainers = [(configs.TRAINER_ID, "LiMAML")]
+  if train_baseline:
+    trainers.append((configs.BASELINE_TRAINER_ID, "global baseline"))
+  for node_id, name in trainers:
+    model_run = local_runner.latest_outputs(paths, pipeline_name, node_id)["model_run"]
+    with tf.io.gfile.GFile(os.path.join(model_run.uri, trainer.METRICS_FILE)) as f:
+      metrics = json.load(f)["eval"]
+    _report(f"{name}: evaluation-period query AUC {metrics['auc']:.4f}, "
+            f"loss {metrics['loss']:.4f}")
+  pushed = local_runner.latest_outputs(paths, pipeline_name, "Pusher")["pushed_model"]
+  destination = pushed.custom_properties.get("pushed_destination")
+  _report(f"serving model: {destination.string_value if destination else paths.serving_model_dir}")
+
+
+def _run(args) -> int:
+  """`limaml pipeline run`."""
+  # pylint: disable=g-import-not-at-top
+  from tfx_pipeline import input_data
+  from tfx_pipeline import local_runner
+  from tfx_pipeline import spec_io
+  # pylint: enable=g-import-not-at-top
+  started = time.time()
+  paths = local_runner.LocalPaths(os.path.abspath(args.output))
+  data_path = args.data
+  if data_path is None:
+    data_path = _synthetic_input(paths.output_dir, args.members)
+    _report(f"generated synthetic data ({args.members} members): {data_path}")
+  spec = spec_io.load_spec(args.spec or spec_io.find_spec_file(data_path))
+  summary = input_data.prepare_data_root(data_path, spec, paths.data_root, args.eval_fraction)
+  cutoff = f", cutoff timestamp {summary.cutoff_timestamp}" if summary.cutoff_timestamp else ""
+  _report(f"data root {summary.data_root}: {summary.num_train} training-period and "
+          f"{summary.num_eval} evaluation-period interactions{cutoff}")
+  kwargs = _pipeline_kwargs(args)
+  pipeline = local_runner.create_local_pipeline(
+      paths, summary.data_root, spec, enable_cache=not args.no_cache,
+      beam_pipeline_args=args.beam_arg or configs.LOCAL_BEAM_PIPELINE_ARGS, **kwargs)
+  local_runner.run(pipeline, report=_report, quiet=not args.verbose)
+  _report_results(paths, pipeline.pipeline_info.pipeline_name, kwargs["train_baseline"])
+  _report(f"finished in {time.time() - started:.0f} s")
+  return 0
+
+
+def _compile(args) -> int:
+  """`limaml pipeline compile`."""
+  # pylint: disable=g-import-not-at-top
+  from limaml_keras import synthetic
+  from tfx_pipeline import kubeflow_v2_runner
+  from tfx_pipeline import spec_io
+  # pylint: enable=g-import-not-at-top
+  spec = spec_io.load_spec(args.spec) if args.spec else synthetic.SPEC
+  kubeflow_v2_runner.compile_pipeline(
+      args.output, args.pipeline_root, args.data_root or f"{args.pipeline_root}/data", spec,
+      image=args.image, beam_pipeline_args=args.beam_arg or configs.KUBEFLOW_BEAM_PIPELINE_ARGS,
+      **_pipeline_kwargs(args))
+  _report(f"wrote the Kubeflow V2 pipeline spec to {args.output}")
+  return 0
