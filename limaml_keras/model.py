@@ -471,7 +471,11 @@ class PersonalizedRanker(tf.keras.Model):
     return self.meta_block(self._member_inputs({F.MEMBER_FEATURES: member_features}))
 
   def adapt_embeddings(self, batch) -> tf.Tensor:
-    """Graph-friendly `adapt`: meta embeddings `[T, d]` after the inner loop."""
+    """Graph-friendly `adapt`: meta embeddings `[T, d]` after the inner loop.
+
+    `batch` may hold only the `member_*` and `support_*` keys.
+    """
+    batch = with_empty_query(batch)
     fast = self.adapt_weights(batch, first_order=True) if self.inner_steps else None
     return tf.stop_gradient(self._member_embedding(batch, fast))
 
@@ -531,15 +535,24 @@ def _support_only_batch(task_batch) -> Dict[str, tf.Tensor]:
     except (ValueError, TypeError) as e:
       raise ValueError(f"Task batch key {key!r} is not a numeric array: {e}") from None
   if F.MEMBER_FEATURES in batch:
-    num_tasks = batch[F.MEMBER_FEATURES].shape[0]
-    batch.setdefault(F.MEMBER_ID, tf.zeros([num_tasks], tf.int64))
-    support = {n: batch.get(F.side_key(F.SUPPORT, n)) for n in _SIDE_RANKS}
-    for name, value in support.items():
-      query_key = F.side_key(F.QUERY, name)
-      if query_key not in batch and value is not None:
-        shape = [num_tasks, 0] + list(value.shape[2:])
-        batch[query_key] = tf.zeros(shape, value.dtype)
-  return batch
+    batch.setdefault(F.MEMBER_ID, tf.zeros(tf.shape(batch[F.MEMBER_FEATURES])[:1], tf.int64))
+  return with_empty_query(batch)
+
+
+def with_empty_query(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """Adds zero-length query tensors where a batch has only its support side.
+
+  Graph-friendly: lets a support-only batch (what adaptation and the meta
+  embedding job have) pass as a full task batch.
+  """
+  out = dict(batch)
+  for name in F.INTERACTION_KEYS:
+    support = batch.get(F.side_key(F.SUPPORT, name))
+    query_key = F.side_key(F.QUERY, name)
+    if query_key not in out and support is not None:
+      shape = tf.concat([tf.shape(support)[:1], [0], tf.shape(support)[2:]], axis=0)
+      out[query_key] = tf.zeros(shape, support.dtype)
+  return out
 
 
 @tf.keras.utils.register_keras_serializable(package="LiMAML")

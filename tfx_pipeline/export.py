@@ -73,16 +73,6 @@ def raw_example(values: Mapping[str, Any],
   return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def _with_empty_query(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-  """Adds zero-length query tensors: a full task batch whose query side is empty."""
-  out = dict(batch)
-  for name in features.INTERACTION_KEYS:
-    support = batch[features.side_key(features.SUPPORT, name)]
-    shape = tf.concat([tf.shape(support)[:1], [0], tf.shape(support)[2:]], axis=0)
-    out[features.side_key(features.QUERY, name)] = tf.zeros(shape, support.dtype)
-  return out
-
-
 def _adapt_input_signature(model: model_lib.PersonalizedRanker):
   spec = model.interaction_spec()
   item_dim = spec[features.ITEM_FEATURES].shape[-1]
@@ -135,7 +125,7 @@ def make_signatures(model: model_lib.PersonalizedRanker,
     support = (support_item_id, support_item_features, support_context_features, support_label,
                support_mask)
     batch = {features.MEMBER_FEATURES: member_features, **dict(zip(_SUPPORT_KEYS, support))}
-    return {features.META_EMBEDDING: model.adapt_embeddings(_with_empty_query(batch))}
+    return {features.META_EMBEDDING: model.adapt_embeddings(batch)}
 
   return {SERVING_SIGNATURE: serve.get_concrete_function(),
           SERVING_WITH_EMBEDDING_SIGNATURE: serve_with_embedding.get_concrete_function(),

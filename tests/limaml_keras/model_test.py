@@ -189,6 +189,16 @@ def test_adapt_needs_only_support_keys(batch):
   np.testing.assert_allclose(model.adapt(support_only), model.adapt(batch), rtol=1e-6)
 
 
+def test_adapt_embeddings_takes_support_only_batches_in_a_graph(batch):
+  model = build(make_model(inner_steps=2), batch)
+  support_only = {k: v for k, v in batch.items() if not k.startswith("query_")}
+  signature = {k: tf.TensorSpec([None] + v.shape[1:], v.dtype) for k, v in support_only.items()}
+  signature.update({k: tf.TensorSpec([None, None] + v.shape[2:], v.dtype)
+                    for k, v in support_only.items() if k.startswith("support_")})
+  adapt = tf.function(model.adapt_embeddings, input_signature=[signature])
+  np.testing.assert_allclose(adapt(support_only).numpy(), model.adapt(batch), rtol=1e-6)
+
+
 def test_call_scores_interactions_with_and_without_embedding(batch):
   model = build(make_model(inner_steps=1), batch)
   n = 7
