@@ -52,6 +52,10 @@ class FeatureSpec:
     if reserved:
       raise ValueError(f"FeatureSpec uses reserved key columns as features: {reserved}")
 
+  def to_dict(self) -> dict:
+    """The spec as a JSON-serialisable dict of lists (the `features.json` format)."""
+    return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
   def feature_columns(self) -> Tuple[str, ...]:
     """All feature columns, member then item then context."""
     return (self.member_numeric + self.member_categorical + self.item_numeric +

@@ -25,7 +25,7 @@ _FIELDS = tuple(field.name for field in dataclasses.fields(schema.FeatureSpec))
 
 def spec_to_dict(spec: schema.FeatureSpec) -> dict:
   """Returns `spec` as a JSON-serialisable dict of lists."""
-  return {name: list(getattr(spec, name)) for name in _FIELDS}
+  return spec.to_dict()
 
 
 def spec_from_dict(value: Mapping[str, Any]) -> schema.FeatureSpec:

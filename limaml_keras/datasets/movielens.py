@@ -29,6 +29,7 @@ The zip code is dropped.
 
 import argparse
 import dataclasses
+import json
 import pathlib
 import re
 from typing import Iterable, Optional, Sequence, Tuple, Union
@@ -357,10 +358,16 @@ def convert_to_csv(data_dir: PathLike, output_path: PathLike) -> pathlib.Path:
   dtypes and `keep_default_na=False` for the id and categorical columns
   (occupation "none" is a real value).
 
+  A `features.json` (the pipeline's feature spec, `MOVIELENS_SPEC.to_dict()`)
+  is written beside the CSV, so `limaml pipeline run --data <csv>` finds it.
+
   Returns:
     The path written.
   """
-  return load_movielens(data_dir).to_csv(output_path)
+  path = load_movielens(data_dir).to_csv(output_path)
+  with open(path.parent / "features.json", "w", encoding="utf-8") as f:
+    json.dump(MOVIELENS_SPEC.to_dict(), f, indent=2, sort_keys=True)
+  return path
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

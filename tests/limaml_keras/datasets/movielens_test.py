@@ -1,4 +1,5 @@
 """Tests of the MovieLens-100K loader on both layouts and on the shared copy."""
+import json
 import pathlib
 
 import numpy as np
@@ -133,6 +134,12 @@ class TestGroupLens:
     path = movielens.convert_to_csv(tmp_path / "ml-100k", tmp_path / "out" / "raw.csv")
     assert path.read_text().splitlines()[0] == ",".join(movielens.MOVIELENS_SPEC.all_columns())
     pd.testing.assert_frame_equal(_read_raw_csv(path, movielens.MOVIELENS_SPEC), data.frame)
+
+  def test_converter_writes_the_feature_spec_beside_the_csv(self, data, tmp_path):
+    path = movielens.convert_to_csv(tmp_path / "ml-100k", tmp_path / "out" / "raw.csv")
+    written = json.loads((path.parent / "features.json").read_text())
+    assert schema.FeatureSpec(**{k: tuple(v) for k, v in written.items()}) == \
+        movielens.MOVIELENS_SPEC
 
 
 class TestErrors:
