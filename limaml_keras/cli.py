@@ -3,6 +3,7 @@
     limaml demo                 the main job end-to-end on embedded synthetic data
     limaml evaluate ...         compare LiMAML with its baselines on a dataset
     limaml pipeline run|compile the TFX pipeline (local run, Kubeflow V2 spec)
+    limaml embeddings generate  the Beam meta-embedding job over task records
 
 Sub-commands live next to the code they drive and register themselves with
 `register(subparsers)`; heavy imports happen only when a command runs.
@@ -23,6 +24,7 @@ _COMMAND_MODULES = (
     "limaml_keras.demo",
     "limaml_keras.evaluation.cli",
     "tfx_pipeline.cli",
+    "tfx_pipeline.embeddings_cli",
 )
 
 

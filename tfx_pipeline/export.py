@@ -90,34 +90,49 @@ def _adapt_input_signature(model: model_lib.PersonalizedRanker):
   return signature
 
 
+def transform_requests(tft_layer: tf.keras.layers.Layer,
+                       raw_spec: Mapping[str, tf.io.FixedLenFeature],
+                       serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
+  """Parses serialized raw `tf.Example`s and applies the Transform layer to them."""
+  return tft_layer(tf.io.parse_example(serialized, raw_spec))
+
+
+def interaction_batch(model: model_lib.PersonalizedRanker,
+                      transformed: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """The transformed features `model` scores, cast and shaped as its `interaction_spec`."""
+  return {k: tf.ensure_shape(tf.cast(transformed[k], s.dtype), s.shape)
+          for k, s in model.interaction_spec().items()}
+
+
+def score_outputs(model: model_lib.PersonalizedRanker,
+                  batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """`{PROBABILITIES, LOGITS}` of an interaction batch (cold start unless it has an embedding)."""
+  logits = model.score_logits(batch)
+  return {PROBABILITIES: tf.sigmoid(logits), LOGITS: logits}
+
+
 def make_signatures(model: model_lib.PersonalizedRanker,
                     tft_output: tft.TFTransformOutput) -> Dict[str, Any]:
   """The serving signatures of a trained (built) model (module docstring)."""
   # An attribute, so the Transform layer and its assets are saved with the model.
   model.tft_layer = tft_output.transform_features_layer()
   raw_spec = serving_feature_spec(tft_output)
-  interaction_spec = model.interaction_spec()
 
   def interactions(serialized):
-    transformed = model.tft_layer(tf.io.parse_example(serialized, raw_spec))
-    return {k: tf.ensure_shape(tf.cast(transformed[k], s.dtype), s.shape)
-            for k, s in interaction_spec.items()}
-
-  def scores(batch):
-    logits = model.score_logits(batch)
-    return {PROBABILITIES: tf.sigmoid(logits), LOGITS: logits}
+    return interaction_batch(model, transform_requests(model.tft_layer, raw_spec, serialized))
 
   examples_spec = tf.TensorSpec([None], tf.string, name=EXAMPLES)
 
   @tf.function(input_signature=[examples_spec])
   def serve(examples):
-    return scores(interactions(examples))
+    return score_outputs(model, interactions(examples))
 
   @tf.function(input_signature=[
       examples_spec, tf.TensorSpec([None, model.meta_block.embedding_dim], tf.float32,
                                    name=features.META_EMBEDDING)])
   def serve_with_embedding(examples, meta_embedding):
-    return scores({**interactions(examples), features.META_EMBEDDING: meta_embedding})
+    return score_outputs(model, {**interactions(examples),
+                                 features.META_EMBEDDING: meta_embedding})
 
   @tf.function(input_signature=_adapt_input_signature(model))
   def adapt(member_features, support_item_id, support_item_features, support_context_features,

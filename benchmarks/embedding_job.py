@@ -1,0 +1,142 @@
+"""Throughput of the meta-embeddings Beam job against calling `adapt` in-process.
+
+Prints one JSON object (same model, same task records, same batch size):
+
+* `beam_members_per_s`: members / wall time of `tfx_pipeline.embedding_job.run`
+  on the DirectRunner (pipeline start, model load, reading, adapting and
+  writing TFRecord + Parquet included).
+* `inprocess_members_per_s`: members / wall time of loading the SavedModel,
+  reading the task records (`task_records.dataset`) and calling `adapt` on
+  each batch in this process.
+* `beam_vs_inprocess`: the ratio (target >= 0.5).
+
+The model is a small LiMAML model exported with `tfx_pipeline.export` (a
+stand-in Transform that passes transformed features through); the task
+records are synthetic, in TaskGen's format. The tests reuse both helpers.
+
+Usage: python benchmarks/embedding_job.py [--members 5000] [--batch-size 256]
+"""
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# pylint: disable=g-import-not-at-top
+import numpy as np
+import tensorflow as tf
+
+from limaml_keras import features
+from limaml_keras import testing
+from limaml_keras.evaluation import methods
+from tfx_pipeline import embedding_job
+from tfx_pipeline import export
+from tfx_pipeline import task_records
+# pylint: enable=g-import-not-at-top
+
+MEMBER_DIM, ITEM_DIM, CONTEXT_DIM, NUM_ITEMS = 3, 4, 2, 20
+
+
+class _PassThroughTransform(tf.keras.layers.Layer):
+  """Stands in for the Transform layer: raw features are already transformed."""
+
+  def call(self, inputs):  # pylint: disable=arguments-differ
+    return dict(inputs)
+
+
+class PassThroughTransformOutput:
+  """The part of `tft.TFTransformOutput` that `export.make_signatures` uses."""
+
+  def __init__(self, model):
+    self._spec = model.interaction_spec()
+
+  def raw_feature_spec(self):
+    return {k: tf.io.FixedLenFeature(s.shape[1:], s.dtype) for k, s in self._spec.items()}
+
+  def transform_features_layer(self):
+    return _PassThroughTransform()
+
+
+def tiny_model(seed: int = 0):
+  """A small LiMAML model built (not trained: random weights suffice) on a task batch."""
+  tf.keras.utils.set_random_seed(seed)
+  hp = methods.Hyperparameters(embedding_dim=8, meta_hidden=(16,), global_hidden=(16,),
+                               item_embedding_dim=4, inner_steps=2)
+  model = methods.build_model("limaml", hp, num_items=NUM_ITEMS, num_members=1)
+  model.adapt(testing.random_task_batch(2, 3, 1, MEMBER_DIM, ITEM_DIM, CONTEXT_DIM, NUM_ITEMS))
+  return model
+
+
+def export_tiny_model(path: str, seed: int = 0):
+  """Exports `tiny_model(seed)` with the serving signatures; returns the Keras model."""
+  model = tiny_model(seed)
+  export.export_serving_model(model, PassThroughTransformOutput(model), path)
+  return model
+
+
+def write_task_records(path: str, num_members: int, max_support: int = 10,
+                       seed: int = 0) -> dict:
+  """Writes synthetic gzipped task records (TaskGen format) with varied support sizes.
+
+  Member t has `t % (max_support + 1)` real support interactions (member 0 is
+  cold start; every `max_support + 1`-th member is at the cap).
+
+  Returns:
+    The padded task batch written (numpy, task axis first) plus `member_key`
+    and `support_size` arrays.
+  """
+  batch = testing.random_task_batch(num_members, max_support, 1, MEMBER_DIM, ITEM_DIM,
+                                    CONTEXT_DIM, NUM_ITEMS, seed)
+  sizes = np.arange(num_members) % (max_support + 1)
+  mask = (np.arange(max_support)[None, :] < sizes[:, None]).astype(np.float32)
+  batch[features.side_key(features.SUPPORT, features.MASK)] = mask
+  keys = np.array([f"member-{t}" for t in range(num_members)], dtype=object)
+  with tf.io.TFRecordWriter(path, "GZIP") as writer:
+    for t in range(num_members):
+      writer.write(task_records.encode({k: v[t] for k, v in batch.items()}, keys[t].encode(),
+                                       int(sizes[t]), 1))
+  return {**batch, task_records.MEMBER_KEY: keys, task_records.SUPPORT_SIZE: sizes}
+
+
+def adapt_in_process(model_dir: str, pattern: str, batch_size: int) -> np.ndarray:
+  """Meta embeddings `[N, d]` of the task records, `adapt` called in this process."""
+  _, adapt = embedding_job.load_adapt(model_dir)
+  task_format = task_records.infer_format(pattern)
+  out = [adapt(**embedding_job.adapt_inputs(batch))[features.META_EMBEDDING].numpy()
+         for batch in task_records.dataset(pattern, task_format, batch_size)]
+  return np.concatenate(out)
+
+
+def _members_per_s(members: int, function) -> float:
+  started = time.perf_counter()
+  function()
+  return members / (time.perf_counter() - started)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--members", type=int, default=5000)
+  parser.add_argument("--batch-size", type=int, default=256)
+  args = parser.parse_args()
+  with tempfile.TemporaryDirectory() as root:
+    model_dir = os.path.join(root, "model")
+    export_tiny_model(model_dir)
+    pattern = os.path.join(root, "tasks.gz")
+    write_task_records(pattern, args.members)
+    adapt_in_process(model_dir, pattern, args.batch_size)  # Warm TF's caches for both.
+    inprocess = _members_per_s(
+        args.members, lambda: adapt_in_process(model_dir, pattern, args.batch_size))
+    beam = _members_per_s(args.members, lambda: embedding_job.run(
+        model_dir, pattern, os.path.join(root, "out"), "bench", batch_size=args.batch_size))
+  print(json.dumps({"members": args.members, "batch_size": args.batch_size,
+                    "beam_members_per_s": round(beam, 1),
+                    "inprocess_members_per_s": round(inprocess, 1),
+                    "beam_vs_inprocess": round(beam / inprocess, 3)}))
+
+
+if __name__ == "__main__":
+  main()

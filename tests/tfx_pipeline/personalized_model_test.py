@@ -1,0 +1,187 @@
+"""Tests of the personalised serving SavedModel, loaded as TF Serving loads it.
+
+A tiny Transform output (tf.Transform's Beam impl on three rows) and an
+untrained model are exported with a few members; the SavedModel is read back by
+the TF1 session loader that TF Serving's C++ loader mirrors.
+"""
+
+import os
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata
+from tensorflow_transform.tf_metadata import metadata_io
+from tensorflow_transform.tf_metadata import schema_utils
+
+from limaml_keras import features
+from limaml_keras import layers
+from limaml_keras import model as model_lib
+from limaml_keras import schema
+from tfx_pipeline import export
+from tfx_pipeline import personalized_model as pm
+from tfx_pipeline import preprocessing
+from tfx_pipeline import spec_io
+
+SPEC = schema.FeatureSpec(member_numeric=("age",), item_numeric=("year",))
+# member_id is INT, as ExampleGen infers for numeric ids: the table keys are its strings.
+RAW_FEATURE_SPEC = {
+    "member_id": tf.io.FixedLenFeature([1], tf.int64),
+    "item_id": tf.io.FixedLenFeature([1], tf.string),
+    "timestamp": tf.io.FixedLenFeature([1], tf.int64),
+    "label": tf.io.FixedLenFeature([1], tf.int64),
+    "age": tf.io.FixedLenFeature([1], tf.float32),
+    "year": tf.io.FixedLenFeature([1], tf.int64),
+}
+TRAIN = [(7, b"x", 1, 1, 20.0, 1990), (8, b"y", 2, 0, 40.0, 2000), (7, b"y", 3, 1, 30.0, 2010)]
+EMBEDDING_DIM = 4
+MEMBERS = ["7", "8"]
+# Requests: members 7, 8, then 9 (not in the table), each on two items.
+REQUESTS = [{"member_id": m, "item_id": i, "age": a, "year": y}
+            for m, a in ((7, 25.0), (8, 35.0), (9, 30.0)) for i, y in (("x", 1995), ("y", 2005))]
+
+
+@pytest.fixture(scope="module")
+def tft_output(tmp_path_factory):
+  metadata = dataset_metadata.DatasetMetadata(
+      schema_utils.schema_from_feature_spec(RAW_FEATURE_SPEC))
+  config = {preprocessing.FEATURE_SPEC_KEY: spec_io.spec_to_json(SPEC)}
+  instances = [{name: [value] for name, value in zip(RAW_FEATURE_SPEC, row)} for row in TRAIN]
+  output_dir = str(tmp_path_factory.mktemp("transform_graph"))
+
+  def preprocessing_fn(inputs):
+    return preprocessing.preprocessing_fn(inputs, custom_config=config)
+
+  with beam.Pipeline() as pipeline, tft_beam.Context(
+      temp_dir=str(tmp_path_factory.mktemp("tft")), force_tf_compat_v1=False):
+    _ = (((pipeline | beam.Create(instances), metadata) | tft_beam.AnalyzeDataset(preprocessing_fn))
+         | tft_beam.WriteTransformFn(output_dir))
+  # The Transform component also writes the raw metadata (the serving request spec).
+  metadata_io.write_metadata(
+      metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+  return tft.TFTransformOutput(output_dir)
+
+
+@pytest.fixture(scope="module")
+def model(tft_output):
+  tf.keras.utils.set_random_seed(0)
+  ranker = model_lib.LiMAMLModel(
+      layers.MetaBlock(hidden_units=[8], embedding_dim=EMBEDDING_DIM),
+      layers.GlobalBlock(num_items=3, item_embedding_dim=4, hidden_units=[8]))
+  spec = tft_output.transformed_feature_spec()
+  dims = {k: spec[k].shape[-1] for k in
+          (features.MEMBER_FEATURES, features.ITEM_FEATURES, features.CONTEXT_FEATURES)}
+  ranker.score_logits({features.ITEM_ID: tf.zeros([1], tf.int64),
+                       **{k: tf.zeros([1, d]) for k, d in dims.items()}})
+  return ranker
+
+
+@pytest.fixture(scope="module")
+def requests(tft_output):
+  raw_spec = export.serving_feature_spec(tft_output)
+  return [export.raw_example(row, raw_spec).SerializeToString() for row in REQUESTS]
+
+
+def _embeddings(seed=1):
+  return np.random.default_rng(seed).normal(scale=3.0, size=[len(MEMBERS), EMBEDDING_DIM])
+
+
+def _serve(path, signature_name, inputs):
+  """Runs one signature of the SavedModel at `path` the way TF Serving does."""
+  with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+    signature = meta_graph.signature_def[signature_name]
+    feed = {signature.inputs[k].name: v for k, v in inputs.items()}
+    return session.run({k: v.name for k, v in signature.outputs.items()}, feed)
+
+
+@pytest.fixture(scope="module")
+def exported(model, tft_output, tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("serving") / "1")
+  return pm.export_personalized_model(model, tft_output, MEMBERS, _embeddings(), path)
+
+
+def test_signatures_and_assets(exported):
+  with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], exported)
+  assert {export.SERVING_SIGNATURE, pm.PREDICT_WITH_EMBEDDING_SIGNATURE,
+          pm.MEMBER_EMBEDDING_SIGNATURE} <= set(meta_graph.signature_def)
+  outputs = meta_graph.signature_def[export.SERVING_SIGNATURE].outputs
+  assert set(outputs) == {export.PROBABILITIES, export.LOGITS, pm.PERSONALISED}
+  with open(os.path.join(exported, "assets", pm.MEMBER_IDS_ASSET)) as f:
+    assert f.read().splitlines() == MEMBERS
+
+
+def test_known_members_score_with_their_table_embedding(exported, requests):
+  out = _serve(exported, export.SERVING_SIGNATURE, {export.EXAMPLES: requests})
+  assert out[pm.PERSONALISED].tolist() == [True] * 4 + [False] * 2
+  rows = np.repeat(_embeddings(), 2, axis=0)
+  external = _serve(exported, pm.PREDICT_WITH_EMBEDDING_SIGNATURE,
+                    {export.EXAMPLES: requests[:4], features.META_EMBEDDING: rows})
+  np.testing.assert_allclose(out[export.LOGITS][:4], external[export.LOGITS], rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(out[export.PROBABILITIES], 1 / (1 + np.exp(-out[export.LOGITS])),
+                             rtol=1e-5)
+
+
+def test_unknown_member_gets_the_cold_start_score(exported, requests, model, tft_output):
+  out = _serve(exported, export.SERVING_SIGNATURE, {export.EXAMPLES: requests})
+  transformed = export.transform_requests(tft_output.transform_features_layer(),
+                                          export.serving_feature_spec(tft_output),
+                                          tf.constant(requests))
+  cold = model.score_logits(export.interaction_batch(model, transformed)).numpy()
+  np.testing.assert_allclose(out[export.LOGITS][4:], cold[4:], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(out[export.LOGITS][:4], cold[:4])
+
+
+def test_member_embedding_signature_reads_the_table(exported):
+  out = _serve(exported, pm.MEMBER_EMBEDDING_SIGNATURE,
+               {pm.MEMBER_ID_INPUT: [b"8", b"nobody", b"7"]})
+  expected = _embeddings()[[1, 0]]
+  np.testing.assert_allclose(out[features.META_EMBEDDING][[0, 2]], expected, rtol=1e-6)
+  np.testing.assert_array_equal(out[features.META_EMBEDDING][1], 0)
+  assert out[pm.PERSONALISED].tolist() == [True, False, True]
+
+
+def test_changing_one_embedding_changes_only_that_members_scores(
+    exported, model, tft_output, requests, tmp_path):
+  embeddings = _embeddings()
+  embeddings[1] += 5.0
+  changed = pm.export_personalized_model(model, tft_output, MEMBERS, embeddings,
+                                         str(tmp_path / "2"))
+  before = _serve(exported, export.SERVING_SIGNATURE, {export.EXAMPLES: requests})
+  after = _serve(changed, export.SERVING_SIGNATURE, {export.EXAMPLES: requests})
+  same = [0, 1, 4, 5]  # Member 7 and the unknown member 9.
+  np.testing.assert_allclose(after[export.LOGITS][same], before[export.LOGITS][same], rtol=1e-6)
+  assert not np.isclose(after[export.LOGITS][2:4], before[export.LOGITS][2:4]).any()
+
+
+@pytest.mark.parametrize("member_ids, shape, match", [
+    (["7", "7"], (2, EMBEDDING_DIM), "unique"),
+    (["7", "a\nb"], (2, EMBEDDING_DIM), "one-line"),
+    (["7"], (2, EMBEDDING_DIM), "len"),
+    (["7", "8"], (2, EMBEDDING_DIM + 1), "d="),
+])
+def test_rejects_bad_tables(model, tft_output, tmp_path, member_ids, shape, match):
+  with pytest.raises(ValueError, match=match):
+    pm.export_personalized_model(model, tft_output, member_ids, np.zeros(shape),
+                                 str(tmp_path / "1"))
+
+
+def test_table_of_100k_members_round_trips(tmp_path):
+  num_members, dim = 100_000, 16
+  member_ids = [f"member-{i}" for i in range(num_members)]
+  embeddings = np.random.default_rng(0).normal(size=[num_members, dim]).astype(np.float32)
+  table = pm.MemberEmbeddingTable(pm.write_member_ids(member_ids, str(tmp_path)), embeddings)
+  path = str(tmp_path / "table")
+  tf.saved_model.save(table, path, signatures=pm.table_signature(table))
+  # The embeddings live in the checkpoint, not in the graph.
+  assert os.path.getsize(os.path.join(path, "saved_model.pb")) < 1_000_000
+  picks = [0, 12_345, num_members - 1]
+  out = _serve(path, "serving_default",
+               {pm.MEMBER_ID_INPUT: [member_ids[i].encode() for i in picks] + [b"x"]})
+  np.testing.assert_array_equal(out[features.META_EMBEDDING][:3], embeddings[picks])
+  assert out[pm.PERSONALISED].tolist() == [True, True, True, False]
