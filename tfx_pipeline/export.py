@@ -7,7 +7,7 @@ Signatures (all names explicit, as TF Serving clients use them):
   `probabilities` `[N]` and `logits` `[N]`. The Transform graph runs inside
   (`tft_layer`); the member's meta embedding is the un-adapted Meta Block's,
   the cold-start prior.
-* `serving_with_embedding`: `examples` plus `meta_embedding` `[N, d]` (for
+* `predict_with_embedding`: `examples` plus `meta_embedding` `[N, d]` (for
   example an adapted embedding from an external store) -> the same outputs.
 * `adapt`: padded support sets of T members in the transformed task layout
   (`member_features` `[T, Dm]`, `support_item_id` `[T, S]`,
@@ -26,7 +26,7 @@ from limaml_keras import model as model_lib
 from limaml_keras import schema
 
 SERVING_SIGNATURE = "serving_default"
-SERVING_WITH_EMBEDDING_SIGNATURE = "serving_with_embedding"
+PREDICT_WITH_EMBEDDING_SIGNATURE = "predict_with_embedding"
 ADAPT_SIGNATURE = "adapt"
 EXAMPLES = "examples"
 PROBABILITIES = "probabilities"
@@ -143,7 +143,7 @@ def make_signatures(model: model_lib.PersonalizedRanker,
     return {features.META_EMBEDDING: model.adapt_embeddings(batch)}
 
   return {SERVING_SIGNATURE: serve.get_concrete_function(),
-          SERVING_WITH_EMBEDDING_SIGNATURE: serve_with_embedding.get_concrete_function(),
+          PREDICT_WITH_EMBEDDING_SIGNATURE: serve_with_embedding.get_concrete_function(),
           ADAPT_SIGNATURE: adapt.get_concrete_function()}
 
 

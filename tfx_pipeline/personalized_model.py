@@ -49,7 +49,7 @@ from limaml_keras import model as model_lib
 from tfx_pipeline import export
 from tfx_pipeline import preprocessing
 
-PREDICT_WITH_EMBEDDING_SIGNATURE = "predict_with_embedding"
+PREDICT_WITH_EMBEDDING_SIGNATURE = export.PREDICT_WITH_EMBEDDING_SIGNATURE
 MEMBER_EMBEDDING_SIGNATURE = "member_embedding"
 PERSONALISED = "personalised"
 MEMBER_ID_INPUT = features.MEMBER_ID

@@ -143,7 +143,7 @@ def _call(session, meta_graph, signature_name, inputs):
 
 def test_pushed_model_scores_serialized_examples(served):
   session, meta_graph, requests = served
-  assert {export.SERVING_SIGNATURE, export.SERVING_WITH_EMBEDDING_SIGNATURE,
+  assert {export.SERVING_SIGNATURE, export.PREDICT_WITH_EMBEDDING_SIGNATURE,
           export.ADAPT_SIGNATURE} <= set(meta_graph.signature_def)
   out = _call(session, meta_graph, export.SERVING_SIGNATURE, {export.EXAMPLES: requests})
   probabilities = out[export.PROBABILITIES]
@@ -164,7 +164,7 @@ def test_adapt_then_score_with_embedding(served, run):
   assert embeddings.shape == (4, 16) and np.isfinite(embeddings).all()
   adapted = np.repeat(embeddings[:1], len(requests), axis=0)
   default = _call(session, meta_graph, export.SERVING_SIGNATURE, {export.EXAMPLES: requests})
-  personal = _call(session, meta_graph, export.SERVING_WITH_EMBEDDING_SIGNATURE,
+  personal = _call(session, meta_graph, export.PREDICT_WITH_EMBEDDING_SIGNATURE,
                    {export.EXAMPLES: requests, features.META_EMBEDDING: adapted})
   assert personal[export.PROBABILITIES].shape == (len(requests),)
   assert not np.allclose(personal[export.LOGITS], default[export.LOGITS])
