@@ -57,8 +57,8 @@ def _segment_plot(results: Mapping[str, Dict]) -> str:
   width = 0.8 / max(len(results), 1)
   for i, (method, entry) in enumerate(results.items()):
     per_segment = [entry["segments"][s]["auc"] for s in metrics.SEGMENTS] + [entry["auc"]]
-    means = [np.nanmean(v) if np.isfinite(v).any() else np.nan for v in map(np.asarray, per_segment)]
-    stds = [np.nanstd(v) if np.isfinite(v).any() else 0.0 for v in map(np.asarray, per_segment)]
+    means, stds = zip(*map(runner.mean_std, per_segment))
+    stds = np.nan_to_num(stds)  # no error bar where a segment has no value
     axis.bar(np.arange(len(names)) + i * width, means, width, yerr=stds, label=method, capsize=2)
   axis.set_xticks(np.arange(len(names)) + 0.4 - width / 2)
   first = next(iter(results.values()))
@@ -96,7 +96,7 @@ def _table_html(results: Mapping[str, Dict]) -> str:
   head = "".join(f"<th>{html.escape(c)}</th>" for c in ["method"] + columns)
   body = []
   for row in rows:
-    cells = "".join(f"<td>{row[c][0]:.4f} ± {row[c][1]:.4f}</td>" for c in columns)
+    cells = "".join(f"<td>{runner.format_mean_std(row[c])}</td>" for c in columns)
     body.append(f"<tr><td>{html.escape(row['method'])}</td>{cells}</tr>")
   return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 

@@ -87,19 +87,25 @@ def summary_rows(results: Mapping[str, Dict]) -> Sequence[Dict]:
   for method, entry in results.items():
     row = {"method": method}
     for metric in ("auc", "gauc"):
-      row[metric] = _mean_std(entry[metric])
+      row[metric] = mean_std(entry[metric])
     for name, segment in entry["segments"].items():
-      row[f"auc[{name}]"] = _mean_std(segment["auc"])
+      row[f"auc[{name}]"] = mean_std(segment["auc"])
     rows.append(row)
   return rows
 
 
-def _mean_std(values: Sequence[float]):
+def mean_std(values: Sequence[float]):
+  """`(mean, std)` over the finite values (NaN, NaN when there are none)."""
   values = np.asarray(values, np.float64)
   values = values[np.isfinite(values)]
   if not len(values):
     return (float("nan"), float("nan"))
   return (float(values.mean()), float(values.std()))
+
+
+def format_mean_std(pair) -> str:
+  """`0.7012 ± 0.0002`."""
+  return f"{pair[0]:.4f} ± {pair[1]:.4f}"
 
 
 def format_table(results: Mapping[str, Dict]) -> str:
@@ -111,6 +117,6 @@ def format_table(results: Mapping[str, Dict]) -> str:
   lines = ["| method | " + " | ".join(columns) + " |",
            "|---|" + "---|" * len(columns)]
   for row in rows:
-    cells = [f"{row[c][0]:.4f} ± {row[c][1]:.4f}" for c in columns]
+    cells = [format_mean_std(row[c]) for c in columns]
     lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
