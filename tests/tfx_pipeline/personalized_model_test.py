@@ -7,38 +7,17 @@ the TF1 session loader that TF Serving's C++ loader mirrors.
 
 import os
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata
-from tensorflow_transform.tf_metadata import metadata_io
-from tensorflow_transform.tf_metadata import schema_utils
 
 from limaml_keras import features
-from limaml_keras import layers
-from limaml_keras import model as model_lib
-from limaml_keras import schema
 from tfx_pipeline import export
 from tfx_pipeline import personalized_model as pm
-from tfx_pipeline import preprocessing
-from tfx_pipeline import spec_io
+from tfx_pipeline import testing
 
-SPEC = schema.FeatureSpec(member_numeric=("age",), item_numeric=("year",))
-# member_id is INT, as ExampleGen infers for numeric ids: the table keys are its strings.
-RAW_FEATURE_SPEC = {
-    "member_id": tf.io.FixedLenFeature([1], tf.int64),
-    "item_id": tf.io.FixedLenFeature([1], tf.string),
-    "timestamp": tf.io.FixedLenFeature([1], tf.int64),
-    "label": tf.io.FixedLenFeature([1], tf.int64),
-    "age": tf.io.FixedLenFeature([1], tf.float32),
-    "year": tf.io.FixedLenFeature([1], tf.int64),
-}
-TRAIN = [(7, b"x", 1, 1, 20.0, 1990), (8, b"y", 2, 0, 40.0, 2000), (7, b"y", 3, 1, 30.0, 2010)]
-EMBEDDING_DIM = 4
-MEMBERS = ["7", "8"]
+EMBEDDING_DIM = testing.EMBEDDING_DIM
+MEMBERS = list(testing.MEMBERS)
 # Requests: members 7, 8, then 9 (not in the table), each on two items.
 REQUESTS = [{"member_id": m, "item_id": i, "age": a, "year": y}
             for m, a in ((7, 25.0), (8, 35.0), (9, 30.0)) for i, y in (("x", 1995), ("y", 2005))]
@@ -46,37 +25,12 @@ REQUESTS = [{"member_id": m, "item_id": i, "age": a, "year": y}
 
 @pytest.fixture(scope="module")
 def tft_output(tmp_path_factory):
-  metadata = dataset_metadata.DatasetMetadata(
-      schema_utils.schema_from_feature_spec(RAW_FEATURE_SPEC))
-  config = {preprocessing.FEATURE_SPEC_KEY: spec_io.spec_to_json(SPEC)}
-  instances = [{name: [value] for name, value in zip(RAW_FEATURE_SPEC, row)} for row in TRAIN]
-  output_dir = str(tmp_path_factory.mktemp("transform_graph"))
-
-  def preprocessing_fn(inputs):
-    return preprocessing.preprocessing_fn(inputs, custom_config=config)
-
-  with beam.Pipeline() as pipeline, tft_beam.Context(
-      temp_dir=str(tmp_path_factory.mktemp("tft")), force_tf_compat_v1=False):
-    _ = (((pipeline | beam.Create(instances), metadata) | tft_beam.AnalyzeDataset(preprocessing_fn))
-         | tft_beam.WriteTransformFn(output_dir))
-  # The Transform component also writes the raw metadata (the serving request spec).
-  metadata_io.write_metadata(
-      metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
-  return tft.TFTransformOutput(output_dir)
+  return testing.transform_output(str(tmp_path_factory.mktemp("transform_graph")))
 
 
 @pytest.fixture(scope="module")
 def model(tft_output):
-  tf.keras.utils.set_random_seed(0)
-  ranker = model_lib.LiMAMLModel(
-      layers.MetaBlock(hidden_units=[8], embedding_dim=EMBEDDING_DIM),
-      layers.GlobalBlock(num_items=3, item_embedding_dim=4, hidden_units=[8]))
-  spec = tft_output.transformed_feature_spec()
-  dims = {k: spec[k].shape[-1] for k in
-          (features.MEMBER_FEATURES, features.ITEM_FEATURES, features.CONTEXT_FEATURES)}
-  ranker.score_logits({features.ITEM_ID: tf.zeros([1], tf.int64),
-                       **{k: tf.zeros([1, d]) for k, d in dims.items()}})
-  return ranker
+  return testing.untrained_model(tft_output)
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +39,8 @@ def requests(tft_output):
   return [export.raw_example(row, raw_spec).SerializeToString() for row in REQUESTS]
 
 
-def _embeddings(seed=1):
-  return np.random.default_rng(seed).normal(scale=3.0, size=[len(MEMBERS), EMBEDDING_DIM])
+def _embeddings():
+  return testing.embeddings()
 
 
 def _serve(path, signature_name, inputs):

@@ -11,6 +11,7 @@ from limaml_keras import features
 from limaml_keras import schema
 from tfx_pipeline import preprocessing
 from tfx_pipeline import spec_io
+from tfx_pipeline import testing
 
 # Context has no column: its features are [N, 0]. member_id is INT, as ExampleGen
 # infers for numeric-looking ids (MovieLens); gender may be missing, so it is sparse.
@@ -32,9 +33,7 @@ LATER = [(9, b"z", 4, 0, 30.0, b"other", 2000), (7, b"x", 5, 1, 30.0, None, 2000
 
 
 def _instances(rows):
-  names = list(RAW_FEATURE_SPEC)
-  return [{name: [] if value is None else [value] for name, value in zip(names, row)}
-          for row in rows]
+  return testing.instances(rows, RAW_FEATURE_SPEC)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,46 @@
+"""Tests of the tiny Transform output and models of `tfx_pipeline.testing`."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from limaml_keras import features
+from tfx_pipeline import export
+from tfx_pipeline import personalized_model
+from tfx_pipeline import preprocessing
+from tfx_pipeline import testing
+
+
+@pytest.fixture(scope="module")
+def tft_output(tmp_path_factory):
+  return testing.transform_output(str(tmp_path_factory.mktemp("transform")))
+
+
+def test_transform_output_has_vocabularies_and_raw_metadata(tft_output):
+  assert tft_output.vocabulary_size_by_name(preprocessing.ITEM_VOCABULARY) == 2
+  assert tft_output.vocabulary_size_by_name(preprocessing.MEMBER_VOCABULARY) == 2
+  assert set(tft_output.raw_feature_spec()) == set(testing.RAW_FEATURE_SPEC)
+  assert not os.path.exists(os.path.join(tft_output.transform_savedmodel_dir, "..", "tmp"))
+
+
+def test_untrained_model_is_built_for_the_transform_output(tft_output):
+  model = testing.untrained_model(tft_output)
+  assert model.built and model.meta_block.embedding_dim == testing.EMBEDDING_DIM
+  again = testing.untrained_model(tft_output)
+  for a, b in zip(model.get_weights(), again.get_weights()):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_personalized_model_is_servable(tft_output, tmp_path):
+  model = testing.untrained_model(tft_output)
+  path = testing.personalized_model(model, tft_output, str(tmp_path / "1"))
+  raw_spec = export.serving_feature_spec(tft_output)
+  request = export.raw_example({"member_id": 7, "item_id": "x", "age": 1.0, "year": 2000},
+                               raw_spec).SerializeToString()
+  loaded = tf.saved_model.load(path)
+  out = loaded.signatures[export.SERVING_SIGNATURE](examples=tf.constant([request]))
+  assert out[personalized_model.PERSONALISED].numpy().tolist() == [True]
+  assert testing.embeddings().shape == (len(testing.MEMBERS), testing.EMBEDDING_DIM)
+  assert features.META_EMBEDDING not in out

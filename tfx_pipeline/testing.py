@@ -1,0 +1,134 @@
+"""Tiny, real Transform outputs and models for tests, examples and benchmarks.
+
+`transform_output` runs the pipeline's `preprocessing_fn` with tf.Transform's
+Beam implementation on a few raw rows and writes what the Transform
+component writes (transform graph + raw metadata), so exporters, the
+embedding job and the serving stack can be exercised in seconds without a
+pipeline run. `untrained_model` builds a small LiMAML model on it and
+`personalized_model` exports a servable personalised SavedModel version.
+
+Example:
+
+```python
+tft_output = transform_output(str(tmp_path / "transform"))
+model = untrained_model(tft_output)
+path = personalized_model(model, tft_output, str(tmp_path / "serving" / "1"))
+```
+"""
+
+import os
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata
+from tensorflow_transform.tf_metadata import metadata_io
+from tensorflow_transform.tf_metadata import schema_utils
+
+from limaml_keras import features
+from limaml_keras import layers
+from limaml_keras import model as model_lib
+from limaml_keras import schema
+from tfx_pipeline import preprocessing
+from tfx_pipeline import spec_io
+
+#: Feature spec of the tiny data set: one numeric column per side.
+SPEC = schema.FeatureSpec(member_numeric=("age",), item_numeric=("year",))
+#: Raw spec as ExampleGen infers it (numeric member ids become INT).
+RAW_FEATURE_SPEC = {
+    "member_id": tf.io.FixedLenFeature([1], tf.int64),
+    "item_id": tf.io.FixedLenFeature([1], tf.string),
+    "timestamp": tf.io.FixedLenFeature([1], tf.int64),
+    "label": tf.io.FixedLenFeature([1], tf.int64),
+    "age": tf.io.FixedLenFeature([1], tf.float32),
+    "year": tf.io.FixedLenFeature([1], tf.int64),
+}
+#: Training rows, in `RAW_FEATURE_SPEC` order: members 7 and 8, items x and y.
+ROWS = ((7, b"x", 1, 1, 20.0, 1990), (8, b"y", 2, 0, 40.0, 2000), (7, b"y", 3, 1, 30.0, 2010))
+#: Member ids in the table of `personalized_model` (9 and others are unknown).
+MEMBERS = ("7", "8")
+EMBEDDING_DIM = 4
+
+
+def instances(rows: Sequence[Tuple], raw_feature_spec: Mapping[str, object]) -> list:
+  """tf.Transform instance dicts (`{column: [value]}`; `None` -> missing) of raw rows."""
+  return [{name: [] if value is None else [value] for name, value in zip(raw_feature_spec, row)}
+          for row in rows]
+
+
+def transform_output(output_dir: str,
+                     rows: Sequence[Tuple] = ROWS,
+                     raw_feature_spec: Optional[Mapping[str, object]] = None,
+                     feature_spec: schema.FeatureSpec = SPEC) -> tft.TFTransformOutput:
+  """Analyses `rows` with the pipeline's `preprocessing_fn`; writes what Transform writes.
+
+  Args:
+    output_dir: receives the transform graph and the raw metadata.
+    rows: raw rows, values in `raw_feature_spec` order.
+    raw_feature_spec: the raw columns (default `RAW_FEATURE_SPEC`).
+    feature_spec: which columns feed which side of the model.
+
+  Returns:
+    The Transform output, as the Trainer reads it.
+  """
+  raw_feature_spec = dict(raw_feature_spec or RAW_FEATURE_SPEC)
+  metadata = dataset_metadata.DatasetMetadata(
+      schema_utils.schema_from_feature_spec(raw_feature_spec))
+  config = {preprocessing.FEATURE_SPEC_KEY: spec_io.spec_to_json(feature_spec)}
+
+  def preprocessing_fn(inputs):
+    return preprocessing.preprocessing_fn(inputs, custom_config=config)
+
+  with beam.Pipeline() as pipeline, tft_beam.Context(
+      temp_dir=os.path.join(output_dir, "tmp"), force_tf_compat_v1=False):
+    _ = (((pipeline | beam.Create(instances(rows, raw_feature_spec)), metadata)
+          | tft_beam.AnalyzeDataset(preprocessing_fn))
+         | tft_beam.WriteTransformFn(output_dir))
+  # The Transform component also writes the raw metadata (the serving request spec).
+  metadata_io.write_metadata(
+      metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+  tf.io.gfile.rmtree(os.path.join(output_dir, "tmp"))
+  return tft.TFTransformOutput(output_dir)
+
+
+def side_dims(tft_output: tft.TFTransformOutput) -> Dict[str, int]:
+  """Width of the member, item and context feature vectors of a Transform output."""
+  spec = tft_output.transformed_feature_spec()
+  return {k: spec[k].shape[-1] for k in
+          (features.MEMBER_FEATURES, features.ITEM_FEATURES, features.CONTEXT_FEATURES)}
+
+
+def untrained_model(tft_output: tft.TFTransformOutput, embedding_dim: int = EMBEDDING_DIM,
+                    seed: int = 0) -> model_lib.LiMAMLModel:
+  """A small, built (seeded, untrained) LiMAML model for `tft_output`."""
+  tf.keras.utils.set_random_seed(seed)
+  num_items = tft_output.vocabulary_size_by_name(preprocessing.ITEM_VOCABULARY) + 1
+  ranker = model_lib.LiMAMLModel(
+      layers.MetaBlock(hidden_units=[8], embedding_dim=embedding_dim),
+      layers.GlobalBlock(num_items=num_items, item_embedding_dim=4, hidden_units=[8]))
+  ranker.score_logits({features.ITEM_ID: tf.zeros([1], tf.int64),
+                       **{k: tf.zeros([1, d]) for k, d in side_dims(tft_output).items()}})
+  return ranker
+
+
+def embeddings(num_members: int = len(MEMBERS), embedding_dim: int = EMBEDDING_DIM,
+               seed: int = 1) -> np.ndarray:
+  """Seeded random float32 `[num_members, embedding_dim]` meta embeddings."""
+  rng = np.random.default_rng(seed)
+  return rng.normal(scale=3.0, size=[num_members, embedding_dim]).astype(np.float32)
+
+
+def personalized_model(model: model_lib.PersonalizedRanker, tft_output: tft.TFTransformOutput,
+                       export_dir: str, member_ids: Sequence[str] = MEMBERS,
+                       member_embeddings: Optional[np.ndarray] = None) -> str:
+  """Exports a personalised serving SavedModel of `member_ids` to `export_dir`."""
+  # pylint: disable=g-import-not-at-top
+  from tfx_pipeline import personalized_model as personalized_model_lib
+  # pylint: enable=g-import-not-at-top
+  if member_embeddings is None:
+    member_embeddings = embeddings(len(member_ids), model.meta_block.embedding_dim)
+  return personalized_model_lib.export_personalized_model(
+      model, tft_output, member_ids, member_embeddings, export_dir)
