@@ -49,8 +49,9 @@ def raw_example(values: Mapping[str, Any],
   """A serving request row as a `tf.Example`, each value cast to its raw feature's dtype.
 
   Args:
-    values: raw column -> value (for example a CSV row as strings); columns
-      not in `feature_spec` are ignored.
+    values: raw column -> value (for example a CSV row as strings; `bytes`
+      are kept as they are for string columns); columns not in
+      `feature_spec` are ignored.
     feature_spec: `serving_feature_spec(...)`.
 
   Returns:
@@ -65,7 +66,8 @@ def raw_example(values: Mapping[str, Any],
       raise ValueError(f"serving request lacks column {name!r}")
     value = values[name]
     if spec.dtype == tf.string:
-      feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(value).encode()]))
+      encoded = value if isinstance(value, bytes) else str(value).encode()
+      feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded]))
     elif spec.dtype.is_integer:
       feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
     else:
