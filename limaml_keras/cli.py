@@ -4,6 +4,7 @@
     limaml evaluate ...         compare LiMAML with its baselines on a dataset
     limaml pipeline run|compile the TFX pipeline (local run, Kubeflow V2 spec)
     limaml embeddings generate  the Beam meta-embedding job over task records
+    limaml serve ...            run and query the serving model (gRPC / REST)
 
 Sub-commands live next to the code they drive and register themselves with
 `register(subparsers)`; heavy imports happen only when a command runs.
@@ -25,6 +26,7 @@ _COMMAND_MODULES = (
     "limaml_keras.evaluation.cli",
     "tfx_pipeline.cli",
     "tfx_pipeline.embeddings_cli",
+    "serving.cli",
 )
 
 

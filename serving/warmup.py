@@ -1,0 +1,136 @@
+"""SavedModel warmup records: TF Serving runs them before it serves a new version.
+
+TF Serving (with `--enable_model_warmup`, the default) reads
+`<version>/assets.extra/tf_serving_warmup_requests`, a TFRecord file of
+`PredictionLog`s, and replays each request once the version has loaded and
+before it marks the version AVAILABLE: the first real requests then do not pay
+for graph initialisation, lookup-table loading and memory allocation (the
+long tail after every push). It reads at most 1000 records.
+
+The requests are built by `serving.requests` from a `serving.catalog.Catalog`,
+exactly as the client builds them: a few of the most active members plus one
+member id not in the data (the cold-start path), each ranking the most popular
+items (`num_candidates`, 100 by default, the size of a production request).
+
+Write them into the SavedModel **before** it is pushed (the version directory
+the Pusher renames into place), so a version never appears without them:
+
+```python
+catalog = catalog_lib.Catalog.from_rows(rows, spec, export.serving_feature_spec(tft_output))
+write_warmup_requests(export_dir, build_warmup_requests(catalog))
+```
+"""
+
+import os
+from typing import List, Optional, Sequence
+
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from serving import catalog as catalog_lib
+from serving import requests as requests_lib
+
+ASSETS_EXTRA = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"
+#: TF Serving reads at most this many warmup records.
+MAX_WARMUP_REQUESTS = 1000
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def warmup_path(saved_model_dir: str) -> str:
+  """`<saved_model_dir>/assets.extra/tf_serving_warmup_requests`."""
+  return os.path.join(saved_model_dir, ASSETS_EXTRA, WARMUP_FILE)
+
+
+def write_warmup_requests(saved_model_dir: str,
+                          requests: Sequence[predict_pb2.PredictRequest],
+                          model_name: Optional[str] = None) -> str:
+  """Writes `requests` as the warmup records of a SavedModel.
+
+  Args:
+    saved_model_dir: a SavedModel directory (a version, before it is pushed).
+    requests: 1 to `MAX_WARMUP_REQUESTS` predict requests.
+    model_name: when given, set as each request's `model_spec.name` (TF Serving
+      ignores it during warmup; it documents the records).
+
+  Returns:
+    The path of the warmup file (replaced if it existed).
+
+  Raises:
+    FileNotFoundError: when `saved_model_dir` holds no SavedModel.
+    ValueError: when there are no requests or more than `MAX_WARMUP_REQUESTS`,
+      or one is not a `PredictRequest`.
+  """
+  if not any(tf.io.gfile.exists(os.path.join(saved_model_dir, f)) for f in _SAVED_MODEL_FILES):
+    raise FileNotFoundError(f"no SavedModel (saved_model.pb) in {saved_model_dir}")
+  requests = list(requests)
+  if not requests:
+    raise ValueError("no warmup requests to write")
+  if len(requests) > MAX_WARMUP_REQUESTS:
+    raise ValueError(f"{len(requests)} warmup requests; TF Serving reads at most "
+                     f"{MAX_WARMUP_REQUESTS}")
+  path = warmup_path(saved_model_dir)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.TFRecordWriter(path) as writer:
+    for number, request in enumerate(requests):
+      if not isinstance(request, predict_pb2.PredictRequest):
+        raise ValueError(f"warmup request {number} is a {type(request).__name__}, "
+                         "not a PredictRequest")
+      if model_name is not None:
+        request = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+        request.model_spec.name = model_name
+      log = prediction_log_pb2.PredictionLog(
+          predict_log=prediction_log_pb2.PredictLog(request=request))
+      writer.write(log.SerializeToString())
+  return path
+
+
+def read_warmup_requests(saved_model_dir: str) -> List[predict_pb2.PredictRequest]:
+  """The predict requests of a SavedModel's warmup file.
+
+  Raises:
+    FileNotFoundError: when there is no warmup file.
+    ValueError: when a record is not a `PredictionLog` with a predict log.
+  """
+  path = warmup_path(saved_model_dir)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"no warmup file {path}")
+  requests = []
+  for number, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+    log = prediction_log_pb2.PredictionLog()
+    try:
+      log.ParseFromString(record)
+    except Exception as e:  # pylint: disable=broad-except  (protobuf's DecodeError)
+      raise ValueError(f"{path}: record {number} is not a PredictionLog: {e}") from None
+    if not log.HasField("predict_log"):
+      raise ValueError(f"{path}: record {number} holds no predict_log")
+    requests.append(log.predict_log.request)
+  return requests
+
+
+def build_warmup_requests(catalog: catalog_lib.Catalog, model_name: str = "limaml",
+                          num_members: int = 3, num_candidates: int = 100,
+                          signature_name: str = requests_lib.SERVING_SIGNATURE
+                          ) -> List[predict_pb2.PredictRequest]:
+  """Realistic ranking requests (module docstring): `num_members` known members + a cold one.
+
+  Args:
+    catalog: raw member and item features (the training data's).
+    model_name: the model's name in the server's config.
+    num_members: how many of the most active members to include.
+    num_candidates: candidate items per request (the most popular ones).
+    signature_name: the signature the requests run.
+
+  Returns:
+    `min(num_members, members in the catalog) + 1` requests.
+  """
+  if num_members < 0 or num_candidates < 1:
+    raise ValueError(f"num_members must be >= 0 and num_candidates >= 1, got {num_members} "
+                     f"and {num_candidates}")
+  items = catalog.items(catalog.popular_items(num_candidates))
+  members = [catalog.member(m)[0] for m in catalog.active_members(num_members)]
+  members.append(catalog.member(catalog.unknown_member_id())[0])
+  return [requests_lib.predict_request(
+      requests_lib.serialized_examples(member, items, catalog.feature_spec),
+      model_name, signature_name) for member in members]

@@ -1,0 +1,135 @@
+"""Tests for serving.dev_server: lifecycle, hot-swap under concurrent requests, corrupt versions."""
+import base64
+import os
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import requests
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving import dev_server
+from serving import tensors
+from tests.serving.conftest import add_version
+from tests.serving.conftest import request_examples
+
+
+def _predict_request(saved_models):
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = "limaml"
+  request.inputs["examples"].CopyFrom(tensors.to_tensor_proto(
+      np.array(request_examples(saved_models.feature_spec), object)))
+  return request
+
+
+def _wait_for(condition, timeout_s=60.0):
+  deadline = time.monotonic() + timeout_s
+  while not condition():
+    assert time.monotonic() < deadline, "timed out"
+    time.sleep(0.05)
+
+
+def test_hot_swap_under_concurrent_requests_drops_nothing(saved_models, tmp_path):
+  base = str(tmp_path / "limaml")
+  add_version(saved_models.personalised_v1, base, 1)
+  with dev_server.DevServer(base, grpc_port=0, rest_port=0, poll_interval_s=0.1) as server:
+    request = _predict_request(saved_models)
+    rows = {"instances": [{"b64": base64.b64encode(e).decode()}
+                          for e in request_examples(saved_models.feature_spec)]}
+    seen, failures, stop = [], [], threading.Event()
+
+    def grpc_client():
+      with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        versions = []
+        while not stop.is_set():
+          try:
+            response = stub.Predict(request, timeout=30)
+            versions.append(response.model_spec.version.value)
+          except grpc.RpcError as e:
+            failures.append(e.details())
+        seen.append(versions)
+
+    def rest_client():
+      with requests.Session() as session:
+        url = f"http://127.0.0.1:{server.rest_port}/v1/models/limaml:predict"
+        while not stop.is_set():
+          reply = session.post(url, json=rows, timeout=30)
+          if reply.status_code != 200 or len(reply.json()["predictions"]) != 3:
+            failures.append(reply.text)
+
+    threads = [threading.Thread(target=grpc_client) for _ in range(4)]
+    threads += [threading.Thread(target=rest_client) for _ in range(2)]
+    for thread in threads:
+      thread.start()
+    time.sleep(0.5)
+    add_version(saved_models.personalised_v2, base, 2)
+    _wait_for(lambda: server.models.get("limaml").serving_version == 2)
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+      thread.join()
+  assert failures == []
+  versions = [v for per_thread in seen for v in per_thread]
+  assert set(versions) == {1, 2}
+  for per_thread in seen:  # each client switches once, never back
+    assert per_thread == sorted(per_thread)
+
+
+def test_corrupt_version_is_ignored_while_the_old_one_serves(saved_models, tmp_path):
+  base = str(tmp_path / "limaml")
+  add_version(saved_models.personalised_v1, base, 1)
+  partial = os.path.join(base, "2")
+  os.makedirs(os.path.join(partial, "variables"))
+  with open(os.path.join(partial, "saved_model.pb"), "wb") as f:
+    f.write(open(os.path.join(saved_models.personalised_v1, "saved_model.pb"), "rb").read())
+  with dev_server.DevServer(base, grpc_port=0, rest_port=0, poll_interval_s=0.1) as server:
+    assert server.models.get("limaml").serving_version == 1
+    status = requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/limaml",
+                          timeout=30).json()["model_version_status"]
+    assert status[0]["version"] == "2" and status[0]["state"] == "END"
+    assert status[0]["status"]["error_message"].startswith("load failed")
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+      response = stub.Predict(_predict_request(saved_models), timeout=30)
+      assert response.model_spec.version.value == 1
+
+
+def test_serves_a_version_that_appears_after_start(saved_models, tmp_path):
+  base = str(tmp_path / "limaml")
+  os.makedirs(base)
+  with dev_server.DevServer(base, grpc_port=0, rest_port=0, poll_interval_s=0.1) as server:
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/limaml"
+    assert requests.get(url, timeout=30).status_code == 404
+    add_version(saved_models.personalised_v1, base, 3)
+    _wait_for(lambda: requests.get(url, timeout=30).status_code == 200)
+
+
+def test_stop_unloads_and_wait_returns(saved_models, tmp_path):
+  base = str(tmp_path / "limaml")
+  add_version(saved_models.personalised_v1, base, 1)
+  server = dev_server.DevServer(base, grpc_port=0, rest_port=0).start()
+  with server.models.get("limaml").hold() as loaded:
+    pass
+  threading.Timer(0.2, server.stop).start()
+  server.wait()
+  assert loaded.closed
+  with pytest.raises(requests.ConnectionError):
+    requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/limaml", timeout=5)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"model_base_path": "/does/not/exist"}, "is not a directory"),
+    ({"model_base_path": None}, "give a model_base_path"),
+    ({"model_name": "a/b"}, "without '/'"),
+    ({"poll_interval_s": 0}, "poll_interval_s"),
+    ({"grpc_port": 70000}, "grpc_port"),
+    ({"models": {"limaml": "."}}, "given twice"),
+])
+def test_constructor_rejects_bad_arguments(tmp_path, kwargs, message):
+  kwargs = {"model_base_path": str(tmp_path), **kwargs}
+  with pytest.raises(ValueError, match=message):
+    dev_server.DevServer(**kwargs)
