@@ -17,13 +17,15 @@ the column and a sample bad row.
 
 import dataclasses
 import json
+import logging
 import zlib
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
 from limaml_keras import features
+from limaml_keras import raw_data_checks
 from limaml_keras import schema
 
 #: Extra key of `Preprocessor.transform` output: the raw member id (str), the
@@ -342,15 +344,48 @@ class Preprocessor:
       return cls.from_config(json.load(f))
 
 
-def read_raw_csv(path: str, spec: schema.FeatureSpec) -> pd.DataFrame:
-  """Reads a raw-schema CSV, keeping ids and categorical values as strings.
+def read_raw_csv_with_report(path: str, spec: schema.FeatureSpec, as_of: Optional[int] = None
+                             ) -> Tuple[pd.DataFrame, raw_data_checks.CheckReport]:
+  """Reads a raw-schema CSV by the rules of `limaml_keras.raw_data_checks`.
+
+  The same rules as the pipeline's input (`tfx_pipeline.input_data`): bad
+  values raise a `ValueError` naming the file, line and column; extra columns
+  are left out; duplicate interactions and interactions later than `as_of`
+  are dropped and counted in the report.
 
   Args:
-    path: a CSV file with header `spec.all_columns()` (extra columns are kept).
+    path: a CSV file with (at least) the columns `spec.all_columns()`.
     spec: its feature spec.
+    as_of: later interactions are dropped (default: now).
 
   Returns:
-    The frame; validation happens in `Preprocessor.fit`/`transform`.
+    `(frame, report)`: the frame has the columns `spec.all_columns()`, ids
+    and categorical values as str (missing categorical values as None),
+    `timestamp` and `label` as int64 and numeric features as float64.
   """
-  text_columns = (schema.MEMBER_ID_COLUMN, schema.ITEM_ID_COLUMN) + spec.categorical_columns()
-  return pd.read_csv(path, dtype={c: str for c in text_columns})
+  reader = raw_data_checks.RawCsvReader(spec, as_of)
+  rows = [row for _, row in reader.rows(path)]
+  columns = spec.all_columns()
+  values = dict(zip(columns, zip(*rows))) if rows else {c: () for c in columns}
+  frame = pd.DataFrame({c: _typed_column(c, values[c], spec) for c in columns},
+                       columns=list(columns))
+  return frame, reader.report
+
+
+def _typed_column(column: str, values: Sequence[str], spec: schema.FeatureSpec) -> np.ndarray:
+  if column in (schema.TIMESTAMP_COLUMN, schema.LABEL_COLUMN):
+    return np.asarray([int(v) for v in values], np.int64)
+  if column in spec.numeric_columns():
+    return np.asarray([float(v) for v in values], np.float64)
+  if column in spec.categorical_columns():
+    return np.asarray([v if v else None for v in values], object)
+  return np.asarray(values, object)
+
+
+def read_raw_csv(path: str, spec: schema.FeatureSpec, as_of: Optional[int] = None
+                 ) -> pd.DataFrame:
+  """`read_raw_csv_with_report(...)[0]`; the report's notes are logged as warnings."""
+  frame, report = read_raw_csv_with_report(path, spec, as_of)
+  for note in report.notes():
+    logging.warning("%s", note)
+  return frame

@@ -19,8 +19,12 @@ Split rules, and the fate of members with too few interactions:
   interaction are kept as cold-start tasks (support mask all zero).
 
 Then support is capped to its latest `max_support` interactions and query to
-its earliest `max_query`. Sides are padded to the longest task (at least one
-slot, so no tensor is empty); padded slots have mask 0 and all-zero values.
+its earliest `max_query`. Memory is linear in the interactions (one sort, no
+[n, n] arrays) plus the padded [T, width] task arrays; when those would
+exceed `max_padded_bytes` (a very active member and no caps), `build_tasks`
+raises a ValueError naming the member instead of running out of memory.
+Sides are padded to the longest task (at least one slot, so no tensor is
+empty); padded slots have mask 0 and all-zero values.
 A task's `member_features` and `member_id` are taken from the member's latest
 support interaction (what is known when adapting), or from the first query
 interaction for a cold-start task.
@@ -50,6 +54,8 @@ _SIDE_VALUE_KEYS = (features.ITEM_ID, features.ITEM_FEATURES, features.CONTEXT_F
                     features.LABEL)
 DEFAULT_SUPPORT_FRACTION = 0.5
 DEFAULT_MAX_SUPPORT = 100
+#: Default bound of the padded support + query arrays of `build_tasks`.
+DEFAULT_MAX_PADDED_BYTES = 2 * 2**30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,12 +183,37 @@ def _group(member_keys: np.ndarray, timestamp: np.ndarray) -> _Groups:
   return _Groups(order=order, keys=np.asarray(keys), starts=starts, counts=counts)
 
 
+def fraction_support_size(counts, support_fraction: float) -> np.ndarray:
+  """Support sizes of members with `counts` interactions: `min(floor(f * n), n - 1)`."""
+  counts = np.asarray(counts, np.int64)
+  return np.minimum(np.floor(support_fraction * counts).astype(np.int64), counts - 1)
+
+
+def _check_padded_size(groups: _Groups, keep: np.ndarray, support: np.ndarray, sorted_values,
+                       max_support: Optional[int], max_query: Optional[int],
+                       max_padded_bytes: int) -> None:
+  """Raises before padding would allocate more than `max_padded_bytes`."""
+  counts = groups.counts[keep]
+  widths = [max(1, int(_cap(sizes, cap).max(initial=0)))
+            for sizes, cap in ((support[keep], max_support), (counts - support[keep], max_query))]
+  slot_bytes = 4 * (3 + sum(sorted_values[k].shape[1] for k in _MATRIX_KEYS[1:]))
+  needed = int(keep.sum()) * sum(widths) * slot_bytes
+  if needed > max_padded_bytes:
+    largest = int(np.argmax(groups.counts))
+    raise ValueError(
+        f"padding {int(keep.sum())} tasks to {widths[0]} support and {widths[1]} query slots "
+        f"would take {needed / 2**30:.1f} GiB (more than max_padded_bytes="
+        f"{max_padded_bytes}); member {groups.keys[largest]!r} has "
+        f"{int(groups.counts[largest])} interactions: pass max_support and max_query to cap "
+        f"what a task keeps")
+
+
 def _split_sizes(groups: _Groups, sorted_time: np.ndarray, support_fraction, cutoff_time,
                  min_interactions):
   """Returns (support sizes [U], keep [U] bool, dropped counter) before caps."""
   counts = groups.counts
   if cutoff_time is None:
-    support = np.minimum(np.floor(support_fraction * counts).astype(np.int64), counts - 1)
+    support = fraction_support_size(counts, support_fraction)
     keep = counts >= min_interactions
     return support, keep, {"too_few_interactions": int((~keep).sum())}
   before = (sorted_time < cutoff_time).astype(np.int64)
@@ -219,7 +250,8 @@ def build_tasks(data: Mapping[str, np.ndarray],
                 cutoff_time: Optional[int] = None,
                 max_support: Optional[int] = DEFAULT_MAX_SUPPORT,
                 max_query: Optional[int] = None,
-                min_interactions: int = 2) -> Tasks:
+                min_interactions: int = 2,
+                max_padded_bytes: int = DEFAULT_MAX_PADDED_BYTES) -> Tasks:
   """Groups interactions into per-member MAML tasks (see the module docstring).
 
   Args:
@@ -235,6 +267,8 @@ def build_tasks(data: Mapping[str, np.ndarray],
       (None: no cap; the query side is padded to the longest task).
     min_interactions: with `support_fraction`, members with fewer
       interactions are dropped.
+    max_padded_bytes: refuse (ValueError) to build padded task arrays larger
+      than this; one very active member would otherwise widen every task.
 
   Returns:
     `Tasks`, ordered by member key.
@@ -252,6 +286,8 @@ def build_tasks(data: Mapping[str, np.ndarray],
                                         cutoff_time, min_interactions)
   if not keep.any():
     raise ValueError(f"no task left: all {len(keep)} members were dropped ({dropped})")
+  _check_padded_size(groups, keep, support, sorted_values, max_support, max_query,
+                     max_padded_bytes)
   starts, counts, support = groups.starts[keep], groups.counts[keep], support[keep]
   query = counts - support
   support_kept, query_kept = _cap(support, max_support), _cap(query, max_query)

@@ -8,27 +8,40 @@ The pipeline reads a *data root* with one directory per split::
 and `CsvExampleGen` maps the two directories to the `train` and `eval`
 splits (an input-based split: hash-based output splits would mix periods).
 `prepare_data_root` builds such a root from one CSV, or from a directory of
-CSVs, by cutting at a quantile of the timestamps, or validates a root that
-is already split. Every file is checked up front, so a malformed file fails
-with a message naming the file, line, column and value before any TFX
-component starts.
+CSVs, by cutting at a quantile of the timestamps, or from a root that is
+already split. Every row is checked by the rules of
+`limaml_keras.raw_data_checks` (shared with the pandas path) before any TFX
+component starts: a malformed file fails with a message naming the file,
+line, column and value; extra columns are left out, and duplicate and future
+interactions are dropped, counted in `DataSummary.dropped` and described in
+`DataSummary.notes`.
+
+Guarantees: the output depends only on the input files, `eval_fraction`
+and `as_of` (a rerun writes byte-identical files and leaves unchanged files
+untouched, so ExampleGen's cache holds), and a run that fails leaves the
+previous `train/` and `eval/` as they were (both files are written to a
+staging directory first and moved into place only when complete).
 """
 
 import csv
 import dataclasses
 import filecmp
 import glob
-import math
 import os
-from typing import Iterator, List, Optional, Sequence, Tuple
+import shutil
+import sys
+import time
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from limaml_keras import raw_data_checks
 from limaml_keras import schema
 
 TRAIN_DIR = "train"
 EVAL_DIR = "eval"
 _SPLIT_FILE_NAME = "interactions.csv"
+_STAGING_DIR = ".staging"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +54,17 @@ class DataSummary:
     num_eval: interactions in the evaluation period.
     cutoff_timestamp: first Unix second of the evaluation period, or None
       when the input was already split.
+    dropped: rows dropped by the checks, by reason
+      (`limaml_keras.raw_data_checks.DUPLICATE`, `FUTURE`).
+    notes: one line per fallback taken (extra columns, dropped rows), for the
+      user to read.
   """
   data_root: str
   num_train: int
   num_eval: int
   cutoff_timestamp: Optional[int]
+  dropped: Mapping[str, int] = dataclasses.field(default_factory=dict)
+  notes: Tuple[str, ...] = ()
 
 
 def csv_files(path: str) -> List[str]:
@@ -69,95 +88,31 @@ def is_split_root(path: str) -> bool:
   return all(os.path.isdir(os.path.join(path, d)) for d in (TRAIN_DIR, EVAL_DIR))
 
 
-class _ColumnChecks:
-  """Per-column value checks of one CSV header against a `FeatureSpec`."""
-
-  def __init__(self, path: str, header: Sequence[str], spec: schema.FeatureSpec):
-    missing = [c for c in spec.all_columns() if c not in header]
-    if missing:
-      raise ValueError(f"{path}: missing columns {missing}; the header has {list(header)}")
-    duplicated = sorted({c for c in header if list(header).count(c) > 1})
-    if duplicated:
-      raise ValueError(f"{path}: duplicated columns {duplicated} in the header")
-    self._path = path
-    self._width = len(header)
-    index = {c: i for i, c in enumerate(header)}
-    self.timestamp_index = index[schema.TIMESTAMP_COLUMN]
-    self._checks = [(c, index[c], _check_id) for c in (schema.MEMBER_ID_COLUMN,
-                                                        schema.ITEM_ID_COLUMN)]
-    self._checks += [(schema.TIMESTAMP_COLUMN, self.timestamp_index, _check_timestamp),
-                     (schema.LABEL_COLUMN, index[schema.LABEL_COLUMN], _check_label)]
-    self._checks += [(c, index[c], _check_numeric) for c in spec.numeric_columns()]
-
-  def check(self, line: int, row: Sequence[str]) -> int:
-    """Validates one row; returns its timestamp."""
-    if len(row) != self._width:
-      raise ValueError(f"{self._path} line {line}: expected {self._width} fields, "
-                       f"got {len(row)}")
-    for column, i, check in self._checks:
-      problem = check(row[i])
-      if problem:
-        raise ValueError(f"{self._path} line {line}: column {column!r} {problem}, "
-                         f"got {row[i]!r}")
-    return int(row[self.timestamp_index])
+def _kept_rows(reader: raw_data_checks.RawCsvReader, files: Sequence[str]
+               ) -> Iterator[Tuple[int, List[str]]]:
+  for path in files:
+    yield from reader.rows(path)
 
 
-def _check_id(value: str) -> Optional[str]:
-  return None if value.strip() else "must not be empty"
-
-
-def _check_timestamp(value: str) -> Optional[str]:
-  try:
-    int(value)
-  except ValueError:
-    return "must hold whole Unix seconds"
-  return None
-
-
-def _check_label(value: str) -> Optional[str]:
-  return None if value.strip() in ("0", "1") else "must be 0 or 1"
-
-
-def _check_numeric(value: str) -> Optional[str]:
-  try:
-    number = float(value)
-  except ValueError:
-    return "must be numeric" if value.strip() else "has a missing value"
-  return None if math.isfinite(number) else "must be finite"
-
-
-def _rows(path: str, spec: schema.FeatureSpec) -> Iterator[Tuple[List[str], int, List[str]]]:
-  """Yields `(header, timestamp, row)` for every validated data row of `path`."""
-  with open(path, newline="", encoding="utf-8") as f:
-    reader = csv.reader(f)
-    header = next(reader, None)
-    if not header:
-      raise ValueError(f"{path}: the file is empty (no header)")
-    checks = _ColumnChecks(path, header, spec)
-    for row in reader:
-      if row:  # Blank lines are not rows.
-        yield header, checks.check(reader.line_num, row), row
-
-
-def validate_csv(path: str, spec: schema.FeatureSpec) -> Tuple[List[str], np.ndarray]:
-  """Checks one raw-schema CSV (header and every value the pipeline relies on).
+def validate_csv(path: str, spec: schema.FeatureSpec, as_of: Optional[int] = None
+                 ) -> raw_data_checks.CheckReport:
+  """Checks one raw-schema CSV by the rules of `limaml_keras.raw_data_checks`.
 
   Args:
     path: the CSV file.
     spec: its feature spec.
+    as_of: later interactions are dropped (default: now).
 
   Returns:
-    `(header, timestamps)`.
+    What was kept and dropped.
 
   Raises:
     ValueError: naming the file, line, column and bad value.
   """
-  header, timestamps = None, []
-  for header, timestamp, _ in _rows(path, spec):
-    timestamps.append(timestamp)
-  if header is None:
-    raise ValueError(f"{path}: no data rows")
-  return header, np.asarray(timestamps, np.int64)
+  reader = raw_data_checks.RawCsvReader(spec, as_of)
+  for _ in reader.rows(path):
+    pass
+  return reader.report
 
 
 def time_cutoff(timestamps: np.ndarray, eval_fraction: float) -> int:
@@ -183,17 +138,17 @@ def time_cutoff(timestamps: np.ndarray, eval_fraction: float) -> int:
   return cutoff
 
 
-class _StableCsvWriter:
-  """Writes a CSV through a temporary file, leaving an identical existing file untouched.
+class _StagedCsvWriter:
+  """Writes a CSV into a staging directory; `commit` moves it into place.
 
-  ExampleGen fingerprints its input by size and modification time, so an
-  untouched file lets a rerun reuse cached components.
+  An identical existing file is left untouched: ExampleGen fingerprints its
+  input by size and modification time, so a rerun reuses cached components.
   """
 
-  def __init__(self, path: str, header: Sequence[str]):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    self._path, self._temporary = path, f"{path}.tmp"
-    self._file = open(self._temporary, "w", newline="", encoding="utf-8")
+  def __init__(self, staging_dir: str, path: str, header: Sequence[str]):
+    self._path = path
+    self._staged = os.path.join(staging_dir, os.path.basename(os.path.dirname(path)) + ".csv")
+    self._file = open(self._staged, "w", newline="", encoding="utf-8")
     self._writer = csv.writer(self._file, lineterminator="\n")
     self._writer.writerow(header)
     self.num_rows = 0
@@ -204,66 +159,120 @@ class _StableCsvWriter:
 
   def close(self) -> None:
     self._file.close()
-    if os.path.exists(self._path) and filecmp.cmp(self._path, self._temporary, shallow=False):
-      os.remove(self._temporary)
+
+  def commit(self) -> None:
+    os.makedirs(os.path.dirname(self._path), exist_ok=True)
+    if os.path.exists(self._path) and filecmp.cmp(self._path, self._staged, shallow=False):
+      os.remove(self._staged)
     else:
-      os.replace(self._temporary, self._path)
+      os.replace(self._staged, self._path)
+
+
+def _write_data_root(output_dir: str, spec: schema.FeatureSpec,
+                     rows: Iterable[Tuple[str, List[str]]]) -> Dict[str, int]:
+  """Writes `(split directory, row)` pairs as `<output_dir>/<split>/interactions.csv`.
+
+  Both files are written completely in `<output_dir>/.staging/` first and only
+  then moved into place, so a run that fails while reading leaves the
+  previous data root as it was, and consumers (ExampleGen reads
+  `train/*` and `eval/*`) never see a partial file.
+
+  Returns:
+    Rows written per split directory.
+  """
+  staging_dir = os.path.join(output_dir, _STAGING_DIR)
+  shutil.rmtree(staging_dir, ignore_errors=True)  # Left over by a killed run.
+  os.makedirs(staging_dir)
+  writers = {d: _StagedCsvWriter(staging_dir, os.path.join(output_dir, d, _SPLIT_FILE_NAME),
+                                 spec.all_columns()) for d in (TRAIN_DIR, EVAL_DIR)}
+  try:
+    for directory, row in rows:
+      writers[directory].write(row)
+  finally:
+    for writer in writers.values():
+      writer.close()
+    if sys.exc_info()[0] is not None:
+      shutil.rmtree(staging_dir)
+  for writer in writers.values():
+    writer.commit()
+  shutil.rmtree(staging_dir)
+  return {d: writer.num_rows for d, writer in writers.items()}
+
+
+def _summary(output_dir: str, counts: Mapping[str, int], cutoff: Optional[int],
+             report: raw_data_checks.CheckReport) -> DataSummary:
+  for directory in (TRAIN_DIR, EVAL_DIR):
+    if not counts[directory]:
+      raise ValueError(f"no interaction left for {directory}/ after the checks "
+                       f"(dropped: {report.dropped or 'none'})")
+  return DataSummary(data_root=output_dir, num_train=counts[TRAIN_DIR],
+                     num_eval=counts[EVAL_DIR], cutoff_timestamp=cutoff,
+                     dropped=dict(sorted(report.dropped.items())), notes=tuple(report.notes()))
 
 
 def split_by_time(files: Sequence[str], spec: schema.FeatureSpec, output_dir: str,
-                  eval_fraction: float) -> DataSummary:
-  """Validates `files` and writes them, cut at a time quantile, as a data root.
+                  eval_fraction: float, as_of: Optional[int] = None) -> DataSummary:
+  """Checks `files` and writes their kept rows, cut at a time quantile, as a data root.
 
   Args:
-    files: raw-schema CSV files with the same header.
+    files: raw-schema CSV files (each may order its columns differently).
     spec: their feature spec.
     output_dir: the data root to write (`train/` and `eval/` inside).
     eval_fraction: approximate share of interactions, the latest, in the
       evaluation period.
+    as_of: later interactions are dropped (default: now).
 
   Returns:
     The summary.
   """
-  headers, timestamps = zip(*(validate_csv(path, spec) for path in files))
-  for path, header in zip(files[1:], headers[1:]):
-    if list(header) != list(headers[0]):
-      raise ValueError(f"{path}: header {header} differs from {files[0]}'s {headers[0]}")
-  cutoff = time_cutoff(np.concatenate(timestamps), eval_fraction)
-  train, evaluation = (_StableCsvWriter(os.path.join(output_dir, directory, _SPLIT_FILE_NAME),
-                                        headers[0]) for directory in (TRAIN_DIR, EVAL_DIR))
-  for path in files:
-    for _, timestamp, row in _rows(path, spec):
-      (train if timestamp < cutoff else evaluation).write(row)
-  train.close()
-  evaluation.close()
-  return DataSummary(data_root=output_dir, num_train=train.num_rows,
-                     num_eval=evaluation.num_rows, cutoff_timestamp=cutoff)
+  as_of = int(time.time()) if as_of is None else int(as_of)
+  first_pass = raw_data_checks.RawCsvReader(spec, as_of)
+  timestamps = np.fromiter((t for t, _ in _kept_rows(first_pass, files)), np.int64)
+  if not timestamps.size:
+    raise ValueError(f"no interaction left after the checks (dropped: {first_pass.report.dropped})")
+  cutoff = time_cutoff(timestamps, eval_fraction)
+  second_pass = raw_data_checks.RawCsvReader(spec, as_of)
+  counts = _write_data_root(output_dir, spec, (
+      (TRAIN_DIR if timestamp < cutoff else EVAL_DIR, row)
+      for timestamp, row in _kept_rows(second_pass, files)))
+  return _summary(output_dir, counts, cutoff, second_pass.report)
 
 
-def validate_split_root(data_root: str, spec: schema.FeatureSpec) -> DataSummary:
-  """Validates a data root that already has `train/` and `eval/` CSVs."""
-  counts = {}
-  for directory in (TRAIN_DIR, EVAL_DIR):
-    counts[directory] = sum(validate_csv(path, spec)[1].size
-                            for path in csv_files(os.path.join(data_root, directory)))
-  return DataSummary(data_root=data_root, num_train=counts[TRAIN_DIR],
-                     num_eval=counts[EVAL_DIR], cutoff_timestamp=None)
+def copy_split_root(data_root: str, spec: schema.FeatureSpec, output_dir: str,
+                    as_of: Optional[int] = None) -> DataSummary:
+  """Checks a data root already split into `train/` and `eval/` and writes its kept rows.
+
+  The same checks and fallbacks as `split_by_time` apply (duplicates are
+  found across both splits), so `output_dir` gets the same layout.
+  """
+  reader = raw_data_checks.RawCsvReader(spec, as_of)
+  files = {d: csv_files(os.path.join(data_root, d)) for d in (TRAIN_DIR, EVAL_DIR)}
+  counts = _write_data_root(output_dir, spec, (
+      (directory, row) for directory in (TRAIN_DIR, EVAL_DIR)
+      for _, row in _kept_rows(reader, files[directory])))
+  return _summary(output_dir, counts, None, reader.report)
 
 
 def prepare_data_root(data_path: str, spec: schema.FeatureSpec, output_dir: str,
-                      eval_fraction: float) -> DataSummary:
-  """Returns a validated data root for `data_path`, splitting by time if needed.
+                      eval_fraction: float, as_of: Optional[int] = None) -> DataSummary:
+  """Checks `data_path` and writes it as a data root in `output_dir`, split by time.
 
   Args:
     data_path: a CSV file, a directory of CSV files, or a data root that is
-      already split (`train/` and `eval/` subdirectories).
+      already split (`train/` and `eval/` subdirectories, kept as split).
     spec: the feature spec of the files.
-    output_dir: where to write the split data root when one is needed.
-    eval_fraction: see `split_by_time`.
+    output_dir: the data root to write.
+    eval_fraction: see `split_by_time` (unused for a split root).
+    as_of: interactions later than this Unix second are dropped (default:
+      now); pass it to make reruns reproducible.
 
   Returns:
-    The summary; `data_root` is `data_path` itself when it was already split.
+    The summary, with the dropped rows and the notes of the fallbacks taken.
+
+  Raises:
+    ValueError: on bad input (see `limaml_keras.raw_data_checks`).
+    FileNotFoundError: when `data_path` holds no CSV.
   """
   if os.path.isdir(data_path) and is_split_root(data_path):
-    return validate_split_root(data_path, spec)
-  return split_by_time(csv_files(data_path), spec, output_dir, eval_fraction)
+    return copy_split_root(data_path, spec, output_dir, as_of)
+  return split_by_time(csv_files(data_path), spec, output_dir, eval_fraction, as_of)

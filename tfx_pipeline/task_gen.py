@@ -5,8 +5,9 @@ period) and an `eval` split (the later evaluation period). Output: an
 `Examples` artifact with the same splits, one task record per member
 (`tfx_pipeline.task_records`), plus `task_statistics.json` at its root.
 
-Per member, interactions ordered by time (`limaml_keras.tasks.build_tasks`
-does the split, so the pipeline and the in-memory path agree exactly):
+Per member, interactions ordered by time, ties by item id and label
+(`limaml_keras.tasks.build_tasks` does the split, so the pipeline and the
+in-memory path agree wherever timestamps do not tie):
 
 * train split: the member's training-period interactions, the earliest
   `support_fraction` as support, the rest as query; members with fewer than
@@ -18,7 +19,14 @@ does the split, so the pipeline and the in-memory path agree exactly):
   nothing to score and get no eval task.
 
 Support keeps the latest `max_support` interactions, query the earliest
-`max_query`; both are padded to exactly those lengths.
+`max_query`; both are padded to exactly those lengths. A member's cost is
+one sort of their timestamps plus the capped rows, however many
+interactions they have.
+
+Idempotent: the records depend only on the input examples and the settings
+(not on the order Beam groups them in), so a rerun writes the same set of
+records and the same `task_statistics.json`; records are not sorted across
+shards, so compare them as a set (`read_records`).
 """
 
 import dataclasses
@@ -91,10 +99,18 @@ def _stack(interactions: List[_Interaction], member_key: bytes,
 
 
 def _time_ranks(interactions: List[_Interaction]) -> np.ndarray:
-  """0..n-1 in time order (ties keep input order)."""
-  times = np.concatenate([i[preprocessing.TIMESTAMP] for i in interactions])
-  ranks = np.empty(len(times), np.int64)
-  ranks[np.argsort(times, kind="stable")] = np.arange(len(times))
+  """0..n-1 in time order; ties are ordered by item id, then label.
+
+  Not by input order: Beam delivers a member's interactions in no fixed
+  order, and the output must not depend on it.
+  """
+  def column(key):
+    return np.concatenate([i[key] for i in interactions])
+
+  order = np.lexsort((column(features.LABEL), column(features.ITEM_ID),
+                      column(preprocessing.TIMESTAMP)))
+  ranks = np.empty(len(order), np.int64)
+  ranks[order] = np.arange(len(order))
   return ranks
 
 
@@ -117,15 +133,33 @@ def _encoded(task: tasks_lib.Tasks, member_key: bytes, settings: TaskSettings) -
                              int(task.support_sizes[0]), int(task.query_sizes[0]))
 
 
+def _capped_task(member_key: bytes, interactions: List[_Interaction], order_key: np.ndarray,
+                 support_size: int, settings: TaskSettings) -> tasks_lib.Tasks:
+  """The task whose support is the interactions with `order_key < support_size`.
+
+  Only the interactions the caps keep (the latest `max_support` of support,
+  the earliest `max_query` of query) are stacked, so a member with 100,000
+  interactions costs one sort of their order keys, not 100,000 rows of
+  feature arrays; the capped counts still cover everything left out.
+  """
+  keep = np.flatnonzero((order_key >= support_size - settings.max_support) &
+                        (order_key < support_size + settings.max_query))
+  task = tasks_lib.build_tasks(
+      _stack([interactions[i] for i in keep], member_key, order_key[keep]),
+      cutoff_time=support_size, max_support=settings.max_support, max_query=settings.max_query)
+  query_size = len(interactions) - support_size
+  return dataclasses.replace(task, capped_interactions={
+      features.SUPPORT: support_size - int(task.support_sizes[0]),
+      features.QUERY: query_size - int(task.query_sizes[0])})
+
+
 def train_task(member_key: bytes, train: List[_Interaction],
                settings: TaskSettings) -> Optional[tasks_lib.Tasks]:
   """The member's training task, or None when it has too few interactions."""
   if len(train) < settings.min_train_interactions:
     return None
-  return tasks_lib.build_tasks(
-      _stack(train, member_key, _time_ranks(train)),
-      support_fraction=settings.support_fraction, max_support=settings.max_support,
-      max_query=settings.max_query, min_interactions=settings.min_train_interactions)
+  support_size = int(tasks_lib.fraction_support_size(len(train), settings.support_fraction))
+  return _capped_task(member_key, train, _time_ranks(train), support_size, settings)
 
 
 def eval_task(member_key: bytes, train: List[_Interaction], evaluation: List[_Interaction],
@@ -137,9 +171,7 @@ def eval_task(member_key: bytes, train: List[_Interaction], evaluation: List[_In
   # the split follows the periods even when their timestamps overlap.
   order_key = np.concatenate([_time_ranks(train) if train else np.zeros(0, np.int64),
                               len(train) + _time_ranks(evaluation)])
-  return tasks_lib.build_tasks(
-      _stack(train + evaluation, member_key, order_key), cutoff_time=len(train),
-      max_support=settings.max_support, max_query=settings.max_query)
+  return _capped_task(member_key, train + evaluation, order_key, len(train), settings)
 
 
 class _MakeTasks(beam.DoFn):
@@ -264,6 +296,12 @@ def build_task_pipeline(pipeline: beam.Pipeline, input_uris: Mapping[str, str],
        | "ToJson" >> beam.Map(_statistics_json, settings)
        | "WriteStatistics" >> beam.io.WriteToText(
            os.path.join(output_uri, STATISTICS_FILE), shard_name_template=""))
+
+
+def read_records(tasks_uri: str, split: str) -> List[bytes]:
+  """The serialized task records of one split of a TaskGen output, sorted."""
+  files = tf.io.gfile.glob(os.path.join(tasks_uri, f"Split-{split}", "*"))
+  return sorted(r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP"))
 
 
 def read_statistics(tasks_uri: str) -> dict:

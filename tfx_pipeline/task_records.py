@@ -72,7 +72,8 @@ def encode(task: Mapping[str, np.ndarray], member_key: bytes, support_size: int,
   feature[MEMBER_KEY] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[member_key]))
   feature[SUPPORT_SIZE] = tf.train.Feature(int64_list=tf.train.Int64List(value=[support_size]))
   feature[QUERY_SIZE] = tf.train.Feature(int64_list=tf.train.Int64List(value=[query_size]))
-  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+  example = tf.train.Example(features=tf.train.Features(feature=feature))
+  return example.SerializeToString(deterministic=True)  # Map order fixed: reruns match bytes.
 
 
 def format_of(serialized: bytes) -> TaskFormat:

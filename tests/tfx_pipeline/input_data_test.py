@@ -1,11 +1,13 @@
 """Tests of CSV validation and the time split into train/ and eval/."""
 
 import csv
+import hashlib
 import os
 
 import numpy as np
 import pytest
 
+from limaml_keras import raw_data_checks
 from limaml_keras import schema
 from tfx_pipeline import input_data
 
@@ -53,6 +55,18 @@ def test_rerun_leaves_identical_files_untouched(tmp_path):
   assert os.stat(train).st_mtime != 1
 
 
+def test_same_input_gives_byte_identical_data_roots(tmp_path):
+  rows = _rows(50)
+  source = _write(tmp_path / "interactions.csv", rows[::-1] + rows[:5])  # 5 duplicates.
+  digests = []
+  for run in ("a", "b"):
+    summary = input_data.prepare_data_root(source, SPEC, str(tmp_path / run), 0.3, as_of=10**6)
+    assert summary.dropped == {raw_data_checks.DUPLICATE: 5}
+    digests.append([hashlib.sha256((tmp_path / run / d / "interactions.csv").read_bytes())
+                    .hexdigest() for d in ("train", "eval")])
+  assert digests[0] == digests[1]
+
+
 def test_directory_of_csvs_is_concatenated(tmp_path):
   rows = _rows(10)
   _write(tmp_path / "in" / "a.csv", rows[:4])
@@ -61,12 +75,49 @@ def test_directory_of_csvs_is_concatenated(tmp_path):
   assert (summary.num_train, summary.num_eval) == (5, 5)
 
 
-def test_split_root_is_used_as_is(tmp_path):
-  _write(tmp_path / "root" / "train" / "x.csv", _rows(4))
-  _write(tmp_path / "root" / "eval" / "y.csv", _rows(2))
+def test_split_root_keeps_its_split_and_is_checked_across_splits(tmp_path):
+  rows = _rows(6)
+  _write(tmp_path / "root" / "train" / "x.csv", rows[:4])
+  _write(tmp_path / "root" / "eval" / "y.csv", rows[3:])  # rows[3] is in both splits.
   summary = input_data.prepare_data_root(str(tmp_path / "root"), SPEC, str(tmp_path / "out"), 0.2)
-  assert summary == input_data.DataSummary(str(tmp_path / "root"), 4, 2, None)
-  assert not os.path.exists(tmp_path / "out")
+  assert summary.data_root == str(tmp_path / "out") and summary.cutoff_timestamp is None
+  assert (summary.num_train, summary.num_eval) == (4, 2)
+  assert summary.dropped == {raw_data_checks.DUPLICATE: 1}
+  assert _read(tmp_path / "out" / "eval" / "interactions.csv")[1:] == rows[4:]
+
+
+def test_extra_columns_are_left_out_with_a_note(tmp_path):
+  header = ["note"] + HEADER[::-1]
+  source = _write(tmp_path / "interactions.csv", [["x"] + r[::-1] for r in _rows(10)], header)
+  summary = input_data.prepare_data_root(source, SPEC, str(tmp_path / "data"), 0.3)
+  assert _read(tmp_path / "data" / "train" / "interactions.csv")[0] == HEADER
+  assert summary.notes == (f"{source}: ignored extra columns ['note'] (not in the feature spec)",)
+
+
+@pytest.mark.parametrize("split_root", [False, True])
+def test_failed_run_leaves_the_previous_data_root_untouched(tmp_path, split_root):
+  source = _write(tmp_path / "interactions.csv", _rows(10))
+  input_data.prepare_data_root(source, SPEC, str(tmp_path / "data"), 0.3)
+  before = {d: _read(tmp_path / "data" / d / "interactions.csv") for d in ("train", "eval")}
+  rows = _rows(2000)
+  rows[-1][HEADER.index("label")] = "7"  # The last line is bad.
+  if split_root:  # Fails while writing, after train/ is complete in the staging directory.
+    _write(tmp_path / "bad" / "train" / "a.csv", _rows(5))
+    bad = _write(tmp_path / "bad" / "eval" / "b.csv", rows)
+    data_path = str(tmp_path / "bad")
+  else:  # Fails in the first pass, before anything is written.
+    data_path = bad = _write(tmp_path / "bad.csv", rows)
+  with pytest.raises(ValueError, match=f"{bad} line 2001: column 'label' must be 0 or 1"):
+    input_data.prepare_data_root(data_path, SPEC, str(tmp_path / "data"), 0.3)
+  assert {d: _read(tmp_path / "data" / d / "interactions.csv") for d in before} == before
+  assert sorted(os.listdir(tmp_path / "data")) == ["eval", "train"]
+
+
+def test_staging_files_are_outside_the_split_directories(tmp_path):
+  source = _write(tmp_path / "interactions.csv", _rows(10))
+  input_data.prepare_data_root(source, SPEC, str(tmp_path / "data"), 0.3)
+  assert sorted(os.listdir(tmp_path / "data")) == ["eval", "train"]
+  assert os.listdir(tmp_path / "data" / "train") == ["interactions.csv"]
 
 
 @pytest.mark.parametrize("column, value, message", [
@@ -105,8 +156,8 @@ def test_ragged_row_is_named(tmp_path):
 def test_categorical_values_may_be_missing(tmp_path):
   rows = _rows(3)
   rows[0][HEADER.index("genre")] = ""
-  _, timestamps = input_data.validate_csv(_write(tmp_path / "interactions.csv", rows), SPEC)
-  np.testing.assert_array_equal(timestamps, [100, 101, 102])
+  report = input_data.validate_csv(_write(tmp_path / "interactions.csv", rows), SPEC)
+  assert (report.rows_read, report.rows_kept) == (3, 3)
 
 
 def test_time_cutoff_keeps_ties_together():

@@ -92,12 +92,19 @@ def _transformed_example(member, item, timestamp, label):
   return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def _write_split(directory, rows):
+def _write_split(directory, rows, shards=1):
   os.makedirs(directory)
-  with tf.io.TFRecordWriter(os.path.join(directory, "part.gz"), "GZIP") as writer:
-    for row in rows:
-      writer.write(_transformed_example(*row))
+  for shard in range(shards):
+    with tf.io.TFRecordWriter(os.path.join(directory, f"part-{shard}.gz"), "GZIP") as writer:
+      for row in rows[shard::shards]:
+        writer.write(_transformed_example(*row))
   return str(directory)
+
+
+def _run_task_gen(inputs, output):
+  options = PipelineOptions(["--direct_running_mode=in_memory"])
+  with beam.Pipeline(options=options) as pipeline:
+    task_gen.build_task_pipeline(pipeline, inputs, output, SETTINGS)
 
 
 def test_transforms_survive_pickling():
@@ -116,9 +123,7 @@ def test_beam_pipeline_writes_tasks_and_statistics(tmp_path):
   inputs = {task_gen.TRAIN_SPLIT: _write_split(tmp_path / "in" / "train", train),
             task_gen.EVAL_SPLIT: _write_split(tmp_path / "in" / "eval", evaluation)}
   output = str(tmp_path / "out")
-  options = PipelineOptions(["--direct_running_mode=in_memory"])
-  with beam.Pipeline(options=options) as pipeline:
-    task_gen.build_task_pipeline(pipeline, inputs, output, SETTINGS)
+  _run_task_gen(inputs, output)
 
   statistics = task_gen.read_statistics(output)
   assert statistics["train"]["tasks"] == 1
@@ -137,3 +142,34 @@ def test_beam_pipeline_writes_tasks_and_statistics(tmp_path):
   query_items = batch[features.side_key(QUERY, features.ITEM_ID)].numpy()
   assert sorted(map(tuple, query_items)) == [(6, 0), (7, 8)]
   json.dumps(statistics)  # Plain JSON types only.
+
+
+def test_ties_are_ordered_by_item_not_by_arrival():
+  # Three interactions in the same second: which two are support must not depend on order.
+  rows = [_interaction(item, 50) for item in (3, 1, 2)] + [_interaction(9, 60)]
+  for arrival in (rows, rows[::-1], rows[1:] + rows[:1]):
+    task = task_gen.train_task(b"m", arrival, SETTINGS)
+    assert _items(task, SUPPORT) == [1, 2] and _items(task, QUERY) == [3, 9]
+
+
+def test_rerun_on_the_same_examples_writes_the_same_records(tmp_path):
+  """Idempotence: same records (as a set) and same statistics, whatever the arrival order."""
+  rng = np.random.default_rng(0)
+  train = [(f"m{rng.integers(6)}", int(rng.integers(1, 9)), int(rng.integers(1, 6)) * 10,
+            float(rng.integers(2))) for _ in range(60)]
+  evaluation = [(f"m{rng.integers(8)}", int(rng.integers(1, 9)), 100 + int(rng.integers(3)),
+                 1.0) for _ in range(20)]
+  outputs = []
+  for run, (order, shards) in enumerate(((1, 1), (-1, 3))):
+    inputs = {task_gen.TRAIN_SPLIT: _write_split(tmp_path / f"in{run}" / "train",
+                                                 train[::order], shards),
+              task_gen.EVAL_SPLIT: _write_split(tmp_path / f"in{run}" / "eval",
+                                                evaluation[::order], shards)}
+    outputs.append(str(tmp_path / f"out{run}"))
+    _run_task_gen(inputs, outputs[-1])
+  for split in (task_gen.TRAIN_SPLIT, task_gen.EVAL_SPLIT):
+    first = task_gen.read_records(outputs[0], split)
+    assert first and first == task_gen.read_records(outputs[1], split)
+  with open(os.path.join(outputs[0], task_gen.STATISTICS_FILE), "rb") as a, open(
+      os.path.join(outputs[1], task_gen.STATISTICS_FILE), "rb") as b:
+    assert a.read() == b.read()

@@ -1,0 +1,114 @@
+"""A member with 100,000 interactions: capped, linear memory, no [n, n] arrays."""
+
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from limaml_keras import features
+from limaml_keras import tasks as tasks_lib
+from tfx_pipeline import preprocessing
+from tfx_pipeline import task_gen
+
+HUGE = 100_000
+SMALL_MEMBERS = 2_000
+DM, DI, DC = 6, 8, 2
+
+
+def _interactions(seed=0):
+  """One member with HUGE interactions, SMALL_MEMBERS with 3 each, one with a single one."""
+  rng = np.random.default_rng(seed)
+  keys = np.concatenate([np.full(HUGE, "huge", object),
+                         np.repeat([f"m{i}" for i in range(SMALL_MEMBERS)], 3).astype(object),
+                         np.array(["single"], object)])
+  n = len(keys)
+  return {
+      features.MEMBER_ID: rng.integers(1, 50, n), preprocessing.MEMBER_KEY: keys,
+      features.MEMBER_FEATURES: rng.normal(size=(n, DM)).astype(np.float32),
+      features.ITEM_ID: rng.integers(1, 1000, n),
+      features.ITEM_FEATURES: rng.normal(size=(n, DI)).astype(np.float32),
+      features.CONTEXT_FEATURES: rng.normal(size=(n, DC)).astype(np.float32),
+      features.LABEL: rng.integers(0, 2, n).astype(np.float32),
+      tasks_lib.TIMESTAMP: rng.permutation(n).astype(np.int64),
+  }
+
+
+def _peak_bytes(fn):
+  tracemalloc.start()
+  try:
+    started = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - started
+    return result, tracemalloc.get_traced_memory()[1], seconds
+  finally:
+    tracemalloc.stop()
+
+
+def test_build_tasks_caps_a_huge_member_in_linear_memory():
+  data = _interactions()
+  input_bytes = sum(v.nbytes for v in data.values())
+  tasks, peak, seconds = _peak_bytes(lambda: tasks_lib.build_tasks(
+      data, support_fraction=0.5, max_support=50, max_query=20, min_interactions=2))
+  huge = list(tasks.member_ids).index("huge")
+  assert (tasks.support_sizes[huge], tasks.query_sizes[huge]) == (50, 20)
+  assert tasks.capped_interactions == {features.SUPPORT: HUGE // 2 - 50,
+                                       features.QUERY: HUGE // 2 - 20}
+  assert len(tasks) == SMALL_MEMBERS + 1 and tasks.dropped_members == {"too_few_interactions": 1}
+  assert tasks.arrays[features.side_key(features.SUPPORT, features.ITEM_FEATURES)].shape == (
+      SMALL_MEMBERS + 1, 50, DI)
+  # A sorted copy of the input plus the padded tasks; an [n, n] array would be 80 GB.
+  assert peak < 3 * input_bytes, (peak, input_bytes)
+  assert seconds < 10
+
+
+def test_build_tasks_refuses_uncapped_padding_instead_of_running_out_of_memory():
+  data = _interactions()
+  with pytest.raises(ValueError, match=r"padding 2002 tasks to 1 support and 100000 query slots "
+                     r"would take .* GiB .*member 'huge' has 100000 interactions: pass "
+                     r"max_support and max_query"):
+    tasks_lib.build_tasks(data, cutoff_time=0, max_support=None, max_query=None)
+
+
+def _parsed(n, member_dim=DM, seed=0):
+  rng = np.random.default_rng(seed)
+  times = rng.permutation(n)
+  return [{features.MEMBER_ID: np.array([1]),
+           features.MEMBER_FEATURES: rng.normal(size=member_dim).astype(np.float32),
+           features.ITEM_ID: np.array([i % 997]),
+           features.ITEM_FEATURES: np.full(DI, t, np.float32),
+           features.CONTEXT_FEATURES: np.zeros(DC, np.float32),
+           features.LABEL: np.array([i % 2], np.float32),
+           preprocessing.TIMESTAMP: np.array([t])} for i, t in enumerate(times)]
+
+
+def test_task_gen_caps_a_huge_member_without_stacking_it():
+  settings = task_gen.TaskSettings(support_fraction=0.5, max_support=20, max_query=20,
+                                   min_train_interactions=2)
+  train, evaluation = _parsed(HUGE), _parsed(1_000, seed=1)
+  element = (b"huge", {task_gen.TRAIN_SPLIT: train, task_gen.EVAL_SPLIT: evaluation})
+  make_tasks = task_gen._MakeTasks(settings)  # pylint: disable=protected-access
+  outputs, peak, seconds = _peak_bytes(lambda: list(make_tasks.process(element)))
+  summaries = dict(o.value for o in outputs if o.tag == "summary")
+  assert summaries[task_gen.TRAIN_SPLIT] == {"support": 20, "query": 20,
+                                             "capped_support": HUGE // 2 - 20,
+                                             "capped_query": HUGE // 2 - 20}
+  assert summaries[task_gen.EVAL_SPLIT] == {"support": 20, "query": 20,
+                                            "capped_support": HUGE - 20,
+                                            "capped_query": 1_000 - 20}
+  # The training task's support is the latest 20 of the earliest 50,000 interactions.
+  train_task = task_gen.train_task(b"huge", train, settings)
+  support_times = train_task.arrays[features.side_key(features.SUPPORT, features.ITEM_FEATURES)]
+  np.testing.assert_array_equal(support_times[0, :, 0], np.arange(HUGE // 2 - 20, HUGE // 2))
+  # Sorting 100,000 timestamps, not stacking 100,000 feature rows: measured 4.8 MB and
+  # 0.14 s, against 28 MB and 2.0 s when every interaction was stacked.
+  assert peak < 8 * 2**20, peak
+  assert seconds < 2
+
+
+def test_zero_support_member_is_a_cold_start_eval_task():
+  settings = task_gen.TaskSettings(0.5, 20, 20, 2)
+  task = task_gen.eval_task(b"new", [], _parsed(3), settings)
+  assert int(task.support_sizes[0]) == 0 and int(task.query_sizes[0]) == 3
+  assert task.cold_start.tolist() == [True]
+  assert task.arrays[features.side_key(features.SUPPORT, features.MASK)].sum() == 0
