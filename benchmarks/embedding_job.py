@@ -3,8 +3,8 @@
 Prints one JSON object (same model, same task records, same batch size):
 
 * `beam_members_per_s`: members / wall time of `tfx_pipeline.embedding_job.run`
-  on the DirectRunner (pipeline start, model load, reading, adapting and
-  writing TFRecord + Parquet included).
+  on the DirectRunner (pipeline start, model load, reading, the shuffle into
+  sorted output shards, adapting and writing TFRecord + Parquet included).
 * `inprocess_members_per_s`: members / wall time of loading the SavedModel,
   reading the task records (`task_records.dataset`) and calling `adapt` on
   each batch in this process.
@@ -14,7 +14,15 @@ The model is a small LiMAML model exported with `tfx_pipeline.export` (a
 stand-in Transform that passes transformed features through); the task
 records are synthetic, in TaskGen's format. The tests reuse both helpers.
 
-Usage: python benchmarks/embedding_job.py [--members 5000] [--batch-size 256]
+The job reads task records a `tf.data` batch at a time, groups them into
+output shards and adapts each shard's members in sorted batches, so its
+per-member Python work is small and the DirectRunner's start-up (about a
+second) is amortised at a realistic scale (default 20,000 members).
+
+Each side runs `--repeats` times and the fastest run counts, as the
+benchmark machine may be shared.
+
+Usage: python benchmarks/embedding_job.py [--members 20000] [--batch-size 256] [--repeats 2]
 """
 
 import argparse
@@ -111,16 +119,22 @@ def adapt_in_process(model_dir: str, pattern: str, batch_size: int) -> np.ndarra
   return np.concatenate(out)
 
 
-def _members_per_s(members: int, function) -> float:
-  started = time.perf_counter()
-  function()
-  return members / (time.perf_counter() - started)
+def _members_per_s(members: int, function, repeats: int) -> float:
+  """Members per second of the fastest of `repeats` runs (the machine may be shared)."""
+  best = float("inf")
+  for _ in range(repeats):
+    started = time.perf_counter()
+    function()
+    best = min(best, time.perf_counter() - started)
+  return members / best
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--members", type=int, default=5000)
+  parser.add_argument("--members", type=int, default=20000)
   parser.add_argument("--batch-size", type=int, default=256)
+  parser.add_argument("--repeats", type=int, default=2,
+                      help="runs of each side; the fastest counts (default: %(default)s)")
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as root:
     model_dir = os.path.join(root, "model")
@@ -129,10 +143,14 @@ def main() -> None:
     write_task_records(pattern, args.members)
     adapt_in_process(model_dir, pattern, args.batch_size)  # Warm TF's caches for both.
     inprocess = _members_per_s(
-        args.members, lambda: adapt_in_process(model_dir, pattern, args.batch_size))
+        args.members, lambda: adapt_in_process(model_dir, pattern, args.batch_size),
+        args.repeats)
+    outputs = iter(range(args.repeats))
     beam = _members_per_s(args.members, lambda: embedding_job.run(
-        model_dir, pattern, os.path.join(root, "out"), "bench", batch_size=args.batch_size))
+        model_dir, pattern, os.path.join(root, f"out{next(outputs)}"), "bench",
+        batch_size=args.batch_size), args.repeats)
   print(json.dumps({"members": args.members, "batch_size": args.batch_size,
+                    "repeats": args.repeats,
                     "beam_members_per_s": round(beam, 1),
                     "inprocess_members_per_s": round(inprocess, 1),
                     "beam_vs_inprocess": round(beam / inprocess, 3)}))

@@ -6,7 +6,10 @@
 `run` validates and time-splits the data before any TFX component starts
 (`tfx_pipeline.input_data`); without `--data` it generates the synthetic
 data set into the output directory. Reruns with the same inputs reuse the
-cached components.
+cached components. At the end it prints the Evaluator's verdict: AUC of the
+personalised model against the global baseline, overall and per
+member-activity bucket, whether the model was blessed (`--min-auc`,
+`--min-auc-gain`) and the version pushed, if any.
 """
 
 import argparse
@@ -35,7 +38,14 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--max-query", type=int, default=configs.MAX_QUERY,
                       help="query interactions per task, the earliest (default: %(default)s)")
   parser.add_argument("--no-baseline", action="store_true",
-                      help="do not train the global baseline")
+                      help="do not train the global baseline (the Evaluator then checks "
+                      "--min-auc only)")
+  parser.add_argument("--min-auc", type=float, default=configs.MIN_AUC,
+                      help="push only if the personalised model's evaluation-period AUC is "
+                      "at least this (default: %(default)s)")
+  parser.add_argument("--min-auc-gain", type=float, default=configs.MIN_AUC_GAIN,
+                      help="...and exceeds the baseline's AUC by at least this "
+                      "(default: %(default)s)")
   parser.add_argument("--beam-arg", action="append", metavar="ARG",
                       help="a Beam pipeline argument, repeatable, replacing the defaults; "
                       "write it as --beam-arg=--runner=DataflowRunner")
@@ -78,11 +88,15 @@ def register(subparsers) -> None:
 
 
 def _pipeline_kwargs(args) -> dict:
-  """`create_pipeline` keyword arguments from the shared options."""
+  """`create_pipeline` keyword arguments from the shared options (checked)."""
+  from tfx_pipeline import evaluation_config  # pylint: disable=g-import-not-at-top
+  evaluation_config.check_thresholds(args.min_auc, args.min_auc_gain)
   return {
       "max_support": args.max_support,
       "max_query": args.max_query,
       "train_baseline": not args.no_baseline,
+      "min_auc": args.min_auc,
+      "min_auc_gain": args.min_auc_gain,
       "model_config": model_config.ModelConfig(epochs=args.epochs, batch_size=args.batch_size,
                                                inner_steps=args.inner_steps),
   }
@@ -104,10 +118,11 @@ def _report(line: str) -> None:
 
 
 def _report_results(paths, pipeline_name: str, train_baseline: bool) -> None:
-  """Prints task counts, evaluation metrics and the pushed model."""
+  """Prints task counts, the trainers' and the Evaluator's metrics, and what was pushed."""
   # pylint: disable=g-import-not-at-top
   import json
   import tensorflow as tf
+  from tfx_pipeline import evaluation_results
   from tfx_pipeline import local_runner
   from tfx_pipeline import task_gen
   from tfx_pipeline import trainer
@@ -126,9 +141,20 @@ def _report_results(paths, pipeline_name: str, train_baseline: bool) -> None:
       metrics = json.load(f)["eval"]
     _report(f"{name}: evaluation-period query AUC {metrics['auc']:.4f}, "
             f"loss {metrics['loss']:.4f}")
-  pushed = local_runner.latest_outputs(paths, pipeline_name, "Pusher")["pushed_model"]
-  destination = pushed.custom_properties.get("pushed_destination")
-  _report(f"serving model: {destination.string_value if destination else paths.serving_model_dir}")
+  evaluation = local_runner.latest_outputs(paths, pipeline_name, configs.EVALUATOR_ID)
+  for line in evaluation_results.report_lines(
+      evaluation_results.read_evaluation(evaluation["evaluation"].uri)):
+    _report(line)
+  _report(pushed_line(local_runner.latest_outputs(paths, pipeline_name, configs.PUSHER_ID)))
+
+
+def pushed_line(pusher_outputs) -> str:
+  """What the Pusher did, from its output artifacts (`local_runner.latest_outputs`)."""
+  properties = pusher_outputs["pushed_model"].custom_properties
+  if not properties["pushed"].int_value:
+    return "serving model: not pushed: not blessed"
+  return (f"serving model: pushed version {properties['pushed_version'].string_value} to "
+          f"{properties['pushed_destination'].string_value}")
 
 
 def _run(args) -> int:
@@ -139,6 +165,7 @@ def _run(args) -> int:
   from tfx_pipeline import spec_io
   # pylint: enable=g-import-not-at-top
   started = time.time()
+  kwargs = _pipeline_kwargs(args)
   paths = local_runner.LocalPaths(os.path.abspath(args.output))
   data_path = args.data
   if data_path is None:
@@ -149,7 +176,6 @@ def _run(args) -> int:
   cutoff = f", cutoff timestamp {summary.cutoff_timestamp}" if summary.cutoff_timestamp else ""
   _report(f"data root {summary.data_root}: {summary.num_train} training-period and "
           f"{summary.num_eval} evaluation-period interactions{cutoff}")
-  kwargs = _pipeline_kwargs(args)
   pipeline = local_runner.create_local_pipeline(
       paths, summary.data_root, spec, enable_cache=not args.no_cache,
       beam_pipeline_args=args.beam_arg or configs.LOCAL_BEAM_PIPELINE_ARGS, **kwargs)

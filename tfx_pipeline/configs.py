@@ -9,6 +9,16 @@ RUN_FN = "tfx_pipeline.trainer.run_fn"
 #: Component ids (also the directory names under the pipeline root).
 TRAINER_ID = "Trainer"
 BASELINE_TRAINER_ID = "BaselineTrainer"
+ACTIVITY_SLICES_ID = "ActivitySlices"
+META_EMBEDDING_GEN_ID = "MetaEmbeddingGen"
+EVALUATOR_ID = "Evaluator"
+PUSHER_ID = "Pusher"
+
+#: The Evaluator's gate (overall slice, `tfx_pipeline.evaluation_config`): the
+#: personalised model's AUC must be at least MIN_AUC and, with a baseline,
+#: exceed the baseline's AUC by at least MIN_AUC_GAIN.
+MIN_AUC = 0.5
+MIN_AUC_GAIN = 0.001
 
 #: Share of interactions, the latest in time, that form the evaluation period.
 EVAL_FRACTION = 0.2

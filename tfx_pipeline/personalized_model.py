@@ -38,7 +38,7 @@ export_personalized_model(model, tft_output, ["u1", "u2"], embeddings,
 
 import os
 import tempfile
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -54,6 +54,8 @@ MEMBER_EMBEDDING_SIGNATURE = "member_embedding"
 PERSONALISED = "personalised"
 MEMBER_ID_INPUT = features.MEMBER_ID
 MEMBER_IDS_ASSET = "member_ids.txt"
+#: Checkpoint key of the table's embeddings (`_PersonalizedServing.table.embeddings`).
+_TABLE_VARIABLE = "table/embeddings/"
 
 
 def _check_members(member_ids: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
@@ -70,6 +72,32 @@ def _check_members(member_ids: Sequence[str], embeddings: np.ndarray) -> np.ndar
   if bad:
     raise ValueError(f"member ids must be non-empty and one-line, got {bad[:3]!r}.")
   return embeddings
+
+
+def read_member_table(export_dir: str) -> Tuple[List[str], np.ndarray]:
+  """`(member_ids, embeddings [M, d])` of a personalised SavedModel, read from its files.
+
+  Reads the `member_ids.txt` asset and the embeddings variable from the
+  variables checkpoint (no graph is loaded).
+
+  Raises:
+    ValueError: `export_dir` is not a personalised SavedModel, or its files disagree.
+  """
+  ids_path = os.path.join(export_dir, "assets", MEMBER_IDS_ASSET)
+  if not tf.io.gfile.exists(ids_path):
+    raise ValueError(f"{export_dir!r} is not a personalised SavedModel (no assets/"
+                     f"{MEMBER_IDS_ASSET})")
+  with tf.io.gfile.GFile(ids_path) as f:
+    member_ids = f.read().splitlines()
+  reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
+  names = [n for n in reader.get_variable_to_shape_map() if n.startswith(_TABLE_VARIABLE)]
+  if len(names) != 1:
+    raise ValueError(f"{export_dir!r} has no member embeddings variable {_TABLE_VARIABLE!r}")
+  embeddings = reader.get_tensor(names[0])[1:]  # Row 0: the miss row.
+  if embeddings.shape[0] != len(member_ids):
+    raise ValueError(f"{export_dir!r}: {len(member_ids)} member ids but "
+                     f"{embeddings.shape[0]} embeddings")
+  return member_ids, embeddings.astype(np.float32)
 
 
 def write_member_ids(member_ids: Sequence[str], directory: str) -> str:

@@ -9,13 +9,28 @@
     TaskGen            one padded task record per member and split
     Trainer            LiMAML (`tfx_pipeline.trainer.run_fn`)
     BaselineTrainer    the global baseline, same data (optional)
-    Pusher             the LiMAML SavedModel to `<serving_model_dir>/<version>/`
+    MetaEmbeddingGen   each member's meta embedding, adapted on their training-period
+                       interactions, and the personalised serving model
+    ActivitySlices     the raw `eval` split, each example tagged with its member's
+                       activity bucket (`member_activity`)
+    Evaluator          TFMA on that split: personalised model vs baseline, AUC overall
+                       and per activity bucket; blesses the personalised model only if
+                       it passes `evaluation_config`'s gate
+    Pusher             the personalised model, if blessed, atomically to
+                       `<serving_model_dir>/<version>/` (`atomic_pusher`)
+
+    Trainer --model--> MetaEmbeddingGen --personalized_model--> Evaluator (candidate)
+    BaselineTrainer --model-----------------------------------> Evaluator (baseline)
+    CsvExampleGen --> ActivitySlices --sliced_examples--------> Evaluator (examples)
+    MetaEmbeddingGen --personalized_model--> Pusher <--blessing-- Evaluator
 
 The split is by time, done before ExampleGen: `<data_root>/train/*` holds the
 training period and `<data_root>/eval/*` the later evaluation period
 (`tfx_pipeline.input_data` writes them), and ExampleGen's input config maps
-one directory to one split.
-"""
+one directory to one split. The Evaluator scores the raw evaluation period:
+the personalised model looks each example's member up in its table, built
+from training-period interactions only, so nothing leaks from the scored
+period."""
 
 import dataclasses
 from typing import Optional, Sequence
@@ -23,9 +38,13 @@ from typing import Optional, Sequence
 from tfx import v1 as tfx
 
 from limaml_keras import schema
+from tfx_pipeline import activity_slices
 from tfx_pipeline import anomalies_gate
+from tfx_pipeline import atomic_pusher
 from tfx_pipeline import configs
+from tfx_pipeline import evaluation_config
 from tfx_pipeline import input_data
+from tfx_pipeline import meta_embedding_gen
 from tfx_pipeline import model_config as model_config_lib
 from tfx_pipeline import preprocessing
 from tfx_pipeline import spec_io
@@ -66,6 +85,8 @@ def create_pipeline(
     min_train_interactions: int = configs.MIN_TRAIN_INTERACTIONS,
     model_config: Optional[model_config_lib.ModelConfig] = None,
     train_baseline: bool = True,
+    min_auc: float = configs.MIN_AUC,
+    min_auc_gain: float = configs.MIN_AUC_GAIN,
     tolerated_anomaly_types: Sequence[str] = configs.TOLERATED_ANOMALY_TYPES,
     enable_cache: bool = True,
     metadata_connection_config=None,
@@ -88,7 +109,12 @@ def create_pipeline(
       get no training task.
     model_config: hyperparameters of the LiMAML Trainer (default
       `ModelConfig()`); the baseline uses `model_config.baseline()`.
-    train_baseline: also train the global baseline (`BaselineTrainer`).
+    train_baseline: also train the global baseline (`BaselineTrainer`), the
+      Evaluator's baseline; without it the `min_auc` gate alone decides.
+    min_auc: the personalised model is pushed only if its overall
+      evaluation-period AUC is at least this...
+    min_auc_gain: ...and (with the baseline) exceeds the baseline's by at
+      least this.
     tolerated_anomaly_types: ExampleValidator anomaly types that do not stop
       the run.
     enable_cache: reuse the outputs of components whose inputs and settings
@@ -129,16 +155,37 @@ def create_pipeline(
   tasks = task_gen.TaskGen(transformed_examples=transform.outputs["transformed_examples"],
                            **dataclasses.asdict(settings))
   trainer = _trainer(tasks, transform, model_config).with_id(configs.TRAINER_ID)
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs["model"],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
   components = [example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
                 tasks, trainer]
+  baseline = None
   if train_baseline:
-    components.append(_trainer(tasks, transform, model_config.baseline()).with_id(
-        configs.BASELINE_TRAINER_ID))
-  components.append(pusher)
+    baseline = _trainer(tasks, transform, model_config.baseline()).with_id(
+        configs.BASELINE_TRAINER_ID)
+    components.append(baseline)
+  embeddings = meta_embedding_gen.MetaEmbeddingGen(
+      model=trainer.outputs["model"],
+      transform_graph=transform.outputs["transform_graph"],
+      examples=transform.outputs["transformed_examples"],
+      splits=TRAIN_SPLIT,
+      max_support=max_support).with_id(configs.META_EMBEDDING_GEN_ID)
+  personalized_model = embeddings.outputs["personalized_model"]
+  sliced = activity_slices.ActivitySlices(examples=example_gen.outputs["examples"]).with_id(
+      configs.ACTIVITY_SLICES_ID)
+  sliced.add_upstream_node(gate)
+  evaluator = tfx.components.Evaluator(
+      examples=sliced.outputs["sliced_examples"],
+      model=personalized_model,
+      baseline_model=baseline.outputs["model"] if baseline else None,
+      eval_config=evaluation_config.eval_config(with_baseline=baseline is not None,
+                                                min_auc=min_auc, min_auc_gain=min_auc_gain),
+      example_splits=[EVAL_SPLIT]).with_id(configs.EVALUATOR_ID)
+  pusher = atomic_pusher.AtomicPusher(
+      model=personalized_model,
+      model_blessing=evaluator.outputs["blessing"],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
+  ).with_id(configs.PUSHER_ID)
+  components += [embeddings, sliced, evaluator, pusher]
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,

@@ -132,3 +132,45 @@ def personalized_model(model: model_lib.PersonalizedRanker, tft_output: tft.TFTr
     member_embeddings = embeddings(len(member_ids), model.meta_block.embedding_dim)
   return personalized_model_lib.export_personalized_model(
       model, tft_output, member_ids, member_embeddings, export_dir)
+
+
+def transformed_examples(tft_output: tft.TFTransformOutput, rows: Sequence[Tuple],
+                         raw_feature_spec: Optional[Mapping[str, object]] = None) -> list:
+  """Raw rows as Transform's `transformed_examples` records (serialized `tf.train.Example`s).
+
+  Args:
+    tft_output: the Transform output whose graph transforms the rows.
+    rows: raw rows, values in `raw_feature_spec` order (label and timestamp included).
+    raw_feature_spec: the raw columns (default `RAW_FEATURE_SPEC`).
+  """
+  # pylint: disable=g-import-not-at-top
+  from tfx_pipeline import export
+  # pylint: enable=g-import-not-at-top
+  raw_feature_spec = dict(raw_feature_spec or RAW_FEATURE_SPEC)
+  spec = tft_output.raw_feature_spec()
+  raw = [export.raw_example(dict(zip(raw_feature_spec, row)), spec).SerializeToString()
+         for row in rows]
+  transformed = export.transform_requests(tft_output.transform_features_layer(), spec,
+                                          tf.constant(raw))
+  examples = []
+  for j in range(len(rows)):
+    example = tf.train.Example()
+    for key, values in transformed.items():
+      value = np.reshape(values[j].numpy(), [-1])
+      feature = example.features.feature[key]
+      if value.dtype.kind in "SO":
+        feature.bytes_list.value.extend(bytes(v) for v in value)
+      elif value.dtype.kind in "iu":
+        feature.int64_list.value.extend(value)
+      else:
+        feature.float_list.value.extend(value)
+    examples.append(example.SerializeToString())
+  return examples
+
+
+def write_records(path: str, records: Sequence[bytes]) -> str:
+  """Writes serialized records to a gzipped TFRecord file; returns `path`."""
+  with tf.io.TFRecordWriter(path, "GZIP") as writer:
+    for record in records:
+      writer.write(record)
+  return path

@@ -2,10 +2,13 @@
 
 import csv
 
+from ml_metadata.proto import metadata_store_pb2
 import pytest
 
 from limaml_keras import cli
 from limaml_keras import synthetic
+from tfx_pipeline import cli as pipeline_cli
+from tfx_pipeline import configs
 from tfx_pipeline import spec_io
 
 
@@ -62,9 +65,37 @@ def test_data_without_spec_says_what_to_do(tmp_path, capsys):
 
 def test_subcommands_are_registered():
   parser = cli.build_parser()
-  run = parser.parse_args(["pipeline", "run", "--epochs", "3", "--beam-arg=--x=1"])
+  run = parser.parse_args(["pipeline", "run", "--epochs", "3", "--beam-arg=--x=1",
+                           "--min-auc-gain", "0.02"])
   assert run.func.__name__ == "_run" and run.epochs == 3 and run.beam_arg == ["--x=1"]
+  assert (run.min_auc, run.min_auc_gain) == (configs.MIN_AUC, 0.02)
   compile_ = parser.parse_args(["pipeline", "compile", "--output", "spec.json"])
   assert compile_.func.__name__ == "_compile" and compile_.output == "spec.json"
   with pytest.raises(SystemExit):
     parser.parse_args(["pipeline"])
+
+
+def test_bad_threshold_fails_before_tfx(small_csv, tmp_path, capsys):
+  path, _, _ = small_csv
+  code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out"),
+                    "--min-auc", "2"], capsys)
+  assert code == 1 and "min_auc must be in [0, 1], got 2.0" in err
+  assert not (tmp_path / "out").exists()
+
+
+def _pushed_model(**properties):
+  artifact = metadata_store_pb2.Artifact()
+  for name, value in properties.items():
+    if isinstance(value, int):
+      artifact.custom_properties[name].int_value = value
+    else:
+      artifact.custom_properties[name].string_value = value
+  return {"pushed_model": artifact}
+
+
+def test_pushed_line_says_what_the_pusher_did():
+  assert pipeline_cli.pushed_line(_pushed_model(pushed=0)) == (
+      "serving model: not pushed: not blessed")
+  assert pipeline_cli.pushed_line(_pushed_model(
+      pushed=1, pushed_version="1700000000", pushed_destination="/s/1700000000")) == (
+          "serving model: pushed version 1700000000 to /s/1700000000")

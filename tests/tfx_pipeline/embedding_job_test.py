@@ -7,6 +7,7 @@ inputs fail before any pipeline starts.
 
 import contextlib
 import glob
+import hashlib
 import importlib.util
 import io
 import json
@@ -169,7 +170,7 @@ def test_bad_inputs_give_clear_errors(job, capsys, tmp_path):
   tf.saved_model.save(module, no_adapt, signatures={"serving_default": module.serve})
   assert "has no 'adapt' signature" in error_of(model=no_adapt)
   with pytest.raises(ValueError, match="has no 'adapt' signature"):
-    embedding_job.AdaptFn(no_adapt, VERSION).setup()
+    embedding_job.AdaptFn(no_adapt).setup()
   assert not os.path.exists(tmp_path / "o")
 
 
@@ -189,3 +190,68 @@ def test_model_version_defaults_to_the_model_directory_name(job, capsys, tmp_pat
   assert json.loads(out.strip().splitlines()[-1])[embedding_job.MEMBERS] == NUM_MEMBERS
   assert {r[embedding_job.MODEL_VERSION] for r in _parquet_rows(str(tmp_path / "o"))} == {
       "model"}
+
+
+@pytest.mark.parametrize("row", [
+    {embedding_job.MEMBER_ID: "member-1", features.META_EMBEDDING: [1.5, -2.0, 3e-8],
+     embedding_job.SUPPORT_SIZE: 300, embedding_job.AS_OF_TIMESTAMP: -5,
+     embedding_job.MODEL_VERSION: "v7"},
+    {embedding_job.MEMBER_ID: "", features.META_EMBEDDING: [],
+     embedding_job.SUPPORT_SIZE: 0, embedding_job.AS_OF_TIMESTAMP: 1_700_000_000,
+     embedding_job.MODEL_VERSION: "é"},
+])
+def test_to_example_is_the_deterministic_protobuf_serialization(row):
+  example = tf.train.Example()
+  feature = example.features.feature
+  feature[embedding_job.MEMBER_ID].bytes_list.value.append(row[embedding_job.MEMBER_ID].encode())
+  feature[features.META_EMBEDDING].float_list.value.extend(row[features.META_EMBEDDING])
+  feature[embedding_job.SUPPORT_SIZE].int64_list.value.append(row[embedding_job.SUPPORT_SIZE])
+  feature[embedding_job.AS_OF_TIMESTAMP].int64_list.value.append(
+      row[embedding_job.AS_OF_TIMESTAMP])
+  feature[embedding_job.MODEL_VERSION].bytes_list.value.append(
+      row[embedding_job.MODEL_VERSION].encode())
+  assert embedding_job.to_example(row) == example.SerializeToString(deterministic=True)
+
+
+def _checksums(directory):
+  out = {}
+  for path in sorted(glob.glob(os.path.join(directory, "*"))):
+    with open(path, "rb") as f:
+      out[os.path.basename(path)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def test_reruns_are_byte_identical_whatever_the_file_layout(job, tmp_path):
+  records = [r.numpy() for r in tf.data.TFRecordDataset(job["tasks"], compression_type="GZIP")]
+  for name, parts in (("one", [records[::-1]]), ("two", [records[1::2], records[::2]])):
+    os.makedirs(tmp_path / name)
+    for j, part in enumerate(parts):
+      with tf.io.TFRecordWriter(str(tmp_path / name / f"{j}.gz"), "GZIP") as writer:
+        for record in part:
+          writer.write(record)
+  sums = []
+  for name in ("one", "two"):
+    output = str(tmp_path / f"out-{name}")
+    embedding_job.run(job["model_dir"], str(tmp_path / name / "*.gz"), output, VERSION,
+                      batch_size=8, rows_per_shard=10)
+    sums.append(_checksums(output))
+  assert sums[0] == sums[1]
+  assert sorted(sums[0]) == [embedding_job.COUNTERS_FILE] + sorted(
+      embedding_job.shard_name(s, 3, suffix) for s in range(3)
+      for suffix in (embedding_job.PARQUET_SUFFIX, embedding_job.TFRECORD_SUFFIX))
+
+
+def test_a_failed_run_leaves_no_output(job, tmp_path):
+  # The same members twice: the job fails while writing (duplicate member ids).
+  with pytest.raises(Exception, match="appears in more than one input record"):
+    embedding_job.run(job["model_dir"], [job["tasks"], job["tasks"].replace("tasks.gz", "*.gz")],
+                      str(tmp_path / "out"), VERSION)
+  assert os.listdir(tmp_path) == []
+
+
+def test_an_existing_output_is_refused(job, tmp_path):
+  (tmp_path / "out").mkdir()
+  (tmp_path / "out" / "keep.txt").write_text("x")
+  with pytest.raises(ValueError, match="exists and is not an empty directory"):
+    embedding_job.run(job["model_dir"], job["tasks"], str(tmp_path / "out"), VERSION)
+  assert os.listdir(tmp_path / "out") == ["keep.txt"]

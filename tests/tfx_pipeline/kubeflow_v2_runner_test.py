@@ -12,7 +12,8 @@ pytest.importorskip("kfp.pipeline_spec", reason="needs kfp-pipeline-spec (the TF
 from tfx_pipeline import kubeflow_v2_runner  # pylint: disable=g-import-not-at-top
 
 BEAM_ARGS = ("--runner=DataflowRunner", "--project=my-project", "--region=europe-west4")
-BEAM_COMPONENTS = ("CsvExampleGen", "StatisticsGen", "Transform", "TaskGen")
+BEAM_COMPONENTS = ("CsvExampleGen", "StatisticsGen", "Transform", "TaskGen",
+                   configs.ACTIVITY_SLICES_ID, configs.META_EMBEDDING_GEN_ID, configs.EVALUATOR_ID)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,16 @@ def test_beam_args_reach_every_beam_component(spec):
 def test_transform_waits_for_the_anomalies_gate(spec):
   tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
   assert "AnomaliesGate" in tasks["Transform"]["dependentTasks"]
+
+
+def test_evaluator_gates_the_atomic_pusher(spec):
+  tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+  assert {configs.META_EMBEDDING_GEN_ID, configs.ACTIVITY_SLICES_ID} <= set(
+      tasks[configs.EVALUATOR_ID]["dependentTasks"])
+  assert configs.EVALUATOR_ID in tasks[configs.PUSHER_ID]["dependentTasks"]
+  executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
+  assert "tfx_pipeline.atomic_pusher.Executor" in json.dumps(executors["Pusher_executor"])
+  assert "member_activity" in json.dumps(tasks[configs.EVALUATOR_ID])  # The eval config.
 
 
 def test_settings_are_compiled_in(spec):

@@ -139,3 +139,11 @@ def test_table_of_100k_members_round_trips(tmp_path):
                {pm.MEMBER_ID_INPUT: [member_ids[i].encode() for i in picks] + [b"x"]})
   np.testing.assert_array_equal(out[features.META_EMBEDDING][:3], embeddings[picks])
   assert out[pm.PERSONALISED].tolist() == [True, True, True, False]
+
+
+def test_read_member_table_round_trips(exported, tmp_path):
+  ids, embeddings = pm.read_member_table(exported)
+  assert ids == MEMBERS
+  np.testing.assert_array_equal(embeddings, _embeddings())
+  with pytest.raises(ValueError, match="is not a personalised SavedModel"):
+    pm.read_member_table(str(tmp_path))

@@ -2,9 +2,13 @@
 
 One module-scoped run (through `limaml pipeline run`, Beam in-memory to keep
 CI fast) feeds the checks of its components' outputs: TaskGen's records and
-statistics, both Trainers' metrics, and the pushed SavedModel, loaded by the
-TF1 session loader that TF Serving's C++ loader mirrors. A second run checks
-the cache; a third pipeline checks that ExampleValidator anomalies stop a run.
+statistics, both Trainers' metrics, the Evaluator's activity slices and
+verdict, and the pushed personalised SavedModel, loaded by the TF1 session
+loader that TF Serving's C++ loader mirrors. The run's gate is permissive
+(`--min-auc 0 --min-auc-gain -1`), so the model is blessed and pushed
+whatever a one-epoch model scores. A second run checks the cache, a third
+with an unreachable gate that a not-blessed model is not pushed; another
+pipeline checks that ExampleValidator anomalies stop a run.
 """
 
 import contextlib
@@ -22,10 +26,15 @@ import tensorflow_transform as tft
 from limaml_keras import cli
 from limaml_keras import features
 from limaml_keras import synthetic
+from limaml_keras import metrics
+from tfx_pipeline import activity_slices
 from tfx_pipeline import anomalies_gate
 from tfx_pipeline import configs
+from tfx_pipeline import evaluation_results
 from tfx_pipeline import export
 from tfx_pipeline import local_runner
+from tfx_pipeline import personalized_model
+from tfx_pipeline import push
 from tfx_pipeline import spec_io
 from tfx_pipeline import task_gen
 from tfx_pipeline import task_records
@@ -36,7 +45,9 @@ pytestmark = pytest.mark.slow
 IN_MEMORY = "--beam-arg=--direct_running_mode=in_memory"
 COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
               "AnomaliesGate", "Transform", "TaskGen", configs.TRAINER_ID,
-              configs.BASELINE_TRAINER_ID, "Pusher")
+              configs.BASELINE_TRAINER_ID, configs.META_EMBEDDING_GEN_ID,
+              configs.ACTIVITY_SLICES_ID, configs.EVALUATOR_ID, configs.PUSHER_ID)
+PERMISSIVE_GATE = ["--min-auc", "0", "--min-auc-gain", "-1"]
 
 
 def _run_cli(argv):
@@ -54,7 +65,7 @@ def run(tmp_path_factory):
   csv_path = synthetic.write_csv(data, str(root / "input" / "interactions.csv"))
   spec_io.save_spec(data.spec, str(root / "input" / spec_io.SPEC_FILE_NAME))
   argv = ["pipeline", "run", "--data", csv_path, "--output", str(root / "out"),
-          "--epochs", "1", IN_MEMORY]
+          "--epochs", "1", IN_MEMORY] + PERMISSIVE_GATE
   lines = _run_cli(argv)
   return {"argv": argv, "lines": lines, "paths": local_runner.LocalPaths(str(root / "out"))}
 
@@ -74,7 +85,53 @@ def test_every_component_ran_and_results_are_reported(run):
   report = "\n".join(run["lines"])
   assert "LiMAML: evaluation-period query AUC" in report
   assert "global baseline: evaluation-period query AUC" in report
-  assert "serving model: " + run["paths"].serving_model_dir in report
+  summary = _evaluation(run)
+  assert evaluation_results.report_lines(summary)[0] in report
+  assert "blessed: yes" in report
+  [version] = push.list_versions(run["paths"].serving_model_dir)
+  assert (f"serving model: pushed version {version} to "
+          f"{push.version_path(run['paths'].serving_model_dir, version)}") in report
+
+
+def _evaluation(run):
+  return evaluation_results.read_evaluation(_outputs(run, configs.EVALUATOR_ID)["evaluation"].uri)
+
+
+def test_evaluator_slices_by_training_period_activity(run):
+  """TFMA's per-slice example counts match each member's training-period activity."""
+  data_root = run["paths"].data_root
+  train_counts = {}
+  for row in _csv_rows(f"{data_root}/train/interactions.csv"):
+    train_counts[row["member_id"]] = train_counts.get(row["member_id"], 0) + 1
+  eval_rows = _csv_rows(f"{data_root}/eval/interactions.csv")
+  buckets = metrics.segment_of([train_counts.get(r["member_id"], 0) for r in eval_rows])
+  expected = {b: int((buckets == b).sum()) for b in metrics.SEGMENTS if (buckets == b).any()}
+  summary = _evaluation(run)
+  assert summary.overall.example_count == len(eval_rows)
+  assert {s.name: s.example_count for s in summary.slices} == expected
+  assert len(expected) >= 3  # The data has cold-start, light and heavy members.
+  for result in [summary.overall] + summary.slices:
+    assert 0.0 <= result.baseline_auc <= 1.0
+  assert 0.0 <= summary.overall.auc <= 1.0
+  sliced = _outputs(run, configs.ACTIVITY_SLICES_ID)["sliced_examples"]
+  record = next(iter(tf.data.TFRecordDataset(
+      glob.glob(os.path.join(sliced.uri, "Split-eval", "*")), compression_type="GZIP")))
+  feature = tf.train.Example.FromString(record.numpy()).features.feature
+  assert feature[activity_slices.ACTIVITY_FEATURE].bytes_list.value[0].decode() in expected
+
+
+def test_blessed_personalised_model_is_pushed(run):
+  summary = _evaluation(run)
+  blessing = _outputs(run, configs.EVALUATOR_ID)["blessing"]
+  assert summary.blessed and blessing.custom_properties["blessed"].int_value == 1
+  pushed = _outputs(run, configs.PUSHER_ID)["pushed_model"]
+  assert pushed.custom_properties["pushed"].int_value == 1
+  personalized = _outputs(run, configs.META_EMBEDDING_GEN_ID)["personalized_model"]
+  [version] = push.list_versions(run["paths"].serving_model_dir)
+  served = push.version_path(run["paths"].serving_model_dir, version)
+  with open(os.path.join(personalized.uri, "Format-Serving", "saved_model.pb"), "rb") as f:
+    with open(os.path.join(served, "saved_model.pb"), "rb") as g:
+      assert f.read() == g.read()
 
 
 def test_task_records_follow_the_time_split(run):
@@ -118,16 +175,22 @@ def test_both_trainers_report_evaluation_metrics(run):
     assert 0.0 <= metrics["eval"]["auc"] <= 1.0 and np.isfinite(metrics["eval"]["loss"])
 
 
+def _request_rows(run):
+  """16 evaluation-period rows; the first one's member never seen before."""
+  rows = _csv_rows(os.path.join(run["paths"].data_root, "eval", "interactions.csv"))[:16]
+  rows[0]["member_id"] = "never-seen-member"
+  return rows
+
+
 @pytest.fixture(scope="module")
 def served(run):
   """The pushed model in a TF1 session, with serialized eval-period requests."""
-  [version] = os.listdir(run["paths"].serving_model_dir)
-  path = os.path.join(run["paths"].serving_model_dir, version)
+  [version] = push.list_versions(run["paths"].serving_model_dir)
+  path = push.version_path(run["paths"].serving_model_dir, version)
   transform_uri = _outputs(run, "Transform")["transform_graph"].uri
   raw_spec = export.serving_feature_spec(tft.TFTransformOutput(transform_uri))
-  rows = _csv_rows(os.path.join(run["paths"].data_root, "eval", "interactions.csv"))[:16]
-  rows[0]["member_id"] = "never-seen-member"
-  requests = [export.raw_example(row, raw_spec).SerializeToString() for row in rows]
+  requests = [export.raw_example(row, raw_spec).SerializeToString()
+              for row in _request_rows(run)]
   graph = tf.Graph()
   session = tf.compat.v1.Session(graph=graph)
   meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
@@ -141,40 +204,60 @@ def _call(session, meta_graph, signature_name, inputs):
   return session.run({k: v.name for k, v in signature.outputs.items()}, feed)
 
 
-def test_pushed_model_scores_serialized_examples(served):
+def test_pushed_model_personalises_known_members(served, run):
   session, meta_graph, requests = served
   assert {export.SERVING_SIGNATURE, export.PREDICT_WITH_EMBEDDING_SIGNATURE,
-          export.ADAPT_SIGNATURE} <= set(meta_graph.signature_def)
+          personalized_model.MEMBER_EMBEDDING_SIGNATURE} <= set(meta_graph.signature_def)
   out = _call(session, meta_graph, export.SERVING_SIGNATURE, {export.EXAMPLES: requests})
   probabilities = out[export.PROBABILITIES]
   assert probabilities.shape == (len(requests),)
   assert ((probabilities > 0) & (probabilities < 1)).all()
   np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-out[export.LOGITS])), rtol=1e-5)
+  train_members = {r["member_id"] for r in
+                   _csv_rows(os.path.join(run["paths"].data_root, "train", "interactions.csv"))}
+  expected = [row["member_id"] in train_members for row in _request_rows(run)]
+  assert out[personalized_model.PERSONALISED].tolist() == expected
+  assert any(expected) and not expected[0]
 
 
-def test_adapt_then_score_with_embedding(served, run):
+def test_table_embedding_scores_like_the_external_embedding_path(served, run):
   session, meta_graph, requests = served
-  tasks_uri = _outputs(run, "TaskGen")["tasks"].uri
-  pattern = os.path.join(tasks_uri, "Split-eval", "*")
-  batch = next(iter(task_records.dataset(pattern, task_records.infer_format(pattern), 4)))
-  support = {k: v.numpy() for k, v in batch.items()
-             if k == features.MEMBER_FEATURES or k.startswith(features.SUPPORT)}
-  embeddings = _call(session, meta_graph, export.ADAPT_SIGNATURE,
-                     support)[features.META_EMBEDDING]
-  assert embeddings.shape == (4, 16) and np.isfinite(embeddings).all()
-  adapted = np.repeat(embeddings[:1], len(requests), axis=0)
+  table = _call(session, meta_graph, personalized_model.MEMBER_EMBEDDING_SIGNATURE,
+                {personalized_model.MEMBER_ID_INPUT: [r["member_id"]
+                                                      for r in _request_rows(run)]})
+  known = table[personalized_model.PERSONALISED]
+  assert known.any() and not known[0]
   default = _call(session, meta_graph, export.SERVING_SIGNATURE, {export.EXAMPLES: requests})
-  personal = _call(session, meta_graph, export.PREDICT_WITH_EMBEDDING_SIGNATURE,
-                   {export.EXAMPLES: requests, features.META_EMBEDDING: adapted})
-  assert personal[export.PROBABILITIES].shape == (len(requests),)
-  assert not np.allclose(personal[export.LOGITS], default[export.LOGITS])
+  external = _call(session, meta_graph, export.PREDICT_WITH_EMBEDDING_SIGNATURE,
+                   {export.EXAMPLES: requests,
+                    features.META_EMBEDDING: table[features.META_EMBEDDING]})
+  np.testing.assert_allclose(external[export.LOGITS][known], default[export.LOGITS][known],
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_rerun_with_same_inputs_is_cached(run):
   lines = _run_cli(run["argv"])
   for component in COMPONENTS:
     assert any(component + ": cached" in line for line in lines), (component, lines)
-  assert len(os.listdir(run["paths"].serving_model_dir)) == 1
+  assert len(push.list_versions(run["paths"].serving_model_dir)) == 1
+
+
+def test_not_blessed_model_is_not_pushed(run):
+  """An unreachable gate: the Evaluator and Pusher rerun (the rest is cached), nothing is pushed.
+
+  Runs after every other check of `run`: it changes the latest Evaluator and
+  Pusher outputs.
+  """
+  before = os.listdir(run["paths"].serving_model_dir)
+  lines = _run_cli(run["argv"][:-len(PERMISSIVE_GATE)] + ["--min-auc", "1"])
+  assert any(configs.EVALUATOR_ID + ": done" in line for line in lines), lines
+  assert any(configs.TRAINER_ID + ": cached" in line for line in lines), lines
+  report = "\n".join(lines)
+  assert "blessed: no" in report and "failed: overall: auc value" in report
+  assert "serving model: not pushed: not blessed" in report
+  assert _outputs(run, configs.EVALUATOR_ID)["blessing"].custom_properties["blessed"].int_value == 0
+  assert _outputs(run, configs.PUSHER_ID)["pushed_model"].custom_properties["pushed"].int_value == 0
+  assert os.listdir(run["paths"].serving_model_dir) == before
 
 
 def test_anomalies_stop_the_run(tmp_path):
