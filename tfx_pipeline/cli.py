@@ -67,6 +67,10 @@ def register(subparsers) -> None:
   run.add_argument("--eval-fraction", type=float, default=configs.EVAL_FRACTION,
                    help="share of interactions, the latest, in the evaluation period "
                    "(default: %(default)s)")
+  run.add_argument("--as-of", type=int, metavar="UNIX_SECONDS",
+                   help="drop interactions later than this time, counted and reported "
+                   "(default: now; set it to make reruns on data with future timestamps "
+                   "reproducible)")
   run.add_argument("--members", type=int, default=configs.SYNTHETIC_MEMBERS,
                    help="members of the synthetic data (default: %(default)s)")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
@@ -172,7 +176,10 @@ def _run(args) -> int:
     data_path = _synthetic_input(paths.output_dir, args.members)
     _report(f"generated synthetic data ({args.members} members): {data_path}")
   spec = spec_io.load_spec(args.spec or spec_io.find_spec_file(data_path))
-  summary = input_data.prepare_data_root(data_path, spec, paths.data_root, args.eval_fraction)
+  summary = input_data.prepare_data_root(data_path, spec, paths.data_root, args.eval_fraction,
+                                         as_of=args.as_of)
+  for note in summary.notes:
+    _report(f"note: {note}")
   cutoff = f", cutoff timestamp {summary.cutoff_timestamp}" if summary.cutoff_timestamp else ""
   _report(f"data root {summary.data_root}: {summary.num_train} training-period and "
           f"{summary.num_eval} evaluation-period interactions{cutoff}")

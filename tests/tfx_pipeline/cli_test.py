@@ -99,3 +99,12 @@ def test_pushed_line_says_what_the_pusher_did():
   assert pipeline_cli.pushed_line(_pushed_model(
       pushed=1, pushed_version="1700000000", pushed_destination="/s/1700000000")) == (
           "serving model: pushed version 1700000000 to /s/1700000000")
+
+
+def test_as_of_drops_later_interactions_before_tfx(small_csv, tmp_path, capsys):
+  path, _, _ = small_csv
+  code, err = _run(["pipeline", "run", "--data", path, "--as-of", "0", "--output",
+                    str(tmp_path / "out")], capsys)
+  assert code == 1
+  assert "no interaction left after the checks" in err
+  assert not (tmp_path / "out" / "pipeline").exists()
