@@ -3,8 +3,8 @@
     limaml demo                 the main job end-to-end on embedded synthetic data
     limaml evaluate ...         compare LiMAML with its baselines on a dataset
     limaml pipeline run|compile the TFX pipeline (local run, Kubeflow V2 spec)
-    limaml embeddings generate  the Beam meta-embedding job over task records
-    limaml serve ...            run and query the serving model (gRPC / REST)
+    limaml embeddings generate|refresh  meta embeddings (Beam); a new serving version
+    limaml serve start|predict|status|metadata  the dev server and the TF Serving client
 
 Sub-commands live next to the code they drive and register themselves with
 `register(subparsers)`; heavy imports happen only when a command runs.
@@ -40,14 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
   subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
   subparsers.required = True
   for module_name in _COMMAND_MODULES:
-    try:
-      module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-      if e.name == module_name or module_name.startswith(f"{e.name}."):
-        continue  # That part of the package is not built yet.
-      raise
-    module.register(subparsers)
+    importlib.import_module(module_name).register(subparsers)
   return parser
+
+
+def add_command_group(subparsers, name: str, help_text: str, description: str):
+  """Adds command `name` with required sub-commands; returns their subparsers.
+
+  Args:
+    subparsers: the `limaml` parser's subparsers (`register`'s argument).
+    name: the command, e.g. `pipeline`.
+    help_text: one line for `limaml --help`.
+    description: the command's `--help` text (usually its module docstring).
+  """
+  parser = subparsers.add_parser(name, help=help_text, description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+  commands = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+  commands.required = True
+  return commands
 
 
 def main(argv: Optional[List[str]] = None) -> int:

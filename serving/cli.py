@@ -20,6 +20,8 @@ import json
 import os
 import sys
 
+from limaml_keras import cli
+
 _DEFAULT_DATA = os.path.join("outputs", "pipeline", "input", "interactions.csv")
 _DEFAULT_CANDIDATES = 100
 
@@ -40,11 +42,8 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
   """Adds the `serve` command (start, predict, status, metadata) to the `limaml` CLI."""
-  parser = subparsers.add_parser(
-      "serve", help="serve the pushed model and query it (gRPC / REST)",
-      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  commands = parser.add_subparsers(dest="serve_command", metavar="SUBCOMMAND")
-  commands.required = True
+  commands = cli.add_command_group(
+      subparsers, "serve", "serve the pushed model and query it (gRPC / REST)", __doc__)
 
   start = commands.add_parser("start", help="run the dev server on a model base path until "
                               "Ctrl-C")

@@ -16,6 +16,7 @@ import argparse
 import os
 import time
 
+from limaml_keras import cli
 from tfx_pipeline import configs
 from tfx_pipeline import model_config
 
@@ -53,11 +54,9 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
   """Adds the `pipeline` command (with `run` and `compile`) to the `limaml` CLI."""
-  parser = subparsers.add_parser(
-      "pipeline", help="the TFX pipeline: run it locally or compile it for Kubeflow",
-      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  commands = parser.add_subparsers(dest="pipeline_command", metavar="SUBCOMMAND")
-  commands.required = True
+  commands = cli.add_command_group(
+      subparsers, "pipeline", "the TFX pipeline: run it locally or compile it for Kubeflow",
+      __doc__)
 
   run = commands.add_parser("run", help="run the pipeline locally (LocalDagRunner)")
   run.add_argument("--data", help="a raw-schema CSV, a directory of CSVs, or a directory "

@@ -6,7 +6,7 @@
 
     limaml embeddings refresh --model SAVED_MODEL --transform-graph DIR
         --interactions 'CSV GLOB' --model-base-path DIR [--max-support N] [--version V]
-        [--batch-size N] [--beam-arg=--runner=...]
+        [--spec FEATURES_JSON] [--batch-size N] [--beam-arg=--runner=...]
 
 `generate` adapts the Trainer's SavedModel (`adapt` signature) to every member
 of TaskGen task records (`--tasks`) or of raw interaction CSVs (each member's
@@ -18,10 +18,11 @@ the CSVs, merges them into the served version's table and pushes a new
 version atomically (`tfx_pipeline.refresh`). Both print one JSON line.
 """
 
-import argparse
 import dataclasses
 import json
 import os
+
+from limaml_keras import cli
 
 
 def _add_job_arguments(parser) -> None:
@@ -39,11 +40,9 @@ def _add_job_arguments(parser) -> None:
 
 def register(subparsers) -> None:
   """Adds the `embeddings` command (`generate`, `refresh`) to the `limaml` CLI."""
-  parser = subparsers.add_parser(
-      "embeddings", help="meta embeddings: adapt the trained model to every member (Beam)",
-      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  commands = parser.add_subparsers(dest="embeddings_command", metavar="SUBCOMMAND")
-  commands.required = True
+  commands = cli.add_command_group(
+      subparsers, "embeddings",
+      "meta embeddings: adapt the trained model to every member (Beam)", __doc__)
   generate = commands.add_parser("generate", help="run the meta-embeddings Beam job")
   _add_job_arguments(generate)
   source = generate.add_mutually_exclusive_group(required=True)
@@ -74,6 +73,8 @@ def register(subparsers) -> None:
                        help="TF Serving model base path; its latest version is the base")
   refresh.add_argument("--version", type=int,
                        help="new version number (default: max(now, latest + 1))")
+  refresh.add_argument("--spec", help="the data's feature spec JSON, for the new version's "
+                       "warmup records (default: features.json beside the first CSV)")
   refresh.set_defaults(func=_refresh)
 
 
@@ -115,10 +116,12 @@ def _generate(args) -> int:
 def _refresh(args) -> int:
   """`limaml embeddings refresh`."""
   from tfx_pipeline import refresh  # pylint: disable=g-import-not-at-top
+  from tfx_pipeline import spec_io  # pylint: disable=g-import-not-at-top
   _check_sizes(args)
   result = refresh.refresh(args.model, args.transform_graph, args.interactions,
                            args.model_base_path, max_support=args.max_support,
                            beam_args=args.beam_arg or (), batch_size=args.batch_size,
-                           version=args.version)
+                           version=args.version,
+                           feature_spec=spec_io.load_spec(args.spec) if args.spec else None)
   print(json.dumps(dataclasses.asdict(result)))
   return 0

@@ -174,3 +174,17 @@ def write_records(path: str, records: Sequence[bytes]) -> str:
     for record in records:
       writer.write(record)
   return path
+
+
+def checksums(directory: str) -> Dict[str, str]:
+  """`{file name: sha256 hex digest}` of the files directly in `directory`."""
+  # pylint: disable=g-import-not-at-top
+  import hashlib
+  # pylint: enable=g-import-not-at-top
+  out = {}
+  for name in sorted(tf.io.gfile.listdir(directory)):
+    path = os.path.join(directory, name)
+    if not tf.io.gfile.isdir(path):
+      with tf.io.gfile.GFile(path, "rb") as f:
+        out[name] = hashlib.sha256(f.read()).hexdigest()
+  return out

@@ -7,7 +7,6 @@ inputs fail before any pipeline starts.
 
 import contextlib
 import glob
-import hashlib
 import importlib.util
 import io
 import json
@@ -22,6 +21,7 @@ from limaml_keras import cli
 from limaml_keras import features
 from tfx_pipeline import embedding_job
 from tfx_pipeline import task_records
+from tfx_pipeline import testing
 
 NUM_MEMBERS = 25
 MAX_SUPPORT = 4
@@ -213,13 +213,6 @@ def test_to_example_is_the_deterministic_protobuf_serialization(row):
   assert embedding_job.to_example(row) == example.SerializeToString(deterministic=True)
 
 
-def _checksums(directory):
-  out = {}
-  for path in sorted(glob.glob(os.path.join(directory, "*"))):
-    with open(path, "rb") as f:
-      out[os.path.basename(path)] = hashlib.sha256(f.read()).hexdigest()
-  return out
-
 
 def test_reruns_are_byte_identical_whatever_the_file_layout(job, tmp_path):
   records = [r.numpy() for r in tf.data.TFRecordDataset(job["tasks"], compression_type="GZIP")]
@@ -234,7 +227,7 @@ def test_reruns_are_byte_identical_whatever_the_file_layout(job, tmp_path):
     output = str(tmp_path / f"out-{name}")
     embedding_job.run(job["model_dir"], str(tmp_path / name / "*.gz"), output, VERSION,
                       batch_size=8, rows_per_shard=10)
-    sums.append(_checksums(output))
+    sums.append(testing.checksums(output))
   assert sums[0] == sums[1]
   assert sorted(sums[0]) == [embedding_job.COUNTERS_FILE] + sorted(
       embedding_job.shard_name(s, 3, suffix) for s in range(3)

@@ -9,7 +9,6 @@ against each other, and reruns against checksums.
 
 import csv
 import glob
-import hashlib
 import os
 import random
 
@@ -58,13 +57,6 @@ def setup(tmp_path_factory):
   return {"root": root, "tft_output": tft_output, "model_dir": model_dir,
           "transform_dir": str(root / "transform"), "transformed": transformed}
 
-
-def _checksums(directory):
-  out = {}
-  for path in sorted(glob.glob(os.path.join(directory, "*"))):
-    with open(path, "rb") as f:
-      out[os.path.basename(path)] = hashlib.sha256(f.read()).hexdigest()
-  return out
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +113,7 @@ def test_transformed_input_and_reruns_give_identical_files(setup, csv_run, tmp_p
   counters = ms.run_transformed(setup["model_dir"], [pattern], first, "v1",
                                 max_support=MAX_SUPPORT, batch_size=2)
   assert counters == csv_run["counters"]
-  assert _checksums(first) == _checksums(csv_run["output"])
+  assert testing.checksums(first) == testing.checksums(csv_run["output"])
   # The same input in another order and file layout, in several shards: identical reruns.
   shuffled = list(setup["transformed"])
   random.Random(1).shuffle(shuffled)
@@ -131,7 +123,7 @@ def test_transformed_input_and_reruns_give_identical_files(setup, csv_run, tmp_p
     output = str(tmp_path / name)
     ms.run_transformed(setup["model_dir"], [pattern], output, "v1", max_support=MAX_SUPPORT,
                        batch_size=2, rows_per_shard=1)
-    runs.append(_checksums(output))
+    runs.append(testing.checksums(output))
   assert runs[0] == runs[1]
   assert len([n for n in runs[0] if n.endswith(".parquet")]) == 3  # One of them empty.
   assert sorted(_parquet(str(tmp_path / "second"))) == ["7", "8", "9"]

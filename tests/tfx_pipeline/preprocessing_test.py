@@ -17,15 +17,10 @@ from tfx_pipeline import testing
 # infers for numeric-looking ids (MovieLens); gender may be missing, so it is sparse.
 SPEC = schema.FeatureSpec(member_numeric=("age",), member_categorical=("gender",),
                           item_numeric=("year",))
-RAW_FEATURE_SPEC = {
-    "member_id": tf.io.FixedLenFeature([1], tf.int64),
-    "item_id": tf.io.FixedLenFeature([1], tf.string),
-    "timestamp": tf.io.FixedLenFeature([1], tf.int64),
-    "label": tf.io.FixedLenFeature([1], tf.int64),
-    "age": tf.io.FixedLenFeature([1], tf.float32),
-    "gender": tf.io.VarLenFeature(tf.string),
-    "year": tf.io.FixedLenFeature([1], tf.int64),
-}
+# The tiny spec of `tfx_pipeline.testing` plus the sparse `gender` column before `year`.
+RAW_FEATURE_SPEC = {k: v for k, v in testing.RAW_FEATURE_SPEC.items() if k != "year"}
+RAW_FEATURE_SPEC.update(gender=tf.io.VarLenFeature(tf.string),
+                        year=testing.RAW_FEATURE_SPEC["year"])
 TRAIN = [(7, b"x", 1, 1, 20.0, b"f", 1990), (8, b"y", 2, 0, 40.0, b"m", 2000),
          (7, b"y", 3, 1, 30.0, b"f", 2010)]
 # Unknown member, item and gender; then a missing gender.

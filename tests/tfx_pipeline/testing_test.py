@@ -44,3 +44,11 @@ def test_personalized_model_is_servable(tft_output, tmp_path):
   assert out[personalized_model.PERSONALISED].numpy().tolist() == [True]
   assert testing.embeddings().shape == (len(testing.MEMBERS), testing.EMBEDDING_DIM)
   assert features.META_EMBEDDING not in out
+
+
+def test_checksums_of_the_files_in_a_directory(tmp_path):
+  (tmp_path / "a").write_bytes(b"x")
+  (tmp_path / "sub").mkdir()
+  sums = testing.checksums(str(tmp_path))
+  assert list(sums) == ["a"]
+  assert sums["a"] == "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
