@@ -16,6 +16,11 @@ interactions as support. Outputs:
   SavedModel (`tfx_pipeline.personalized_model`) at `<uri>/Format-Serving`,
   where Evaluator and Pusher look. Members without training-period
   interactions are not in its table and get the cold-start embedding.
+  With `raw_examples` (ExampleGen's raw examples) and `feature_spec` (the
+  spec as `spec_io.spec_to_json` writes it), the SavedModel carries TF
+  Serving warmup records (`serving.warmup.write_warmup_from_rows`) built from
+  the first `serving.warmup.MAX_CATALOG_ROWS` raw examples of `splits`, so
+  the Pusher pushes them with the version.
 
 The Beam job streams; reading its output back into the in-graph table holds
 the table (ids + embeddings) in memory, which it must fit anyway.
@@ -25,13 +30,14 @@ Example (in a pipeline):
 ```python
 meta_embedding_gen = MetaEmbeddingGen(
     model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
-    examples=transform.outputs["transformed_examples"], max_support=20)
+    examples=transform.outputs["transformed_examples"], max_support=20,
+    raw_examples=example_gen.outputs["examples"], feature_spec=spec_io.spec_to_json(spec))
 pusher = tfx.components.Pusher(model=meta_embedding_gen.outputs["personalized_model"], ...)
 ```
 """
 
 import os
-from typing import List
+from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
 import tensorflow as tf
@@ -41,9 +47,13 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from serving import catalog as catalog_lib
+from serving import warmup
 from tfx_pipeline import embedding_job
+from tfx_pipeline import export
 from tfx_pipeline import member_supports
 from tfx_pipeline import personalized_model as personalized_model_lib
+from tfx_pipeline import spec_io
 
 DEFAULT_SPLITS = "train"
 DEFAULT_MAX_SUPPORT = 20
@@ -64,6 +74,34 @@ def parse_splits(splits: str, available: List[str]) -> List[str]:
   if unknown:
     raise ValueError(f"examples have no split(s) {unknown}; available: {available}")
   return names
+
+
+def split_patterns(examples: tfx_types.Artifact, splits: str) -> List[str]:
+  """The file patterns of `splits` (comma-separated) of an `Examples` artifact."""
+  available = artifact_utils.decode_split_names(examples.split_names)
+  return [os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+          for split in parse_splits(splits, available)]
+
+
+def raw_rows(patterns: List[str]) -> Iterator[Dict[str, Any]]:
+  """Raw rows of ExampleGen's TFRecord files (gzipped when named `*.gz`), read lazily.
+
+  Raises:
+    FileNotFoundError: when the patterns match no file.
+    ValueError: naming the file and record that is not a `tf.Example`.
+  """
+  files = [f for pattern in patterns for f in sorted(tf.io.gfile.glob(pattern))]
+  if not files:
+    raise FileNotFoundError(f"no raw example files match {patterns}")
+  for path in files:
+    records = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz")
+                                      else "").as_numpy_iterator()
+    for number, record in enumerate(records):
+      try:
+        [row] = catalog_lib.rows_from_examples([record])
+      except ValueError:
+        raise ValueError(f"{path}: record {number} is not a tf.Example") from None
+      yield row
 
 
 def export_from_job_output(trainer_model_dir: str, transform_graph_dir: str, job_output: str,
@@ -91,9 +129,12 @@ def MetaEmbeddingGen(  # pylint: disable=invalid-name
     examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
     meta_embeddings: tfx.dsl.components.OutputArtifact[MetaEmbeddings],
     personalized_model: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
+    raw_examples: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.Examples] = None,
     splits: tfx.dsl.components.Parameter[str] = DEFAULT_SPLITS,
     max_support: tfx.dsl.components.Parameter[int] = DEFAULT_MAX_SUPPORT,
     batch_size: tfx.dsl.components.Parameter[int] = 256,
+    feature_spec: tfx.dsl.components.Parameter[str] = "",
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
   """Meta embeddings of every member and the personalised serving model (module docstring).
@@ -104,20 +145,37 @@ def MetaEmbeddingGen(  # pylint: disable=invalid-name
     examples: Transform's transformed examples.
     meta_embeddings: the job output.
     personalized_model: the personalised serving SavedModel.
+    raw_examples: ExampleGen's raw examples; with `feature_spec`, the warmup
+      records come from their `splits`.
     splits: comma-separated splits of `examples` whose interactions are
       support (default `train`).
     max_support: latest interactions kept per member.
     batch_size: members per `adapt` call.
+    feature_spec: the feature spec as JSON (`spec_io.spec_to_json`); empty:
+      no warmup records.
     beam_pipeline: provided by TFX, built from the pipeline's Beam args.
+
+  Raises:
+    ValueError: when only one of `raw_examples` and `feature_spec` is given,
+      or `feature_spec` is not a valid spec.
   """
+  if (raw_examples is None) != (not feature_spec):
+    raise ValueError("warmup records need both raw_examples and feature_spec; got only "
+                     f"{'raw_examples' if raw_examples is not None else 'feature_spec'}")
+  spec = spec_io.spec_from_json(feature_spec) if feature_spec else None
+  raw_patterns = split_patterns(raw_examples, splits) if raw_examples is not None else None
   trainer_model_dir = path_utils.serving_model_path(model.uri)
-  available = artifact_utils.decode_split_names(examples.split_names)
-  patterns = [os.path.join(artifact_utils.get_split_uri([examples], split), "*")
-              for split in parse_splits(splits, available)]
+  patterns = split_patterns(examples, splits)
   counters = member_supports.run_transformed(
       trainer_model_dir, patterns, meta_embeddings.uri, model_version=model.uri,
       max_support=max_support, batch_size=batch_size, pipeline=beam_pipeline)
   for name, value in counters.items():
     meta_embeddings.set_int_custom_property(name, value)
+  export_dir = path_utils.serving_model_path(personalized_model.uri)
   export_from_job_output(trainer_model_dir, transform_graph.uri, meta_embeddings.uri,
-                         path_utils.serving_model_path(personalized_model.uri))
+                         export_dir)
+  if spec is not None:
+    warmup.write_warmup_from_rows(
+        export_dir, raw_rows(raw_patterns), spec,
+        export.serving_feature_spec(tft.TFTransformOutput(transform_graph.uri)),
+        source=f"raw examples {raw_patterns}")

@@ -166,6 +166,8 @@ def create_pipeline(
       model=trainer.outputs["model"],
       transform_graph=transform.outputs["transform_graph"],
       examples=transform.outputs["transformed_examples"],
+      raw_examples=example_gen.outputs["examples"],  # Warmup records for the pushed version.
+      feature_spec=spec_io.spec_to_json(feature_spec),
       splits=TRAIN_SPLIT,
       max_support=max_support).with_id(configs.META_EMBEDDING_GEN_ID)
   personalized_model = embeddings.outputs["personalized_model"]

@@ -18,23 +18,32 @@ Semantics:
   SavedModel with its `adapt` signature) exported with the merged table
   (`tfx_pipeline.personalized_model`) and pushed atomically
   (`tfx_pipeline.push`). The base version must come from the same trained
-  model; after retraining, run the full pipeline instead.
+  model; after retraining, run the full pipeline instead;
+* the new version carries TF Serving warmup records built from the input
+  CSVs (`serving.warmup.write_warmup_from_rows`, the first
+  `serving.warmup.MAX_CATALOG_ROWS` rows), which needs the data's feature
+  spec: given, or the `features.json` beside the first input file.
 """
 
+import csv
 import dataclasses
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from limaml_keras import schema
+from serving import warmup
 from tfx_pipeline import embedding_job
+from tfx_pipeline import export
 from tfx_pipeline import member_supports
 from tfx_pipeline import personalized_model
 from tfx_pipeline import push
+from tfx_pipeline import spec_io
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +98,17 @@ def served_table(model_base_path: str) -> Tuple[Optional[int], List[str], np.nda
   return version, ids, embeddings
 
 
+def csv_rows(files: Sequence[str]) -> Iterator[Dict[str, Any]]:
+  """The rows of CSV files as dicts of text, read lazily, file after file."""
+  for path in files:
+    with tf.io.gfile.GFile(path, "r") as f:
+      yield from csv.DictReader(f)
+
+
 def refresh(model_dir: str, transform_graph_dir: str, interactions: Sequence[str],
             model_base_path: str, max_support: int = 20, beam_args: Sequence[str] = (),
-            batch_size: int = 256, version: Optional[int] = None) -> RefreshResult:
+            batch_size: int = 256, version: Optional[int] = None,
+            feature_spec: Optional[schema.FeatureSpec] = None) -> RefreshResult:
   """Regenerates the embeddings of the members in `interactions` and pushes a new version.
 
   Args:
@@ -103,16 +120,23 @@ def refresh(model_dir: str, transform_graph_dir: str, interactions: Sequence[str
     beam_args: Beam pipeline arguments of the embedding job.
     batch_size: members per `adapt` call.
     version: the new version number (default: `push.push_version`'s).
+    feature_spec: the data's feature spec, for the warmup records (default:
+      the `features.json` beside the first input file).
 
   Returns:
     What was done.
 
   Raises:
     FileNotFoundError, ValueError: bad inputs (see `member_supports.run_csv`),
-      a served version that is not a personalised model of this model.
+      no feature spec, a served version that is not a personalised model of
+      this model.
   """
   if version is not None and tf.io.gfile.exists(push.version_path(model_base_path, version)):
     raise ValueError(f"version {version} exists already under {model_base_path!r}")
+  tft_output = tft.TFTransformOutput(transform_graph_dir)
+  files = member_supports.check_csv_files(list(interactions), tft_output.raw_feature_spec())
+  if feature_spec is None:  # Fails early, before the job, when there is none.
+    feature_spec = spec_io.load_spec(spec_io.find_spec_file(files[0]))
   base_version, base_ids, base = served_table(model_base_path)  # Fails early on a bad base.
   scratch = tempfile.mkdtemp(prefix="limaml-refresh-")
   try:
@@ -125,8 +149,10 @@ def refresh(model_dir: str, transform_graph_dir: str, interactions: Sequence[str
     ids, embeddings, updated, added = merge_tables(base_ids, base, new_ids, new)
     export_dir = os.path.join(scratch, "export")
     personalized_model.export_personalized_model(
-        tf.keras.models.load_model(model_dir), tft.TFTransformOutput(transform_graph_dir), ids,
-        embeddings, export_dir)
+        tf.keras.models.load_model(model_dir), tft_output, ids, embeddings, export_dir)
+    warmup.write_warmup_from_rows(export_dir, csv_rows(files), feature_spec,
+                                  export.serving_feature_spec(tft_output),
+                                  source=", ".join(files[:3]) + (" ..." if len(files) > 3 else ""))
     path = push.push_version(export_dir, model_base_path, version)
   finally:
     shutil.rmtree(scratch, ignore_errors=True)

@@ -61,3 +61,10 @@ def test_settings_are_compiled_in(spec):
   assert configs.RUN_FN in text and configs.PREPROCESSING_FN in text
   assert "member_segment" in text  # The feature spec, in Transform's custom_config.
   assert "gs://bucket/root/serving_model" in text
+
+
+def test_meta_embedding_gen_gets_raw_examples_and_spec_for_warmup(spec):
+  task = spec["pipelineSpec"]["root"]["dag"]["tasks"][configs.META_EMBEDDING_GEN_ID]
+  raw = task["inputs"]["artifacts"]["raw_examples"]["taskOutputArtifact"]
+  assert (raw["producerTask"], raw["outputArtifactKey"]) == ("CsvExampleGen", "examples")
+  assert "member_segment" in json.dumps(task["inputs"]["parameters"]["feature_spec"])

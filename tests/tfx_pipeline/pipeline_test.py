@@ -27,6 +27,7 @@ from limaml_keras import cli
 from limaml_keras import features
 from limaml_keras import synthetic
 from limaml_keras import metrics
+from serving import warmup
 from tfx_pipeline import activity_slices
 from tfx_pipeline import anomalies_gate
 from tfx_pipeline import configs
@@ -132,6 +133,8 @@ def test_blessed_personalised_model_is_pushed(run):
   with open(os.path.join(personalized.uri, "Format-Serving", "saved_model.pb"), "rb") as f:
     with open(os.path.join(served, "saved_model.pb"), "rb") as g:
       assert f.read() == g.read()
+  # Warmup records travel with the version: 3 active training-period members + a cold one.
+  assert len(warmup.read_warmup_requests(served)) == 4
 
 
 def test_task_records_follow_the_time_split(run):

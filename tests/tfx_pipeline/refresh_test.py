@@ -2,7 +2,8 @@
 
 A tiny real Transform graph and an untrained model exported as the Trainer
 exports it (`adapt` signature). The first refresh runs with no served version
-yet, the second through `limaml embeddings refresh`.
+yet and an explicit feature spec, the second through `limaml embeddings
+refresh` with the `features.json` beside its CSV.
 """
 
 import contextlib
@@ -16,10 +17,14 @@ import pytest
 import tensorflow as tf
 
 from limaml_keras import cli
+from serving import catalog as catalog_lib
+from serving import requests as requests_lib
+from serving import warmup
 from tfx_pipeline import export
 from tfx_pipeline import personalized_model as pm
 from tfx_pipeline import push
 from tfx_pipeline import refresh
+from tfx_pipeline import spec_io
 from tfx_pipeline import testing
 
 HEADER = list(testing.RAW_FEATURE_SPEC)
@@ -54,7 +59,8 @@ def refreshed(tmp_path_factory):
                                           str(root / "trainer"))
   base = str(root / "serving")
   first = refresh.refresh(model_dir, str(root / "transform"), [_csv(root / "a.csv", FIRST)],
-                          base, max_support=5, version=1)
+                          base, max_support=5, version=1, feature_spec=testing.SPEC)
+  spec_io.save_spec(testing.SPEC, str(root / spec_io.SPEC_FILE_NAME))
   stdout = io.StringIO()
   with contextlib.redirect_stdout(stdout):
     code = cli.main(["embeddings", "refresh", "--model", model_dir, "--transform-graph",
@@ -102,6 +108,24 @@ def test_scores_change_only_for_refreshed_members(refreshed):
   assert abs(logits_after[2] - logits_before[2]) > 1e-4  # Member 10: cold start -> adapted.
 
 
+def _warmup_members(version_path):
+  """The member ids of each warmup request of a version."""
+  return [sorted({row["member_id"] for row in catalog_lib.rows_from_examples(
+      requests_lib.request_examples(r))}) for r in warmup.read_warmup_requests(version_path)]
+
+
+def test_every_pushed_version_carries_warmup_of_its_input(refreshed):
+  first, second = refreshed["first"].version_path, refreshed["second"]["version_path"]
+  # The input's most active members (ties by id), then a cold one; each ranks the input's items.
+  assert _warmup_members(first)[:2] == [[7], [8]]
+  assert _warmup_members(second)[:2] == [[7], [10]]
+  for path in (first, second):
+    outputs = warmup.replay_warmup_requests(path)
+    assert [o[pm.PERSONALISED].tolist() for o in outputs] == [[True, True], [True, True],
+                                                             [False, False]]
+    assert all(np.isfinite(o[export.LOGITS]).all() for o in outputs)
+
+
 def test_refused_refreshes_leave_the_served_versions_alone(refreshed, tmp_path):
   versions = push.list_versions(refreshed["base"])
   transform_dir = str(refreshed["root"] / "transform")
@@ -112,6 +136,9 @@ def test_refused_refreshes_leave_the_served_versions_alone(refreshed, tmp_path):
   bad.write_text(",".join(HEADER + ["colour"]) + "\n7,x,1,1,20.0,1990,red\n")
   with pytest.raises(ValueError, match=r"unknown columns \['colour'\]"):
     refresh.refresh(refreshed["model_dir"], transform_dir, [str(bad)], refreshed["base"])
+  with pytest.raises(FileNotFoundError, match="no feature spec for .*c.csv"):
+    refresh.refresh(refreshed["model_dir"], transform_dir, [str(tmp_path / "c.csv")],
+                    refreshed["base"])
   assert push.list_versions(refreshed["base"]) == versions
   assert not [p for p in os.listdir(refreshed["base"]) if not p.isdigit()]
 
