@@ -11,11 +11,13 @@ Training survives being killed: `tf.keras.callbacks.BackupAndRestore` backs
 the model and optimizer up every `BACKUP_EVERY_BATCHES` batches, and a rerun
 with the same inputs and config resumes from the last backup, mid-epoch
 included. The training data make that exact: epoch `e` visits the tasks in an
-order that depends only on `(seed, e)`, and a resumed run skips the batches
-the backup already covers, so the resumed model matches an uninterrupted run
-(up to floating-point summation order). The backup lives beside the model-run
-directories, under a fingerprint of the inputs and config (a TFX rerun gets a
-new model-run directory), and is deleted when training completes.
+order that depends only on `(seed, e)` and the set of task records (not on
+the order TaskGen's Beam job wrote them in, which varies between reruns), and
+a resumed run skips the batches the backup already covers, so the resumed
+model matches an uninterrupted run (up to floating-point summation order).
+The backup lives beside the model-run directories, under a fingerprint of
+the inputs and config (a TFX rerun gets a new model-run directory), and is
+deleted when training completes.
 """
 
 import dataclasses
@@ -42,6 +44,7 @@ METRICS_FILE = "metrics.json"
 #: Batches between two training backups.
 BACKUP_EVERY_BATCHES = 100
 _SHUFFLE_BUFFER = 10_000
+_HASH_BUCKETS = 2**63 - 1
 # BackupAndRestore's checkpoint: single-worker directory and counter names.
 _BACKUP_CHECKPOINT_DIR = "chief"
 _SAVED_EPOCH = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
@@ -94,23 +97,50 @@ def resume_position(backup_dir: str, steps: int) -> Tuple[int, int]:
   return (epoch + 1, 0) if batch == steps - 1 else (epoch, batch + 1)
 
 
+def epoch_order(serialized: tf.Tensor, seed: int, epoch: int) -> tf.Tensor:
+  """`serialized` task records reordered by a `(seed, epoch)`-keyed hash of their content.
+
+  The order depends on the set of records only, not on the order they come
+  in (TaskGen's Beam output is the same set of records on a rerun, in an
+  order that varies): records are sorted by a keyed SipHash of their member
+  key, ties (the same member key twice) by one of the whole record.
+
+  Args:
+    serialized: a vector of serialized task records.
+    seed: the training seed.
+    epoch: the epoch.
+
+  Returns:
+    `serialized`, permuted.
+  """
+  key = [seed % 2**64, epoch % 2**64]
+  member = tf.io.parse_example(serialized, {task_records.MEMBER_KEY: tf.io.FixedLenFeature(
+      [], tf.string, default_value="")})[task_records.MEMBER_KEY]
+  by_record = tf.argsort(tf.strings.to_hash_bucket_strong(serialized, _HASH_BUCKETS, key),
+                         stable=True)
+  by_member = tf.strings.to_hash_bucket_strong(tf.gather(member, by_record), _HASH_BUCKETS, key)
+  return tf.gather(serialized, tf.gather(by_record, tf.argsort(by_member, stable=True)))
+
+
 def training_batches(files: Sequence[str], task_format: task_records.TaskFormat,
                      batch_size: int, seed: int, epochs: int, start_epoch: int = 0,
                      start_step: int = 0) -> tf.data.Dataset:
   """Task batches of epochs `start_epoch..epochs-1`, one after the other.
 
-  Epoch `e` shuffles the tasks with op seed `(seed, e)` (under TensorFlow's
-  global seed, which `run_fn` sets to `seed`), whatever ran before, and
-  the first `start_step` batches of `start_epoch` are skipped: a run resumed
-  at `(start_epoch, start_step)` sees exactly the batches an uninterrupted
-  run would.
+  Epoch `e` shuffles the tasks by `epoch_order(..., seed, e)` over windows of
+  `_SHUFFLE_BUFFER` records, whatever ran before, and the first `start_step`
+  batches of `start_epoch` are skipped: a run resumed at `(start_epoch,
+  start_step)` sees exactly the batches an uninterrupted run would. A split
+  of at most `_SHUFFLE_BUFFER` tasks is one window, so its batches do not
+  depend on the order of the records in the files either (a larger split's
+  windows do).
   """
   records = tf.data.TFRecordDataset(list(files), compression_type="GZIP")
   spec = task_records.parse_spec(task_format)
 
   def epoch_batches(epoch: int) -> tf.data.Dataset:
-    shuffled = records.shuffle(_SHUFFLE_BUFFER, seed=seed * 100_003 + epoch,
-                               reshuffle_each_iteration=False)
+    shuffled = records.batch(_SHUFFLE_BUFFER).flat_map(
+        lambda window: tf.data.Dataset.from_tensor_slices(epoch_order(window, seed, epoch)))
     return shuffled.batch(batch_size)
 
   batches = epoch_batches(start_epoch).skip(start_step)
@@ -201,7 +231,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       num_members=tft_output.vocabulary_size_by_name(preprocessing.MEMBER_VOCABULARY) + 1)
   history = train_model(model, fn_args.train_files, config, backup_dir_for(fn_args))
   eval_format = task_records.infer_format(fn_args.eval_files)
-  evaluation = task_records.dataset(fn_args.eval_files, eval_format, config.batch_size)
+  # One epoch in `epoch_order`: the batches (so the batch-averaged loss) do not
+  # depend on the order TaskGen wrote the evaluation tasks in.
+  eval_files = task_records._files(fn_args.eval_files)  # pylint: disable=protected-access
+  evaluation = training_batches(eval_files, eval_format, config.batch_size, config.seed, epochs=1)
   metrics = model.evaluate(evaluation, return_dict=True, verbose=0)
   summary = {"model": config.model,
              "eval": {k: float(v) for k, v in metrics.items()},

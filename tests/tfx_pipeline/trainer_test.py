@@ -97,6 +97,36 @@ def test_epochs_are_shuffled_by_seed_and_epoch_only(train_files):
                                           start_epoch=3))
 
 
+def test_epochs_do_not_depend_on_the_record_order_in_the_files(train_files, tmp_path):
+  # A rerun of TaskGen writes the same records in another order, over other shards.
+  records = list(tf.data.TFRecordDataset(train_files, compression_type="GZIP").as_numpy_iterator())
+  permuted = [records[i] for i in np.random.default_rng(0).permutation(len(records))]
+  shards = []
+  for shard in range(3):
+    shards.append(str(tmp_path / f"tasks-{shard}.gz"))
+    with tf.io.TFRecordWriter(shards[-1], "GZIP") as writer:
+      for record in permuted[shard::3]:
+        writer.write(record)
+  task_format = task_records.infer_format(train_files)
+
+  def member_ids(files):
+    dataset = trainer.training_batches(files, task_format, 4, seed=3, epochs=2)
+    return np.concatenate([b[features.MEMBER_ID].numpy() for b in dataset])
+
+  np.testing.assert_array_equal(member_ids(shards), member_ids(train_files))
+  assert not np.array_equal(member_ids(train_files)[:NUM_TASKS], np.arange(1, NUM_TASKS + 1))
+
+
+def test_epoch_order_is_a_permutation_keyed_by_seed_and_epoch(train_files):
+  serialized = tf.constant(list(
+      tf.data.TFRecordDataset(train_files, compression_type="GZIP").as_numpy_iterator()))
+  order = trainer.epoch_order(serialized, seed=1, epoch=0).numpy()
+  assert sorted(order) == sorted(serialized.numpy())
+  np.testing.assert_array_equal(trainer.epoch_order(serialized[::-1], seed=1, epoch=0), order)
+  assert not np.array_equal(trainer.epoch_order(serialized, seed=1, epoch=1), order)
+  assert not np.array_equal(trainer.epoch_order(serialized, seed=2, epoch=0), order)
+
+
 def test_resume_position_without_a_backup(tmp_path):
   assert trainer.resume_position(str(tmp_path / "none"), 6) == (0, 0)
 
