@@ -188,3 +188,22 @@ def checksums(directory: str) -> Dict[str, str]:
       with tf.io.gfile.GFile(path, "rb") as f:
         out[name] = hashlib.sha256(f.read()).hexdigest()
   return out
+
+
+def serve_signature(saved_model_dir: str, signature_name: str,
+                    inputs: Mapping[str, object]) -> Dict[str, np.ndarray]:
+  """Runs one signature of a SavedModel the way TF Serving does (TF1 loader, `session.run`).
+
+  Args:
+    saved_model_dir: the version directory.
+    signature_name: e.g. `serving_default`.
+    inputs: signature input name -> value.
+
+  Returns:
+    Output name -> numpy array.
+  """
+  with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], saved_model_dir)
+    signature = meta_graph.signature_def[signature_name]
+    feed = {signature.inputs[k].name: v for k, v in inputs.items()}
+    return session.run({k: v.name for k, v in signature.outputs.items()}, feed)

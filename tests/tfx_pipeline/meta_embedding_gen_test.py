@@ -13,7 +13,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.utils import path_utils
 
@@ -116,11 +115,7 @@ def test_personalized_model_is_servable_where_pusher_looks(run):
   raw_spec = export.serving_feature_spec(run["tft_output"])
   requests = [export.raw_example({"member_id": m, "item_id": "x", "age": 30.0, "year": 1995},
                                  raw_spec).SerializeToString() for m in (7, 9)]
-  with tf.compat.v1.Session(graph=tf.Graph()) as session:
-    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
-    signature = meta_graph.signature_def[export.SERVING_SIGNATURE]
-    out = session.run({k: v.name for k, v in signature.outputs.items()},
-                      {signature.inputs[export.EXAMPLES].name: requests})
+  out = testing.serve_signature(path, export.SERVING_SIGNATURE, {export.EXAMPLES: requests})
   assert out[pm.PERSONALISED].tolist() == [True, False]  # 9: cold start.
   assert np.isfinite(out[export.LOGITS]).all()
 

@@ -43,13 +43,7 @@ def _embeddings():
   return testing.embeddings()
 
 
-def _serve(path, signature_name, inputs):
-  """Runs one signature of the SavedModel at `path` the way TF Serving does."""
-  with tf.compat.v1.Session(graph=tf.Graph()) as session:
-    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
-    signature = meta_graph.signature_def[signature_name]
-    feed = {signature.inputs[k].name: v for k, v in inputs.items()}
-    return session.run({k: v.name for k, v in signature.outputs.items()}, feed)
+_serve = testing.serve_signature
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from limaml_keras import cli
 from serving import catalog as catalog_lib
@@ -44,11 +43,7 @@ def _csv(path, rows):
 
 def _serve(path, requests):
   """serving_default of the version at `path`, loaded the way TF Serving loads it."""
-  with tf.compat.v1.Session(graph=tf.Graph()) as session:
-    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
-    signature = meta_graph.signature_def[export.SERVING_SIGNATURE]
-    return session.run({k: v.name for k, v in signature.outputs.items()},
-                       {signature.inputs[export.EXAMPLES].name: requests})
+  return testing.serve_signature(path, export.SERVING_SIGNATURE, {export.EXAMPLES: requests})
 
 
 @pytest.fixture(scope="module")

@@ -52,3 +52,12 @@ def test_checksums_of_the_files_in_a_directory(tmp_path):
   sums = testing.checksums(str(tmp_path))
   assert list(sums) == ["a"]
   assert sums["a"] == "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+
+
+def test_serve_signature_runs_the_table_through_the_tf1_loader(tft_output, tmp_path):
+  model = testing.untrained_model(tft_output)
+  path = testing.personalized_model(model, tft_output, str(tmp_path / "1"))
+  out = testing.serve_signature(path, personalized_model.MEMBER_EMBEDDING_SIGNATURE,
+                                {personalized_model.MEMBER_ID_INPUT: [b"8", b"nobody"]})
+  np.testing.assert_array_equal(out[features.META_EMBEDDING][0], testing.embeddings()[1])
+  assert out[personalized_model.PERSONALISED].tolist() == [True, False]
