@@ -8,7 +8,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.11",
-    packages=setuptools.find_packages(include=["limaml_keras*", "tfx_pipeline*", "serving*"]),
+    packages=setuptools.find_packages(include=["limaml", "limaml.*", "limaml_keras*", "tfx_pipeline*", "serving*"]),
     package_data={"serving": ["config/*", "deploy/*"]},
     install_requires=[
         "tensorflow==2.16.2",
@@ -25,5 +25,5 @@ setuptools.setup(
         "pyarrow",
         "matplotlib",
     ],
-    entry_points={"console_scripts": ["limaml=limaml_keras.cli:main"]},
+    entry_points={"console_scripts": ["limaml=limaml.cli:main"]},
 )

@@ -2,7 +2,7 @@
 
 Prints one JSON object (same model, same task records, same batch size):
 
-* `beam_members_per_s`: members / wall time of `tfx_pipeline.embedding_job.run`
+* `beam_members_per_s`: members / wall time of `tfx_pipeline.beam.embedding_job.run`
   on the DirectRunner (pipeline start, model load, reading, the shuffle into
   sorted output shards, adapting and writing TFRecord + Parquet included).
 * `inprocess_members_per_s`: members / wall time of loading the SavedModel,
@@ -10,7 +10,7 @@ Prints one JSON object (same model, same task records, same batch size):
   each batch in this process.
 * `beam_vs_inprocess`: the ratio (target >= 0.5).
 
-The model is a small LiMAML model exported with `tfx_pipeline.export` (a
+The model is a small LiMAML model exported with `tfx_pipeline.models.export` (a
 stand-in Transform that passes transformed features through); the task
 records are synthetic, in TaskGen's format. The tests reuse both helpers.
 
@@ -38,12 +38,12 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np
 import tensorflow as tf
 
-from limaml_keras import features
+from limaml_keras import tensor_layout
 from limaml_keras import testing
 from limaml_keras.evaluation import methods
-from tfx_pipeline import embedding_job
-from tfx_pipeline import export
-from tfx_pipeline import task_records
+from tfx_pipeline.beam import embedding_job
+from tfx_pipeline.models import export
+from tfx_pipeline.components import task_records
 # pylint: enable=g-import-not-at-top
 
 MEMBER_DIM, ITEM_DIM, CONTEXT_DIM, NUM_ITEMS = 3, 4, 2, 20
@@ -101,7 +101,7 @@ def write_task_records(path: str, num_members: int, max_support: int = 10,
                                     CONTEXT_DIM, NUM_ITEMS, seed)
   sizes = np.arange(num_members) % (max_support + 1)
   mask = (np.arange(max_support)[None, :] < sizes[:, None]).astype(np.float32)
-  batch[features.side_key(features.SUPPORT, features.MASK)] = mask
+  batch[tensor_layout.side_key(tensor_layout.SUPPORT, tensor_layout.MASK)] = mask
   keys = np.array([f"member-{t}" for t in range(num_members)], dtype=object)
   with tf.io.TFRecordWriter(path, "GZIP") as writer:
     for t in range(num_members):
@@ -114,7 +114,7 @@ def adapt_in_process(model_dir: str, pattern: str, batch_size: int) -> np.ndarra
   """Meta embeddings `[N, d]` of the task records, `adapt` called in this process."""
   _, adapt = embedding_job.load_adapt(model_dir)
   task_format = task_records.infer_format(pattern)
-  out = [adapt(**embedding_job.adapt_inputs(batch))[features.META_EMBEDDING].numpy()
+  out = [adapt(**embedding_job.adapt_inputs(batch))[tensor_layout.META_EMBEDDING].numpy()
          for batch in task_records.dataset(pattern, task_format, batch_size)]
   return np.concatenate(out)
 

@@ -1,6 +1,6 @@
 """Cost of the personalised SavedModel's in-graph member -> meta embedding table.
 
-Builds the table `tfx_pipeline.personalized_model` exports (member ids as a
+Builds the table `tfx_pipeline.models.personalized_model` exports (member ids as a
 vocabulary asset initialising a `StaticHashTable`, embeddings as a variable
 `[M + 1, d]`) for M random members, saves it as a SavedModel, loads it with the
 TF1 session loader as TF Serving does, and looks ids up through its signature.
@@ -27,8 +27,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from limaml_keras import features  # pylint: disable=g-import-not-at-top
-from tfx_pipeline import personalized_model as pm  # pylint: disable=g-import-not-at-top
+from limaml_keras import tensor_layout  # pylint: disable=g-import-not-at-top
+from tfx_pipeline.models import personalized_model as pm  # pylint: disable=g-import-not-at-top
 
 
 def _timed(fn):
@@ -82,7 +82,7 @@ def main():
     hits = np.array([int(i.decode().split("-")[1]) < args.members for i in requests[-1]])
     assert (out[pm.PERSONALISED] == hits).all()
     rows = [int(i.decode().split("-")[1]) for i in requests[-1][hits]]
-    np.testing.assert_array_equal(out[features.META_EMBEDDING][hits], embeddings[rows])
+    np.testing.assert_array_equal(out[tensor_layout.META_EMBEDDING][hits], embeddings[rows])
     print(json.dumps({
         "members": args.members, "dim": args.dim, "lookups": args.lookups,
         "build_s": round(build_s, 3), "save_s": round(save_s, 3), "load_s": round(load_s, 3),

@@ -36,7 +36,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
 
 from serving import tensors  # pylint: disable=g-import-not-at-top
-from tfx_pipeline import export  # pylint: disable=g-import-not-at-top
+from limaml_keras import serving_contract
+from tfx_pipeline.models import export  # pylint: disable=g-import-not-at-top
 
 KNOWN_MEMBER = "7"
 UNKNOWN_MEMBER = "999999999"
@@ -69,14 +70,14 @@ def candidate_examples(member_id: str, candidates: int, feature_spec=None) -> np
                     if k not in ("label", "timestamp")}
   rows = [{"member_id": member_id, "item_id": "xy"[i % 2], "age": 30.0, "year": 1990 + i % 30}
           for i in range(candidates)]
-  return np.array([export.raw_example(r, feature_spec).SerializeToString() for r in rows],
+  return np.array([serving_contract.raw_example(r, feature_spec).SerializeToString() for r in rows],
                   dtype=object)
 
 
 def predict_request(model_name: str, examples: np.ndarray) -> predict_pb2.PredictRequest:
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model_name
-  request.inputs[export.EXAMPLES].CopyFrom(tensors.to_tensor_proto(examples))
+  request.inputs[serving_contract.EXAMPLES].CopyFrom(tensors.to_tensor_proto(examples))
   return request
 
 

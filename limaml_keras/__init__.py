@@ -1,4 +1,34 @@
-"""LiMAML for Keras: meta-learned per-member personalisation of deep rankers."""
+"""LiMAML for Keras: meta-learned per-member personalisation of deep rankers.
+
+The models and layers are importable from the package itself::
+
+    from limaml_keras import LiMAMLModel, MetaBlock, GlobalBlock
+
+They load lazily (PEP 562), so `import limaml_keras.schema` and the CLI's
+argument parsing do not import TensorFlow.
+"""
+import importlib
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+#: Public name -> the module that defines it.
+_LAZY = {
+    "LiMAMLModel": "limaml_keras.model",
+    "GlobalModel": "limaml_keras.model",
+    "IdEmbeddingModel": "limaml_keras.model",
+    "PersonalizedRanker": "limaml_keras.model",
+    "MetaBlock": "limaml_keras.layers",
+    "GlobalBlock": "limaml_keras.layers",
+    "build_tasks": "limaml_keras.tasks",
+    "Tasks": "limaml_keras.tasks",
+    "FeatureSpec": "limaml_keras.schema",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'limaml_keras' has no attribute {name!r}")

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from limaml_keras import features as F
+from limaml_keras import tensor_layout as F
 
 
 def _check_units(name: str, units: Sequence[int]) -> List[int]:

@@ -16,7 +16,7 @@ feeding a `GlobalBlock` (shared ranker). They differ only in how they train:
   embedding, trained plainly.
 
 The user-facing contract is Keras': `compile(optimizer)`, `fit`, `evaluate`,
-`save`. Batches are task batches (see `limaml_keras.features`).
+`save`. Batches are task batches (see `limaml_keras.tensor_layout`).
 """
 
 import dataclasses
@@ -26,7 +26,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from limaml_keras import features as F
+from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
 
 _SIDES = (F.SUPPORT, F.QUERY)
@@ -52,7 +52,7 @@ def validate_task_batch(batch: Dict[str, tf.Tensor], require_member_id: bool = F
   Runs on static shapes, so it costs nothing per step inside `tf.function`.
 
   Args:
-    batch: a task batch (see `limaml_keras.features`).
+    batch: a task batch (see `limaml_keras.tensor_layout`).
     require_member_id: whether `member_id` must be present.
 
   Raises:

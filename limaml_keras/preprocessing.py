@@ -7,7 +7,7 @@
 * a vocabulary of every categorical feature, one-hot encoded behind
   `oov_buckets` out-of-vocabulary slots (slot 0 also takes missing values),
 * vocabularies of `member_id` and `item_id`, indexed 1..n with 0 for unknown
-  (the convention of `limaml_keras.features`),
+  (the convention of `limaml_keras.tensor_layout`),
 
 and turns a raw-schema frame (`limaml_keras.schema`) into the per-interaction
 arrays that `limaml_keras.tasks.build_tasks` groups into tasks. Raw frames are
@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from limaml_keras import features
+from limaml_keras import tensor_layout
 from limaml_keras import raw_data_checks
 from limaml_keras import schema
 
@@ -172,7 +172,7 @@ class Preprocessor:
       spec: which raw columns feed which side.
       oov_buckets: out-of-vocabulary slots of every categorical feature's
         one-hot encoding (>= 1). Member and item ids always use the single
-        index 0 for unknown values, as `limaml_keras.features` requires.
+        index 0 for unknown values, as `limaml_keras.tensor_layout` requires.
 
     Raises:
       ValueError: if `oov_buckets` < 1.
@@ -245,15 +245,15 @@ class Preprocessor:
     _check_frame(df, [c for c in self._spec.all_columns() if c not in optional])
     member_key = _strings(df, schema.MEMBER_ID_COLUMN, allow_missing=False)
     out = {
-        features.MEMBER_ID: _lookup(member_key, state.member_vocabulary, 1),
-        features.ITEM_ID: _lookup(_strings(df, schema.ITEM_ID_COLUMN, allow_missing=False),
+        tensor_layout.MEMBER_ID: _lookup(member_key, state.member_vocabulary, 1),
+        tensor_layout.ITEM_ID: _lookup(_strings(df, schema.ITEM_ID_COLUMN, allow_missing=False),
                                   state.item_vocabulary, 1),
-        features.MEMBER_FEATURES: self._encode_side(df, "member"),
-        features.ITEM_FEATURES: self._encode_side(df, "item"),
-        features.CONTEXT_FEATURES: self._encode_side(df, "context"),
+        tensor_layout.MEMBER_FEATURES: self._encode_side(df, "member"),
+        tensor_layout.ITEM_FEATURES: self._encode_side(df, "item"),
+        tensor_layout.CONTEXT_FEATURES: self._encode_side(df, "context"),
     }
     if schema.LABEL_COLUMN in df.columns:
-      out[features.LABEL] = _label(df)
+      out[tensor_layout.LABEL] = _label(df)
     if schema.TIMESTAMP_COLUMN in df.columns:
       out[TIMESTAMP] = _timestamp(df)
     out[MEMBER_KEY] = member_key
@@ -348,7 +348,7 @@ def read_raw_csv_with_report(path: str, spec: schema.FeatureSpec, as_of: Optiona
                              ) -> Tuple[pd.DataFrame, raw_data_checks.CheckReport]:
   """Reads a raw-schema CSV by the rules of `limaml_keras.raw_data_checks`.
 
-  The same rules as the pipeline's input (`tfx_pipeline.input_data`): bad
+  The same rules as the pipeline's input (`tfx_pipeline.ops.input_data`): bad
   values raise a `ValueError` naming the file, line and column; extra columns
   are left out; duplicate interactions and interactions later than `as_of`
   are dropped and counted in the report.

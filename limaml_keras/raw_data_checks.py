@@ -1,6 +1,6 @@
 """The rules every raw interaction CSV obeys, on every path that reads one.
 
-`tfx_pipeline.input_data` (before `limaml pipeline run` starts TFX) and
+`tfx_pipeline.ops.input_data` (before `limaml pipeline run` starts TFX) and
 `limaml_keras.preprocessing.read_raw_csv` (the pandas path) both read raw
 CSVs through `RawCsvReader`, so one file gets one verdict everywhere. No
 TensorFlow here.

@@ -2,7 +2,7 @@
 
 `build_tasks` turns per-interaction arrays (what
 `limaml_keras.preprocessing.Preprocessor.transform` returns) into a task batch
-with the layout of `limaml_keras.features`: one task per member, its
+with the layout of `limaml_keras.tensor_layout`: one task per member, its
 interactions ordered by timestamp (ties keep input order), the earlier ones in
 support and the later ones in query.
 
@@ -37,21 +37,21 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from limaml_keras import features
+from limaml_keras import tensor_layout
 from limaml_keras.preprocessing import MEMBER_KEY
 from limaml_keras.preprocessing import TIMESTAMP
 
 #: Keys `build_tasks` requires (a `MEMBER_KEY` entry is optional).
-REQUIRED_KEYS = (features.MEMBER_ID, features.MEMBER_FEATURES, features.ITEM_ID,
-                 features.ITEM_FEATURES, features.CONTEXT_FEATURES, features.LABEL,
+REQUIRED_KEYS = (tensor_layout.MEMBER_ID, tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_ID,
+                 tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES, tensor_layout.LABEL,
                  TIMESTAMP)
-_MATRIX_KEYS = (features.MEMBER_FEATURES, features.ITEM_FEATURES, features.CONTEXT_FEATURES)
-_DTYPES = {features.MEMBER_ID: np.int64, features.ITEM_ID: np.int64,
-           features.MEMBER_FEATURES: np.float32, features.ITEM_FEATURES: np.float32,
-           features.CONTEXT_FEATURES: np.float32, features.LABEL: np.float32,
-           features.MASK: np.float32}
-_SIDE_VALUE_KEYS = (features.ITEM_ID, features.ITEM_FEATURES, features.CONTEXT_FEATURES,
-                    features.LABEL)
+_MATRIX_KEYS = (tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES)
+_DTYPES = {tensor_layout.MEMBER_ID: np.int64, tensor_layout.ITEM_ID: np.int64,
+           tensor_layout.MEMBER_FEATURES: np.float32, tensor_layout.ITEM_FEATURES: np.float32,
+           tensor_layout.CONTEXT_FEATURES: np.float32, tensor_layout.LABEL: np.float32,
+           tensor_layout.MASK: np.float32}
+_SIDE_VALUE_KEYS = (tensor_layout.ITEM_ID, tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES,
+                    tensor_layout.LABEL)
 DEFAULT_SUPPORT_FRACTION = 0.5
 DEFAULT_MAX_SUPPORT = 100
 #: Default bound of the padded support + query arrays of `build_tasks`.
@@ -63,8 +63,8 @@ class Tasks:
   """A task batch of T tasks, as numpy arrays, with bookkeeping.
 
   Attributes:
-    arrays: the task batch, keyed by `features.task_keys()` (shapes and dtypes
-      as `limaml_keras.features` documents).
+    arrays: the task batch, keyed by `tensor_layout.task_keys()` (shapes and dtypes
+      as `limaml_keras.tensor_layout` documents).
     member_ids: [T] the key each task was grouped by (the raw member id when
       the input had `member_key`, else the member index), sorted.
     support_sizes: [T] int64 real support interactions per task (after caps).
@@ -144,7 +144,7 @@ def _checked_inputs(data: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
     raise ValueError(f"missing keys: {missing}")
   keys = REQUIRED_KEYS + ((MEMBER_KEY,) if MEMBER_KEY in data else ())
   arrays = {k: np.asarray(data[k]) for k in keys}
-  num_rows = arrays[features.MEMBER_ID].shape[0] if arrays[features.MEMBER_ID].ndim else 0
+  num_rows = arrays[tensor_layout.MEMBER_ID].shape[0] if arrays[tensor_layout.MEMBER_ID].ndim else 0
   if num_rows == 0:
     raise ValueError("empty input: no interactions")
   for key, value in arrays.items():
@@ -153,15 +153,15 @@ def _checked_inputs(data: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
       raise ValueError(f"{key!r} must be {expected_ndim}-D, got shape {value.shape}")
     if value.shape[0] != num_rows:
       raise ValueError(f"mismatched lengths: {key!r} has {value.shape[0]} rows, "
-                       f"{features.MEMBER_ID!r} has {num_rows}")
-  for key in (features.LABEL, TIMESTAMP):
+                       f"{tensor_layout.MEMBER_ID!r} has {num_rows}")
+  for key in (tensor_layout.LABEL, TIMESTAMP):
     if arrays[key].dtype.kind not in "iub":
       bad = ~np.isfinite(arrays[key].astype(np.float64))
       if bad.any():
         raise ValueError(f"{key!r} has NaN or infinite values in {int(bad.sum())} row(s), "
                          f"e.g. row {int(np.flatnonzero(bad)[0])}")
-  if MEMBER_KEY not in arrays and (arrays[features.MEMBER_ID] == 0).any():
-    raise ValueError(f"{features.MEMBER_ID!r} holds 0 (unknown member), which cannot be "
+  if MEMBER_KEY not in arrays and (arrays[tensor_layout.MEMBER_ID] == 0).any():
+    raise ValueError(f"{tensor_layout.MEMBER_ID!r} holds 0 (unknown member), which cannot be "
                      f"grouped into tasks; pass the raw ids as {MEMBER_KEY!r}")
   return arrays
 
@@ -240,8 +240,8 @@ def _side_arrays(sorted_values, side, begin, length):
   width = max(1, int(length.max(initial=0)))
   out = {}
   for name in _SIDE_VALUE_KEYS:
-    out[features.side_key(side, name)], mask = _pad(sorted_values[name], begin, length, width)
-  out[features.side_key(side, features.MASK)] = mask
+    out[tensor_layout.side_key(side, name)], mask = _pad(sorted_values[name], begin, length, width)
+  out[tensor_layout.side_key(side, tensor_layout.MASK)] = mask
   return out
 
 
@@ -280,7 +280,7 @@ def build_tasks(data: Mapping[str, np.ndarray],
   if support_fraction is None and cutoff_time is None:
     support_fraction = DEFAULT_SUPPORT_FRACTION
   arrays = _checked_inputs(data)
-  groups = _group(arrays.get(MEMBER_KEY, arrays[features.MEMBER_ID]), arrays[TIMESTAMP])
+  groups = _group(arrays.get(MEMBER_KEY, arrays[tensor_layout.MEMBER_ID]), arrays[TIMESTAMP])
   sorted_values = {k: v[groups.order] for k, v in arrays.items()}
   support, keep, dropped = _split_sizes(groups, sorted_values[TIMESTAMP], support_fraction,
                                         cutoff_time, min_interactions)
@@ -292,29 +292,29 @@ def build_tasks(data: Mapping[str, np.ndarray],
   query = counts - support
   support_kept, query_kept = _cap(support, max_support), _cap(query, max_query)
   task_batch = {}
-  task_batch.update(_side_arrays(sorted_values, features.SUPPORT,
+  task_batch.update(_side_arrays(sorted_values, tensor_layout.SUPPORT,
                                  starts + support - support_kept, support_kept))
-  task_batch.update(_side_arrays(sorted_values, features.QUERY, starts + support, query_kept))
+  task_batch.update(_side_arrays(sorted_values, tensor_layout.QUERY, starts + support, query_kept))
   member_row = starts + support - (support > 0)
-  task_batch[features.MEMBER_ID] = sorted_values[features.MEMBER_ID][member_row]
-  task_batch[features.MEMBER_FEATURES] = sorted_values[features.MEMBER_FEATURES][member_row]
+  task_batch[tensor_layout.MEMBER_ID] = sorted_values[tensor_layout.MEMBER_ID][member_row]
+  task_batch[tensor_layout.MEMBER_FEATURES] = sorted_values[tensor_layout.MEMBER_FEATURES][member_row]
   return Tasks(
-      arrays={k: _as_documented_dtype(k, task_batch[k]) for k in features.task_keys()},
+      arrays={k: _as_documented_dtype(k, task_batch[k]) for k in tensor_layout.task_keys()},
       member_ids=groups.keys[keep],
       support_sizes=support_kept.astype(np.int64),
       query_sizes=query_kept.astype(np.int64),
       dropped_members=dropped,
-      capped_interactions={features.SUPPORT: int((support - support_kept).sum()),
-                           features.QUERY: int((query - query_kept).sum())})
+      capped_interactions={tensor_layout.SUPPORT: int((support - support_kept).sum()),
+                           tensor_layout.QUERY: int((query - query_kept).sum())})
 
 
 def _as_documented_dtype(key: str, value: np.ndarray) -> np.ndarray:
-  name = key.split("_", 1)[1] if key.startswith((features.SUPPORT, features.QUERY)) else key
+  name = key.split("_", 1)[1] if key.startswith((tensor_layout.SUPPORT, tensor_layout.QUERY)) else key
   return value.astype(_DTYPES[name], copy=False)
 
 
 def flatten_interactions(tasks: Tasks,
-                         sides: Sequence[str] = (features.SUPPORT, features.QUERY),
+                         sides: Sequence[str] = (tensor_layout.SUPPORT, tensor_layout.QUERY),
                          include_task_index: bool = False) -> Dict[str, np.ndarray]:
   """The real (mask = 1) interactions of `sides` as a flat interaction batch.
 
@@ -334,20 +334,20 @@ def flatten_interactions(tasks: Tasks,
   """
   sides = tuple(sides)
   if not sides or len(set(sides)) != len(sides) or not set(sides) <= {
-      features.SUPPORT, features.QUERY}:
+      tensor_layout.SUPPORT, tensor_layout.QUERY}:
     raise ValueError(f"sides must be distinct values of ('support', 'query'), got {sides!r}")
   task_parts = []
   value_parts = {name: [] for name in _SIDE_VALUE_KEYS}
   for side in sides:
-    t, j = np.nonzero(tasks.arrays[features.side_key(side, features.MASK)] > 0)
+    t, j = np.nonzero(tasks.arrays[tensor_layout.side_key(side, tensor_layout.MASK)] > 0)
     task_parts.append(t)
     for name in _SIDE_VALUE_KEYS:
-      value_parts[name].append(tasks.arrays[features.side_key(side, name)][t, j])
+      value_parts[name].append(tasks.arrays[tensor_layout.side_key(side, name)][t, j])
   task_index = np.concatenate(task_parts)
   order = np.argsort(task_index, kind="stable")  # side-major -> task-major
   task_index = task_index[order]
-  out = {features.MEMBER_ID: tasks.arrays[features.MEMBER_ID][task_index],
-         features.MEMBER_FEATURES: tasks.arrays[features.MEMBER_FEATURES][task_index]}
+  out = {tensor_layout.MEMBER_ID: tasks.arrays[tensor_layout.MEMBER_ID][task_index],
+         tensor_layout.MEMBER_FEATURES: tasks.arrays[tensor_layout.MEMBER_FEATURES][task_index]}
   out.update({name: np.concatenate(parts)[order] for name, parts in value_parts.items()})
   if include_task_index:
     out["task_index"] = task_index

@@ -4,7 +4,7 @@ from typing import Dict
 
 import numpy as np
 
-from limaml_keras import features as F
+from limaml_keras import tensor_layout as F
 
 
 def random_task_batch(num_tasks: int = 4,
@@ -28,7 +28,7 @@ def random_task_batch(num_tasks: int = 4,
     seed: numpy seed.
 
   Returns:
-    A dict in the task-batch layout of `limaml_keras.features`.
+    A dict in the task-batch layout of `limaml_keras.tensor_layout`.
   """
   rng = np.random.default_rng(seed)
   batch = {F.MEMBER_ID: np.arange(1, num_tasks + 1, dtype=np.int64),

@@ -39,7 +39,8 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import requests as requests_lib
+from limaml_keras import serving_requests as requests_lib
+from limaml_keras import serving_contract
 from serving import tensors
 
 DEFAULT_MODEL_NAME = "limaml"
@@ -162,7 +163,7 @@ class GrpcClient:
       spec.version_label = self.version_label
 
   def predict(self, examples: Sequence[bytes],
-              signature_name: str = requests_lib.SERVING_SIGNATURE) -> Dict[str, np.ndarray]:
+              signature_name: str = serving_contract.SERVING_SIGNATURE) -> Dict[str, np.ndarray]:
     """Runs `signature_name` on serialized `tf.Example`s; returns its outputs as numpy arrays."""
     request = requests_lib.predict_request(examples, self.model_name, signature_name,
                                            self.version, self.version_label)
@@ -275,7 +276,7 @@ class RestClient:
     return payload
 
   def predict(self, examples: Sequence[bytes],
-              signature_name: str = requests_lib.SERVING_SIGNATURE,
+              signature_name: str = serving_contract.SERVING_SIGNATURE,
               columnar: bool = False) -> Dict[str, np.ndarray]:
     """Runs `signature_name` on serialized `tf.Example`s; returns its outputs as numpy arrays.
 
@@ -325,7 +326,7 @@ class Ranking:
 
 def rank(client: Client, feature_spec: Mapping[str, tf.io.FixedLenFeature],
          member: Mapping[str, Any], items: Sequence[Mapping[str, Any]], k: int,
-         signature_name: str = requests_lib.SERVING_SIGNATURE) -> Ranking:
+         signature_name: str = serving_contract.SERVING_SIGNATURE) -> Ranking:
   """Scores `items` for `member` in one request and returns the top `k`.
 
   Args:

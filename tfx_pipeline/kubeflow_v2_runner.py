@@ -13,8 +13,8 @@ from typing import Any, Dict, Optional, Sequence
 from tfx import v1 as tfx
 
 from limaml_keras import schema
-from tfx_pipeline import configs
-from tfx_pipeline import pipeline as pipeline_lib
+from tfx_pipeline.pipeline import configs
+from tfx_pipeline.pipeline import pipeline as pipeline_lib
 
 
 def compile_pipeline(output_file: str,
@@ -33,7 +33,7 @@ def compile_pipeline(output_file: str,
     output_file: the JSON file to write.
     pipeline_root: root URI of the pipeline's artifacts.
     data_root: URI holding `train/` and `eval/` CSVs (see
-      `tfx_pipeline.input_data`).
+      `tfx_pipeline.ops.input_data`).
     feature_spec: the data's feature spec.
     pipeline_name: the pipeline name.
     image: container image of every step.

@@ -24,8 +24,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from limaml_keras import schema
-from tfx_pipeline import configs
-from tfx_pipeline import pipeline as pipeline_lib
+from tfx_pipeline.pipeline import configs
+from tfx_pipeline.pipeline import pipeline as pipeline_lib
 
 _NODE_CONTEXT_TYPE = "node"
 _TF_CPP_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"

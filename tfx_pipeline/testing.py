@@ -28,12 +28,12 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import metadata_io
 from tensorflow_transform.tf_metadata import schema_utils
 
-from limaml_keras import features
+from limaml_keras import tensor_layout
 from limaml_keras import layers
 from limaml_keras import model as model_lib
 from limaml_keras import schema
-from tfx_pipeline import preprocessing
-from tfx_pipeline import spec_io
+from limaml_keras import serving_contract
+from tfx_pipeline.models import preprocessing
 
 #: Feature spec of the tiny data set: one numeric column per side.
 SPEC = schema.FeatureSpec(member_numeric=("age",), item_numeric=("year",))
@@ -77,7 +77,7 @@ def transform_output(output_dir: str,
   raw_feature_spec = dict(raw_feature_spec or RAW_FEATURE_SPEC)
   metadata = dataset_metadata.DatasetMetadata(
       schema_utils.schema_from_feature_spec(raw_feature_spec))
-  config = {preprocessing.FEATURE_SPEC_KEY: spec_io.spec_to_json(feature_spec)}
+  config = {preprocessing.FEATURE_SPEC_KEY: schema.spec_to_json(feature_spec)}
 
   def preprocessing_fn(inputs):
     return preprocessing.preprocessing_fn(inputs, custom_config=config)
@@ -98,7 +98,7 @@ def side_dims(tft_output: tft.TFTransformOutput) -> Dict[str, int]:
   """Width of the member, item and context feature vectors of a Transform output."""
   spec = tft_output.transformed_feature_spec()
   return {k: spec[k].shape[-1] for k in
-          (features.MEMBER_FEATURES, features.ITEM_FEATURES, features.CONTEXT_FEATURES)}
+          (tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES)}
 
 
 def untrained_model(tft_output: tft.TFTransformOutput, embedding_dim: int = EMBEDDING_DIM,
@@ -109,7 +109,7 @@ def untrained_model(tft_output: tft.TFTransformOutput, embedding_dim: int = EMBE
   ranker = model_lib.LiMAMLModel(
       layers.MetaBlock(hidden_units=[8], embedding_dim=embedding_dim),
       layers.GlobalBlock(num_items=num_items, item_embedding_dim=4, hidden_units=[8]))
-  ranker.score_logits({features.ITEM_ID: tf.zeros([1], tf.int64),
+  ranker.score_logits({tensor_layout.ITEM_ID: tf.zeros([1], tf.int64),
                        **{k: tf.zeros([1, d]) for k, d in side_dims(tft_output).items()}})
   return ranker
 
@@ -126,7 +126,7 @@ def personalized_model(model: model_lib.PersonalizedRanker, tft_output: tft.TFTr
                        member_embeddings: Optional[np.ndarray] = None) -> str:
   """Exports a personalised serving SavedModel of `member_ids` to `export_dir`."""
   # pylint: disable=g-import-not-at-top
-  from tfx_pipeline import personalized_model as personalized_model_lib
+  from tfx_pipeline.models import personalized_model as personalized_model_lib
   # pylint: enable=g-import-not-at-top
   if member_embeddings is None:
     member_embeddings = embeddings(len(member_ids), model.meta_block.embedding_dim)
@@ -144,11 +144,11 @@ def transformed_examples(tft_output: tft.TFTransformOutput, rows: Sequence[Tuple
     raw_feature_spec: the raw columns (default `RAW_FEATURE_SPEC`).
   """
   # pylint: disable=g-import-not-at-top
-  from tfx_pipeline import export
+  from tfx_pipeline.models import export
   # pylint: enable=g-import-not-at-top
   raw_feature_spec = dict(raw_feature_spec or RAW_FEATURE_SPEC)
   spec = tft_output.raw_feature_spec()
-  raw = [export.raw_example(dict(zip(raw_feature_spec, row)), spec).SerializeToString()
+  raw = [serving_contract.raw_example(dict(zip(raw_feature_spec, row)), spec).SerializeToString()
          for row in rows]
   transformed = export.transform_requests(tft_output.transform_features_layer(), spec,
                                           tf.constant(raw))

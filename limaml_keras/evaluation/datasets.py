@@ -1,17 +1,18 @@
 """The datasets `limaml evaluate` knows, loaded into the raw schema."""
 
 import os
-from typing import Optional, Tuple
-
-import pandas as pd
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from limaml_keras import schema
+
+if TYPE_CHECKING:  # pandas loads with the data, not with `limaml --help`.
+  import pandas as pd
 
 DATASETS = ("synthetic", "movielens-100k")
 
 
 def load(name: str, data_dir: Optional[str] = None, seed: int = 0
-         ) -> Tuple[pd.DataFrame, schema.FeatureSpec]:
+         ) -> Tuple["pd.DataFrame", schema.FeatureSpec]:
   """Returns `(interactions, spec)` of a named dataset.
 
   Args:

@@ -4,7 +4,8 @@ import dataclasses
 import time
 from typing import Callable, Dict, Optional, Sequence
 
-from limaml_keras.evaluation import configs, datasets, protocol, report, runner, tuning
+from limaml_keras.evaluation import datasets, protocol, report, runner, tuning
+from limaml_keras.evaluation import tuned
 from limaml_keras.evaluation import methods as M
 
 
@@ -24,7 +25,7 @@ def evaluate(dataset: str,
     data_dir: the dataset's files (MovieLens).
     seeds: model seeds.
     methods: methods to compare.
-    tune: run the validation-split search first instead of `configs.TUNED`.
+    tune: run the validation-split search first instead of `tuned.TUNED`.
     epochs: override every method's epochs (quick runs, smoke tests).
     log: progress callback.
 
@@ -34,7 +35,7 @@ def evaluate(dataset: str,
   started = time.perf_counter()
   frame, spec = datasets.load(dataset, data_dir)
   log(f"{dataset}: {len(frame)} interactions, {frame['member_id'].nunique()} members")
-  hyperparameters = configs.hyperparameters(dataset)
+  hyperparameters = tuned.hyperparameters(dataset)
   trials = []
   if tune:
     validation = protocol.validation_split(frame, spec)

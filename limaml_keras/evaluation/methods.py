@@ -18,15 +18,11 @@ from typing import Dict, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from limaml_keras import features as F
+from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
+from limaml_keras.evaluation.method_names import METHODS, TRAINED_AS
 from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel, PersonalizedRanker
 from limaml_keras.tasks import Tasks
-
-METHODS = ("global", "id_embedding", "fine_tune", "limaml_first_order", "limaml")
-#: The model each method trains; `fine_tune` reuses the trained `global` model.
-TRAINED_AS = {"global": "global", "id_embedding": "id_embedding", "fine_tune": "global",
-              "limaml_first_order": "limaml_first_order", "limaml": "limaml"}
 
 
 @dataclasses.dataclass(frozen=True)

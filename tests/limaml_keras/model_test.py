@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from limaml_keras import features as F
+from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
 from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel, validate_task_batch
 from limaml_keras.testing import pad_task_batch, random_task_batch

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from limaml_keras import features
+from limaml_keras import tensor_layout
 from limaml_keras import preprocessing
 from limaml_keras import schema
 
@@ -49,12 +49,12 @@ def test_transform_shapes_dtypes_and_dims(fitted):
   assert fitted.context_feature_dim == 1
   assert (fitted.num_members, fitted.num_items) == (4, 4)
   expected = {
-      features.MEMBER_ID: ((4,), np.int64),
-      features.ITEM_ID: ((4,), np.int64),
-      features.MEMBER_FEATURES: ((4, 4), np.float32),
-      features.ITEM_FEATURES: ((4, 6), np.float32),
-      features.CONTEXT_FEATURES: ((4, 1), np.float32),
-      features.LABEL: ((4,), np.float32),
+      tensor_layout.MEMBER_ID: ((4,), np.int64),
+      tensor_layout.ITEM_ID: ((4,), np.int64),
+      tensor_layout.MEMBER_FEATURES: ((4, 4), np.float32),
+      tensor_layout.ITEM_FEATURES: ((4, 6), np.float32),
+      tensor_layout.CONTEXT_FEATURES: ((4, 1), np.float32),
+      tensor_layout.LABEL: ((4,), np.float32),
       preprocessing.TIMESTAMP: ((4,), np.int64),
   }
   for key, (shape, dtype) in expected.items():
@@ -65,16 +65,16 @@ def test_transform_shapes_dtypes_and_dims(fitted):
 
 def test_numeric_columns_are_z_scored_and_constant_columns_centred(fitted):
   out = fitted.transform(_frame())
-  age = out[features.MEMBER_FEATURES][:, 0]
+  age = out[tensor_layout.MEMBER_FEATURES][:, 0]
   np.testing.assert_allclose([age.mean(), age.std()], [0.0, 1.0], atol=1e-6)
-  np.testing.assert_array_equal(out[features.ITEM_FEATURES][:, 1], 0.0)
-  assert np.isfinite(out[features.ITEM_FEATURES]).all()
+  np.testing.assert_array_equal(out[tensor_layout.ITEM_FEATURES][:, 1], 0.0)
+  assert np.isfinite(out[tensor_layout.ITEM_FEATURES]).all()
 
 
 def test_categoricals_are_one_hot_with_an_oov_slot(fitted):
   assert fitted.feature_names("member") == ["age", "segment=<oov>", "segment=a", "segment=b"]
   out = fitted.transform(_frame(segment=["b", "new", None, "a"]))
-  np.testing.assert_array_equal(out[features.MEMBER_FEATURES][:, 1:],
+  np.testing.assert_array_equal(out[tensor_layout.MEMBER_FEATURES][:, 1:],
                                 [[0, 0, 1], [1, 0, 0], [1, 0, 0], [0, 1, 0]])
 
 
@@ -83,19 +83,19 @@ def test_many_oov_buckets_hash_stably():
   assert pre.feature_names("member")[1:4] == ["segment=<oov>0", "segment=<oov>1",
                                               "segment=<oov>2"]
   unseen = _frame(segment=["new1", "new2", "new3", None])
-  first = pre.transform(unseen)[features.MEMBER_FEATURES][:, 1:4]
-  second = pre.transform(unseen)[features.MEMBER_FEATURES][:, 1:4]
+  first = pre.transform(unseen)[tensor_layout.MEMBER_FEATURES][:, 1:4]
+  second = pre.transform(unseen)[tensor_layout.MEMBER_FEATURES][:, 1:4]
   np.testing.assert_array_equal(first, second)
   np.testing.assert_array_equal(first.sum(axis=1), 1.0)
   assert first[3, 0] == 1.0  # missing -> slot 0
-  assert pre.transform(unseen)[features.MEMBER_ID].max() <= 3  # ids keep one OOV index
+  assert pre.transform(unseen)[tensor_layout.MEMBER_ID].max() <= 3  # ids keep one OOV index
 
 
 def test_ids_index_from_one_and_unseen_ids_map_to_zero(fitted):
   out = fitted.transform(_frame(member_id=["m2", "nobody", "m1", "m3"],
                                 item_id=["i3", "i1", "unseen", "i2"]))
-  np.testing.assert_array_equal(out[features.MEMBER_ID], [2, 0, 1, 3])
-  np.testing.assert_array_equal(out[features.ITEM_ID], [3, 1, 0, 2])
+  np.testing.assert_array_equal(out[tensor_layout.MEMBER_ID], [2, 0, 1, 3])
+  np.testing.assert_array_equal(out[tensor_layout.ITEM_ID], [3, 1, 0, 2])
 
 
 def test_vocabularies_and_statistics_come_only_from_the_fitted_frame():
@@ -103,7 +103,7 @@ def test_vocabularies_and_statistics_come_only_from_the_fitted_frame():
   pre = preprocessing.Preprocessor(SPEC).fit(train)
   out = pre.transform(test)
   assert pre.num_members == 2
-  np.testing.assert_array_equal(out[features.MEMBER_ID], [0, 0])
+  np.testing.assert_array_equal(out[tensor_layout.MEMBER_ID], [0, 0])
   assert pre.get_config()["state"]["numeric_stats"]["price"] == [1.5, 0.5]
 
 
@@ -130,14 +130,14 @@ def test_unfitted_config_round_trips_and_transform_refuses():
 def test_no_context_features_gives_an_empty_matrix():
   spec = schema.FeatureSpec(member_numeric=("age",))
   out = preprocessing.Preprocessor(spec).fit_transform(_frame())
-  assert out[features.CONTEXT_FEATURES].shape == (4, 0)
-  assert out[features.ITEM_FEATURES].shape == (4, 0)
+  assert out[tensor_layout.CONTEXT_FEATURES].shape == (4, 0)
+  assert out[tensor_layout.ITEM_FEATURES].shape == (4, 0)
 
 
 def test_inference_frames_may_lack_label_and_timestamp(fitted):
   frame = _frame().drop(columns=["label", "timestamp"])
   out = fitted.transform(frame, inference=True)
-  assert features.LABEL not in out and preprocessing.TIMESTAMP not in out
+  assert tensor_layout.LABEL not in out and preprocessing.TIMESTAMP not in out
   with pytest.raises(ValueError, match=r"missing columns: \['timestamp', 'label'\]"):
     fitted.transform(frame)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from limaml_keras import features
+from limaml_keras import tensor_layout
 from limaml_keras import preprocessing
 from limaml_keras import synthetic
 from limaml_keras import tasks as tasks_lib
@@ -25,13 +25,13 @@ ROWS = [
 def _interactions(rows=ROWS, with_key=True):
   key, member, time, item, label = (np.array(c) for c in zip(*rows))
   data = {
-      features.MEMBER_ID: member.astype(np.int64),
+      tensor_layout.MEMBER_ID: member.astype(np.int64),
       # The timestamp in the member features shows which row they came from.
-      features.MEMBER_FEATURES: np.stack([member, time], axis=1).astype(np.float32),
-      features.ITEM_ID: item.astype(np.int64),
-      features.ITEM_FEATURES: np.stack([item, 10 * item], axis=1).astype(np.float32),
-      features.CONTEXT_FEATURES: time[:, None].astype(np.float32),
-      features.LABEL: label.astype(np.float32),
+      tensor_layout.MEMBER_FEATURES: np.stack([member, time], axis=1).astype(np.float32),
+      tensor_layout.ITEM_ID: item.astype(np.int64),
+      tensor_layout.ITEM_FEATURES: np.stack([item, 10 * item], axis=1).astype(np.float32),
+      tensor_layout.CONTEXT_FEATURES: time[:, None].astype(np.float32),
+      tensor_layout.LABEL: label.astype(np.float32),
       preprocessing.TIMESTAMP: time.astype(np.int64),
   }
   if with_key:
@@ -40,7 +40,7 @@ def _interactions(rows=ROWS, with_key=True):
 
 
 def _key(side, name):
-  return features.side_key(side, name)
+  return tensor_layout.side_key(side, name)
 
 
 def test_fraction_split_orders_by_time_and_pads_with_zeros():
@@ -50,8 +50,8 @@ def test_fraction_split_orders_by_time_and_pads_with_zeros():
   assert tasks.dropped_members == {"too_few_interactions": 1}
   np.testing.assert_array_equal(tasks.support_sizes, [2, 1])
   np.testing.assert_array_equal(tasks.query_sizes, [3, 1])
-  np.testing.assert_array_equal(a[features.MEMBER_ID], [1, 2])
-  np.testing.assert_array_equal(a[features.MEMBER_FEATURES], [[1, 20], [2, 3]])
+  np.testing.assert_array_equal(a[tensor_layout.MEMBER_ID], [1, 2])
+  np.testing.assert_array_equal(a[tensor_layout.MEMBER_FEATURES], [[1, 20], [2, 3]])
   np.testing.assert_array_equal(a[_key("support", "item_id")], [[1, 2], [11, 0]])
   np.testing.assert_array_equal(a[_key("support", "label")], [[0, 1], [1, 0]])
   np.testing.assert_array_equal(a[_key("support", "mask")], [[1, 1], [1, 0]])
@@ -66,10 +66,10 @@ def test_fraction_split_orders_by_time_and_pads_with_zeros():
 
 def test_arrays_follow_the_documented_layout():
   tasks = tasks_lib.build_tasks(_interactions())
-  assert tuple(tasks.arrays) == features.task_keys()
+  assert tuple(tasks.arrays) == tensor_layout.task_keys()
   for key, value in tasks.arrays.items():
     assert value.shape[0] == len(tasks), key
-    expected = np.int64 if key.endswith("item_id") or key == features.MEMBER_ID else np.float32
+    expected = np.int64 if key.endswith("item_id") or key == tensor_layout.MEMBER_ID else np.float32
     assert value.dtype == expected, key
   assert tasks.arrays[_key("support", "item_features")].shape == (2, 2, 2)
   assert tasks.arrays[_key("query", "context_features")].shape == (2, 3, 1)
@@ -81,7 +81,7 @@ def test_caps_keep_the_latest_support_and_the_earliest_query():
   np.testing.assert_array_equal(tasks.arrays[_key("support", "item_id")], [[2], [11]])
   np.testing.assert_array_equal(tasks.arrays[_key("query", "item_id")], [[3, 4], [12, 0]])
   assert tasks.capped_interactions == {"support": 1, "query": 1}
-  np.testing.assert_array_equal(tasks.arrays[features.MEMBER_FEATURES][0], [1, 20])
+  np.testing.assert_array_equal(tasks.arrays[tensor_layout.MEMBER_FEATURES][0], [1, 20])
 
 
 def test_cutoff_split_keeps_cold_start_and_drops_members_without_query():
@@ -93,7 +93,7 @@ def test_cutoff_split_keeps_cold_start_and_drops_members_without_query():
   np.testing.assert_array_equal(tasks.arrays[_key("support", "mask")], [[1, 1], [0, 0]])
   np.testing.assert_array_equal(tasks.arrays[_key("query", "item_id")], [[3, 4, 5], [21, 0, 0]])
   # A cold-start task takes its member features from its first query interaction.
-  np.testing.assert_array_equal(tasks.arrays[features.MEMBER_FEATURES], [[1, 20], [3, 100]])
+  np.testing.assert_array_equal(tasks.arrays[tensor_layout.MEMBER_FEATURES], [[1, 20], [3, 100]])
 
 
 def test_timestamp_ties_keep_input_order():
@@ -121,17 +121,17 @@ def test_groups_by_member_id_without_member_key():
   tasks = tasks_lib.build_tasks(_interactions(with_key=False))
   np.testing.assert_array_equal(tasks.member_ids, [1, 2])
   data = _interactions(with_key=False)
-  data[features.MEMBER_ID][0] = 0
+  data[tensor_layout.MEMBER_ID][0] = 0
   with pytest.raises(ValueError, match="member_key"):
     tasks_lib.build_tasks(data)
 
 
 def test_unknown_members_stay_separate_tasks_when_keyed():
   data = _interactions()
-  data[features.MEMBER_ID][:] = 0
+  data[tensor_layout.MEMBER_ID][:] = 0
   tasks = tasks_lib.build_tasks(data, min_interactions=1)
   assert list(tasks.member_ids) == ["a", "b", "c"]
-  np.testing.assert_array_equal(tasks.arrays[features.MEMBER_ID], [0, 0, 0])
+  np.testing.assert_array_equal(tasks.arrays[tensor_layout.MEMBER_ID], [0, 0, 0])
 
 
 def test_select_keeps_rows_consistent():
@@ -144,18 +144,18 @@ def test_select_keeps_rows_consistent():
 def test_flatten_interactions_returns_the_real_entries_in_task_order():
   tasks = tasks_lib.build_tasks(_interactions(), support_fraction=0.5)
   flat = tasks_lib.flatten_interactions(tasks, include_task_index=True)
-  np.testing.assert_array_equal(flat[features.ITEM_ID], [1, 2, 3, 4, 5, 11, 12])
+  np.testing.assert_array_equal(flat[tensor_layout.ITEM_ID], [1, 2, 3, 4, 5, 11, 12])
   np.testing.assert_array_equal(flat["task_index"], [0, 0, 0, 0, 0, 1, 1])
-  np.testing.assert_array_equal(flat[features.MEMBER_ID], [1, 1, 1, 1, 1, 2, 2])
-  np.testing.assert_array_equal(flat[features.LABEL], [0, 1, 1, 0, 1, 1, 0])
-  np.testing.assert_array_equal(flat[features.ITEM_FEATURES][:, 1],
+  np.testing.assert_array_equal(flat[tensor_layout.MEMBER_ID], [1, 1, 1, 1, 1, 2, 2])
+  np.testing.assert_array_equal(flat[tensor_layout.LABEL], [0, 1, 1, 0, 1, 1, 0])
+  np.testing.assert_array_equal(flat[tensor_layout.ITEM_FEATURES][:, 1],
                                 [10, 20, 30, 40, 50, 110, 120])
-  assert flat[features.MEMBER_FEATURES].shape == (7, 2)
+  assert flat[tensor_layout.MEMBER_FEATURES].shape == (7, 2)
   query = tasks_lib.flatten_interactions(tasks, sides=("query",))
-  np.testing.assert_array_equal(query[features.ITEM_ID], [3, 4, 5, 12])
+  np.testing.assert_array_equal(query[tensor_layout.ITEM_ID], [3, 4, 5, 12])
   assert "task_index" not in query
   reversed_sides = tasks_lib.flatten_interactions(tasks, sides=("query", "support"))
-  np.testing.assert_array_equal(reversed_sides[features.ITEM_ID], [3, 4, 5, 1, 2, 12, 11])
+  np.testing.assert_array_equal(reversed_sides[tensor_layout.ITEM_ID], [3, 4, 5, 1, 2, 12, 11])
 
 
 def test_dataset_yields_task_batch_dicts():
@@ -163,13 +163,13 @@ def test_dataset_yields_task_batch_dicts():
   batches = list(tasks.dataset(batch_size=2))
   assert len(batches) == 2
   first = batches[0]
-  assert set(first) == set(features.task_keys())
-  assert first[features.MEMBER_ID].dtype.name == "int64"
+  assert set(first) == set(tensor_layout.task_keys())
+  assert first[tensor_layout.MEMBER_ID].dtype.name == "int64"
   assert first[_key("support", "item_features")].shape == (2, 2, 2)
   assert first[_key("query", "mask")].dtype.name == "float32"
   assert len(list(tasks.dataset(batch_size=2, drop_remainder=True))) == 1
   shuffled = tasks.dataset(batch_size=3, shuffle=True, seed=1)
-  ids = np.concatenate([b[features.MEMBER_ID].numpy() for b in shuffled])
+  ids = np.concatenate([b[tensor_layout.MEMBER_ID].numpy() for b in shuffled])
   assert sorted(ids) == [1, 2, 3]
 
 
@@ -183,11 +183,11 @@ def test_synthetic_end_to_end_through_the_preprocessor():
   late_ids = set(data.member_ids[data.member_is_late])
   cold = set(tasks.member_ids[tasks.cold_start])
   assert late_ids & set(tasks.member_ids) <= cold
-  assert (tasks.arrays[features.MEMBER_ID][tasks.cold_start] == 0).any()
+  assert (tasks.arrays[tensor_layout.MEMBER_ID][tasks.cold_start] == 0).any()
   assert tasks.support_sizes.max() == 20
   flat = tasks_lib.flatten_interactions(tasks, sides=("query",))
-  assert flat[features.LABEL].shape[0] == (frame["timestamp"] >= cutoff).sum()
-  assert flat[features.ITEM_FEATURES].shape[1] == pre.item_feature_dim
+  assert flat[tensor_layout.LABEL].shape[0] == (frame["timestamp"] >= cutoff).sum()
+  assert flat[tensor_layout.ITEM_FEATURES].shape[1] == pre.item_feature_dim
 
 
 def test_large_inputs_and_a_very_active_member():
@@ -197,12 +197,12 @@ def test_large_inputs_and_a_very_active_member():
   member = np.concatenate([rng.integers(1, 5000, size=n // 2), np.full(n // 2, 5000)])
   time = rng.permutation(n)  # distinct, exact in float32
   data = {
-      features.MEMBER_ID: member,
-      features.MEMBER_FEATURES: rng.standard_normal((n, 4)).astype(np.float32),
-      features.ITEM_ID: rng.integers(1, 1000, size=n),
-      features.ITEM_FEATURES: rng.standard_normal((n, 8)).astype(np.float32),
-      features.CONTEXT_FEATURES: time[:, None].astype(np.float32),
-      features.LABEL: rng.integers(0, 2, size=n).astype(np.float32),
+      tensor_layout.MEMBER_ID: member,
+      tensor_layout.MEMBER_FEATURES: rng.standard_normal((n, 4)).astype(np.float32),
+      tensor_layout.ITEM_ID: rng.integers(1, 1000, size=n),
+      tensor_layout.ITEM_FEATURES: rng.standard_normal((n, 8)).astype(np.float32),
+      tensor_layout.CONTEXT_FEATURES: time[:, None].astype(np.float32),
+      tensor_layout.LABEL: rng.integers(0, 2, size=n).astype(np.float32),
       preprocessing.TIMESTAMP: time,
   }
   tasks = tasks_lib.build_tasks(data, max_support=50, max_query=50)
@@ -219,12 +219,12 @@ def test_large_inputs_and_a_very_active_member():
 
 
 @pytest.mark.parametrize("mutate, kwargs, pattern", [
-    (lambda d: d.pop(features.LABEL), {}, r"missing keys: \['label'\]"),
-    (lambda d: d.update(item_id=d[features.ITEM_ID][:-1]), {},
+    (lambda d: d.pop(tensor_layout.LABEL), {}, r"missing keys: \['label'\]"),
+    (lambda d: d.update(item_id=d[tensor_layout.ITEM_ID][:-1]), {},
      "mismatched lengths: 'item_id' has 7 rows"),
-    (lambda d: d[features.LABEL].__setitem__(3, np.nan), {}, "'label' has NaN"),
+    (lambda d: d[tensor_layout.LABEL].__setitem__(3, np.nan), {}, "'label' has NaN"),
     (lambda d: d.update({k: v[:0] for k, v in d.items()}), {}, "empty input"),
-    (lambda d: d.update(item_features=d[features.ITEM_FEATURES][:, 0]), {},
+    (lambda d: d.update(item_features=d[tensor_layout.ITEM_FEATURES][:, 0]), {},
      "'item_features' must be 2-D"),
     (lambda d: None, dict(max_support=-1), "max_support must be >= 0"),
     (lambda d: None, dict(max_query=0), "max_query must be >= 1"),

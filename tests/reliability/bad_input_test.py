@@ -1,6 +1,6 @@
 """The bad-input matrix: every row a case, at both raw-CSV boundaries.
 
-`pipeline` is `tfx_pipeline.input_data.prepare_data_root` (what `limaml
+`pipeline` is `tfx_pipeline.ops.input_data.prepare_data_root` (what `limaml
 pipeline run` calls before TFX starts); `pandas` is
 `limaml_keras.preprocessing.read_raw_csv_with_report`. Both must give the same
 verdict: the same error, or the same kept rows and the same counts.
@@ -11,12 +11,11 @@ import os
 
 import pytest
 
-from limaml_keras import cli
+from limaml import cli
 from limaml_keras import preprocessing
 from limaml_keras import raw_data_checks
 from limaml_keras import schema
-from tfx_pipeline import input_data
-from tfx_pipeline import spec_io
+from tfx_pipeline.ops import input_data
 
 SPEC = schema.FeatureSpec(member_numeric=("age",), item_categorical=("genre",))
 HEADER = list(SPEC.all_columns())
@@ -165,7 +164,7 @@ def test_missing_categorical_value_is_kept(tmp_path, boundary):
 
 def test_pipeline_run_reports_bad_data_in_one_line(tmp_path, capsys):
   path = _write_text(tmp_path / "in.csv", _with_value("label", "2"))
-  spec_io.save_spec(SPEC, str(tmp_path / spec_io.SPEC_FILE_NAME))
+  schema.save_spec(SPEC, str(tmp_path / schema.SPEC_FILE_NAME))
   code = cli.main(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out")])
   err = capsys.readouterr().err
   assert code == 1

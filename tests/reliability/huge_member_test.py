@@ -6,10 +6,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from limaml_keras import features
+from limaml_keras import tensor_layout
 from limaml_keras import tasks as tasks_lib
-from tfx_pipeline import preprocessing
-from tfx_pipeline import task_gen
+from tfx_pipeline.models import preprocessing
+from tfx_pipeline.components import task_gen
 
 HUGE = 100_000
 SMALL_MEMBERS = 2_000
@@ -24,12 +24,12 @@ def _interactions(seed=0):
                          np.array(["single"], object)])
   n = len(keys)
   return {
-      features.MEMBER_ID: rng.integers(1, 50, n), preprocessing.MEMBER_KEY: keys,
-      features.MEMBER_FEATURES: rng.normal(size=(n, DM)).astype(np.float32),
-      features.ITEM_ID: rng.integers(1, 1000, n),
-      features.ITEM_FEATURES: rng.normal(size=(n, DI)).astype(np.float32),
-      features.CONTEXT_FEATURES: rng.normal(size=(n, DC)).astype(np.float32),
-      features.LABEL: rng.integers(0, 2, n).astype(np.float32),
+      tensor_layout.MEMBER_ID: rng.integers(1, 50, n), preprocessing.MEMBER_KEY: keys,
+      tensor_layout.MEMBER_FEATURES: rng.normal(size=(n, DM)).astype(np.float32),
+      tensor_layout.ITEM_ID: rng.integers(1, 1000, n),
+      tensor_layout.ITEM_FEATURES: rng.normal(size=(n, DI)).astype(np.float32),
+      tensor_layout.CONTEXT_FEATURES: rng.normal(size=(n, DC)).astype(np.float32),
+      tensor_layout.LABEL: rng.integers(0, 2, n).astype(np.float32),
       tasks_lib.TIMESTAMP: rng.permutation(n).astype(np.int64),
   }
 
@@ -52,10 +52,10 @@ def test_build_tasks_caps_a_huge_member_in_linear_memory():
       data, support_fraction=0.5, max_support=50, max_query=20, min_interactions=2))
   huge = list(tasks.member_ids).index("huge")
   assert (tasks.support_sizes[huge], tasks.query_sizes[huge]) == (50, 20)
-  assert tasks.capped_interactions == {features.SUPPORT: HUGE // 2 - 50,
-                                       features.QUERY: HUGE // 2 - 20}
+  assert tasks.capped_interactions == {tensor_layout.SUPPORT: HUGE // 2 - 50,
+                                       tensor_layout.QUERY: HUGE // 2 - 20}
   assert len(tasks) == SMALL_MEMBERS + 1 and tasks.dropped_members == {"too_few_interactions": 1}
-  assert tasks.arrays[features.side_key(features.SUPPORT, features.ITEM_FEATURES)].shape == (
+  assert tasks.arrays[tensor_layout.side_key(tensor_layout.SUPPORT, tensor_layout.ITEM_FEATURES)].shape == (
       SMALL_MEMBERS + 1, 50, DI)
   # A sorted copy of the input plus the padded tasks; an [n, n] array would be 80 GB.
   assert peak < 3 * input_bytes, (peak, input_bytes)
@@ -73,12 +73,12 @@ def test_build_tasks_refuses_uncapped_padding_instead_of_running_out_of_memory()
 def _parsed(n, member_dim=DM, seed=0):
   rng = np.random.default_rng(seed)
   times = rng.permutation(n)
-  return [{features.MEMBER_ID: np.array([1]),
-           features.MEMBER_FEATURES: rng.normal(size=member_dim).astype(np.float32),
-           features.ITEM_ID: np.array([i % 997]),
-           features.ITEM_FEATURES: np.full(DI, t, np.float32),
-           features.CONTEXT_FEATURES: np.zeros(DC, np.float32),
-           features.LABEL: np.array([i % 2], np.float32),
+  return [{tensor_layout.MEMBER_ID: np.array([1]),
+           tensor_layout.MEMBER_FEATURES: rng.normal(size=member_dim).astype(np.float32),
+           tensor_layout.ITEM_ID: np.array([i % 997]),
+           tensor_layout.ITEM_FEATURES: np.full(DI, t, np.float32),
+           tensor_layout.CONTEXT_FEATURES: np.zeros(DC, np.float32),
+           tensor_layout.LABEL: np.array([i % 2], np.float32),
            preprocessing.TIMESTAMP: np.array([t])} for i, t in enumerate(times)]
 
 
@@ -98,7 +98,7 @@ def test_task_gen_caps_a_huge_member_without_stacking_it():
                                             "capped_query": 1_000 - 20}
   # The training task's support is the latest 20 of the earliest 50,000 interactions.
   train_task = task_gen.train_task(b"huge", train, settings)
-  support_times = train_task.arrays[features.side_key(features.SUPPORT, features.ITEM_FEATURES)]
+  support_times = train_task.arrays[tensor_layout.side_key(tensor_layout.SUPPORT, tensor_layout.ITEM_FEATURES)]
   np.testing.assert_array_equal(support_times[0, :, 0], np.arange(HUGE // 2 - 20, HUGE // 2))
   # Sorting 100,000 timestamps, not stacking 100,000 feature rows: measured 4.8 MB and
   # 0.14 s, against 28 MB and 2.0 s when every interaction was stacked.
@@ -111,4 +111,4 @@ def test_zero_support_member_is_a_cold_start_eval_task():
   task = task_gen.eval_task(b"new", [], _parsed(3), settings)
   assert int(task.support_sizes[0]) == 0 and int(task.query_sizes[0]) == 3
   assert task.cold_start.tolist() == [True]
-  assert task.arrays[features.side_key(features.SUPPORT, features.MASK)].sum() == 0
+  assert task.arrays[tensor_layout.side_key(tensor_layout.SUPPORT, tensor_layout.MASK)].sum() == 0

@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 
 from limaml_keras import testing
-from tfx_pipeline import model_config
-from tfx_pipeline import task_records
-from tfx_pipeline import trainer
+from tfx_pipeline.models import model_config
+from tfx_pipeline.components import task_records
+from tfx_pipeline.models import trainer
 
 NUM_TASKS, NUM_ITEMS, BACKUP_EVERY = 22, 10, 2
 CONFIG = model_config.ModelConfig(epochs=2, batch_size=4, learning_rate=1e-2, embedding_dim=4,
@@ -29,7 +29,8 @@ CONFIG = model_config.ModelConfig(epochs=2, batch_size=4, learning_rate=1e-2, em
 _KILLED_RUN = textwrap.dedent("""
     import json, os, signal, sys
     import tensorflow as tf
-    from tfx_pipeline import model_config, trainer
+    from tfx_pipeline.models import model_config
+    from tfx_pipeline.models import trainer
     config = model_config.ModelConfig.from_dict(json.loads(sys.argv[1]))
     files, backup_dir, kill_after = json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 

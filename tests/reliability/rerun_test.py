@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfx_pipeline import model_config
+from tfx_pipeline.models import model_config
 
 # Two fresh interpreters importing TensorFlow + TFX: about 80 s on 2 shared cores.
 pytestmark = pytest.mark.slow
@@ -41,7 +41,9 @@ _RUN = r"""
 import hashlib, importlib.util, json, os, sys
 import numpy as np
 import tensorflow as tf
-from tfx_pipeline import export, model_config, trainer
+from tfx_pipeline.models import export
+from tfx_pipeline.models import model_config
+from tfx_pipeline.models import trainer
 
 records, out, order = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 spec = importlib.util.spec_from_file_location("bench", os.path.join(sys.argv[4], "benchmarks",

@@ -1,6 +1,6 @@
 """Tests of serving.client over loopback against the real dev server (gRPC and REST).
 
-The session's server (tests/serving/conftest.py) serves `limaml`, a personalised
+The session's server (tests/serving_fixtures.py) serves `limaml`, a personalised
 SavedModel of `tfx_pipeline.testing` (members 7 and 8 in its table) as version
 1, and `global`, the Trainer export without member table. Timeouts are tested
 against a stalled peer: a TCP socket that accepts connections and never answers.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from serving import client as client_lib
-from serving import requests as requests_lib
+from limaml_keras import serving_requests as requests_lib
 
 MODEL = "limaml"
 

@@ -13,8 +13,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import dev_server
 from serving import tensors
-from tests.serving.conftest import add_version
-from tests.serving.conftest import request_examples
+from tests.serving_fixtures import add_version
+from tests.serving_fixtures import request_examples
 
 
 def _predict_request(saved_models):

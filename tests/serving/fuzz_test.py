@@ -19,7 +19,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import tensors
-from tests.serving.conftest import request_examples
+from tests.serving_fixtures import request_examples
 
 _SETTINGS = dict(deadline=None, derandomize=True, database=None,
                  suppress_health_check=list(hypothesis.HealthCheck))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.serving.conftest import request_examples
+from tests.serving_fixtures import request_examples
 
 
 def _b64_rows(saved_models):

@@ -11,8 +11,8 @@ from tensorflow_serving.apis import prediction_log_pb2
 from serving import tensors
 from serving import versions
 from serving.versions import ServingError
-from tests.serving.conftest import add_version
-from tests.serving.conftest import request_examples
+from tests.serving_fixtures import add_version
+from tests.serving_fixtures import request_examples
 
 
 def _examples(saved_models, **kwargs):

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from limaml_keras import synthetic
-from tfx_pipeline import configs
-from tfx_pipeline import pipeline as pipeline_lib
+from tfx_pipeline.pipeline import configs
+from tfx_pipeline.pipeline import pipeline as pipeline_lib
 
 pytest.importorskip("kfp.pipeline_spec", reason="needs kfp-pipeline-spec (the TFX kfp extra)")
 from tfx_pipeline import kubeflow_v2_runner  # pylint: disable=g-import-not-at-top
@@ -52,7 +52,7 @@ def test_evaluator_gates_the_atomic_pusher(spec):
       tasks[configs.EVALUATOR_ID]["dependentTasks"])
   assert configs.EVALUATOR_ID in tasks[configs.PUSHER_ID]["dependentTasks"]
   executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
-  assert "tfx_pipeline.atomic_pusher.Executor" in json.dumps(executors["Pusher_executor"])
+  assert "tfx_pipeline.components.atomic_pusher.Executor" in json.dumps(executors["Pusher_executor"])
   assert "member_activity" in json.dumps(tasks[configs.EVALUATOR_ID])  # The eval config.
 
 

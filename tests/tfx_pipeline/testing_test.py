@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from limaml_keras import features
-from tfx_pipeline import export
-from tfx_pipeline import personalized_model
-from tfx_pipeline import preprocessing
+from limaml_keras import tensor_layout
+from limaml_keras import serving_contract
+from tfx_pipeline.models import personalized_model
+from tfx_pipeline.models import preprocessing
 from tfx_pipeline import testing
 
 
@@ -36,14 +36,14 @@ def test_untrained_model_is_built_for_the_transform_output(tft_output):
 def test_personalized_model_is_servable(tft_output, tmp_path):
   model = testing.untrained_model(tft_output)
   path = testing.personalized_model(model, tft_output, str(tmp_path / "1"))
-  raw_spec = export.serving_feature_spec(tft_output)
-  request = export.raw_example({"member_id": 7, "item_id": "x", "age": 1.0, "year": 2000},
+  raw_spec = serving_contract.serving_feature_spec(tft_output.raw_feature_spec())
+  request = serving_contract.raw_example({"member_id": 7, "item_id": "x", "age": 1.0, "year": 2000},
                                raw_spec).SerializeToString()
   loaded = tf.saved_model.load(path)
-  out = loaded.signatures[export.SERVING_SIGNATURE](examples=tf.constant([request]))
+  out = loaded.signatures[serving_contract.SERVING_SIGNATURE](examples=tf.constant([request]))
   assert out[personalized_model.PERSONALISED].numpy().tolist() == [True]
   assert testing.embeddings().shape == (len(testing.MEMBERS), testing.EMBEDDING_DIM)
-  assert features.META_EMBEDDING not in out
+  assert tensor_layout.META_EMBEDDING not in out
 
 
 def test_checksums_of_the_files_in_a_directory(tmp_path):
@@ -59,5 +59,5 @@ def test_serve_signature_runs_the_table_through_the_tf1_loader(tft_output, tmp_p
   path = testing.personalized_model(model, tft_output, str(tmp_path / "1"))
   out = testing.serve_signature(path, personalized_model.MEMBER_EMBEDDING_SIGNATURE,
                                 {personalized_model.MEMBER_ID_INPUT: [b"8", b"nobody"]})
-  np.testing.assert_array_equal(out[features.META_EMBEDDING][0], testing.embeddings()[1])
+  np.testing.assert_array_equal(out[tensor_layout.META_EMBEDDING][0], testing.embeddings()[1])
   assert out[personalized_model.PERSONALISED].tolist() == [True, False]

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from limaml_keras import cli
+from limaml import cli
 from limaml_keras import metrics
 from limaml_keras import synthetic
 from limaml_keras.evaluation import datasets, methods, protocol, report, runner, tuning

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from limaml_keras import features as F
+from limaml_keras import tensor_layout as F
 from limaml_keras import synthetic
 from limaml_keras.evaluation import protocol
 

@@ -1,0 +1,78 @@
+"""The `limaml` command line: one entry point, one sub-command per job.
+
+    limaml demo                 the main job end-to-end on embedded synthetic data
+    limaml evaluate ...         compare LiMAML with its baselines on a dataset
+    limaml pipeline run|compile the TFX pipeline (local run, Kubeflow V2 spec)
+    limaml embeddings generate|refresh  meta embeddings (Beam); a new serving version
+    limaml serve start|predict|status|metadata  the dev server and the TF Serving client
+
+Sub-commands live next to the code they drive and register themselves with
+`register(subparsers)`; heavy imports happen only when a command runs.
+"""
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import List, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# Modules that expose `register(subparsers)`, in help order.
+_COMMAND_MODULES = (
+    "limaml.demo_command",
+    "limaml.evaluate_command",
+    "limaml.pipeline_command",
+    "limaml.embeddings_command",
+    "limaml.serve_command",
+)
+
+
+class UsageError(Exception):
+  """A bad command-line value; printed as `limaml: error: ...` with exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="limaml", description="LiMAML: meta-learned personalisation for TFX and TF Serving.")
+  subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+  subparsers.required = True
+  for module_name in _COMMAND_MODULES:
+    importlib.import_module(module_name).register(subparsers)
+  return parser
+
+
+def add_command_group(subparsers, name: str, help_text: str, description: str):
+  """Adds command `name` with required sub-commands; returns their subparsers.
+
+  Args:
+    subparsers: the `limaml` parser's subparsers (`register`'s argument).
+    name: the command, e.g. `pipeline`.
+    help_text: one line for `limaml --help`.
+    description: the command's `--help` text (usually its module docstring).
+  """
+  parser = subparsers.add_parser(name, help=help_text, description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+  commands = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+  commands.required = True
+  return commands
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  """Runs `limaml`; returns the process exit code."""
+  logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices etc.
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  try:
+    return int(args.func(args) or 0)
+  except UsageError as e:
+    parser.error(str(e))
+  except (ValueError, FileNotFoundError) as e:
+    print(f"limaml {args.command}: error: {e}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,207 @@
+"""`limaml pipeline run|compile`: the TFX pipeline from the command line.
+
+    limaml pipeline run [--data CSV|DIR] [--output DIR]   run locally
+    limaml pipeline compile --output spec.json            Kubeflow V2 spec
+
+`run` validates and time-splits the data before any TFX component starts
+(`tfx_pipeline.ops.input_data`); without `--data` it generates the synthetic
+data set into the output directory. Reruns with the same inputs reuse the
+cached components. At the end it prints the Evaluator's verdict: AUC of the
+personalised model against the global baseline, overall and per
+member-activity bucket, whether the model was blessed (`--min-auc`,
+`--min-auc-gain`) and the version pushed, if any.
+"""
+
+import argparse
+import os
+import time
+
+from limaml import cli
+from tfx_pipeline.pipeline import configs
+from tfx_pipeline.models import model_config
+
+_RESULT_PREFIX = "[pipeline]"
+
+
+def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+  """Settings shared by `run` and `compile`."""
+  defaults = model_config.ModelConfig()
+  parser.add_argument("--spec", help="feature spec JSON (default: features.json next to the "
+                      "data; the synthetic spec when there is no --data)")
+  parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                      help="training epochs (default: %(default)s)")
+  parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                      help="tasks per batch (default: %(default)s)")
+  parser.add_argument("--inner-steps", type=int, default=defaults.inner_steps,
+                      help="MAML inner steps (default: %(default)s)")
+  parser.add_argument("--max-support", type=int, default=configs.MAX_SUPPORT,
+                      help="support interactions per task, the latest (default: %(default)s)")
+  parser.add_argument("--max-query", type=int, default=configs.MAX_QUERY,
+                      help="query interactions per task, the earliest (default: %(default)s)")
+  parser.add_argument("--no-baseline", action="store_true",
+                      help="do not train the global baseline (the Evaluator then checks "
+                      "--min-auc only)")
+  parser.add_argument("--min-auc", type=float, default=configs.MIN_AUC,
+                      help="push only if the personalised model's evaluation-period AUC is "
+                      "at least this (default: %(default)s)")
+  parser.add_argument("--min-auc-gain", type=float, default=configs.MIN_AUC_GAIN,
+                      help="...and exceeds the baseline's AUC by at least this "
+                      "(default: %(default)s)")
+  parser.add_argument("--beam-arg", action="append", metavar="ARG",
+                      help="a Beam pipeline argument, repeatable, replacing the defaults; "
+                      "write it as --beam-arg=--runner=DataflowRunner")
+
+
+def register(subparsers) -> None:
+  """Adds the `pipeline` command (with `run` and `compile`) to the `limaml` CLI."""
+  commands = cli.add_command_group(
+      subparsers, "pipeline", "the TFX pipeline: run it locally or compile it for Kubeflow",
+      __doc__)
+
+  run = commands.add_parser("run", help="run the pipeline locally (LocalDagRunner)")
+  run.add_argument("--data", help="a raw-schema CSV, a directory of CSVs, or a directory "
+                   "already split into train/ and eval/ (default: generate synthetic data)")
+  run.add_argument("--output", default=os.path.join("outputs", "pipeline"),
+                   help="output directory (default: %(default)s)")
+  run.add_argument("--eval-fraction", type=float, default=configs.EVAL_FRACTION,
+                   help="share of interactions, the latest, in the evaluation period "
+                   "(default: %(default)s)")
+  run.add_argument("--as-of", type=int, metavar="UNIX_SECONDS",
+                   help="drop interactions later than this time, counted and reported "
+                   "(default: now; set it to make reruns on data with future timestamps "
+                   "reproducible)")
+  run.add_argument("--members", type=int, default=configs.SYNTHETIC_MEMBERS,
+                   help="members of the synthetic data (default: %(default)s)")
+  run.add_argument("--no-cache", action="store_true", help="rerun every component")
+  run.add_argument("--verbose", action="store_true",
+                   help="show every log record of TFX, Beam and TensorFlow, not only errors")
+  _add_pipeline_arguments(run)
+  run.set_defaults(func=_run)
+
+  compile_ = commands.add_parser("compile", help="compile a Kubeflow Pipelines V2 JSON spec")
+  compile_.add_argument("--output", required=True, help="the JSON file to write")
+  compile_.add_argument("--pipeline-root", default="gs://YOUR_BUCKET/limaml",
+                        help="root URI of the pipeline's artifacts (default: %(default)s)")
+  compile_.add_argument("--data-root", help="URI holding train/ and eval/ CSVs "
+                        "(default: <pipeline-root>/data)")
+  compile_.add_argument("--image", default=configs.PIPELINE_IMAGE,
+                        help="container image of the steps (default: %(default)s)")
+  _add_pipeline_arguments(compile_)
+  compile_.set_defaults(func=_compile)
+
+
+def _pipeline_kwargs(args) -> dict:
+  """`create_pipeline` keyword arguments from the shared options (checked)."""
+  from tfx_pipeline.components import evaluation_config  # pylint: disable=g-import-not-at-top
+  evaluation_config.check_thresholds(args.min_auc, args.min_auc_gain)
+  return {
+      "max_support": args.max_support,
+      "max_query": args.max_query,
+      "train_baseline": not args.no_baseline,
+      "min_auc": args.min_auc,
+      "min_auc_gain": args.min_auc_gain,
+      "model_config": model_config.ModelConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                               inner_steps=args.inner_steps),
+  }
+
+
+def _synthetic_input(output_dir: str, num_members: int) -> str:
+  """Writes the synthetic data set and its spec under `output_dir`; returns the CSV path."""
+  from limaml_keras import synthetic  # pylint: disable=g-import-not-at-top
+  from limaml_keras import schema  # pylint: disable=g-import-not-at-top
+  data = synthetic.generate(num_members=num_members, num_items=configs.SYNTHETIC_ITEMS,
+                            seed=configs.SYNTHETIC_SEED)
+  path = synthetic.write_csv(data, os.path.join(output_dir, "input", "interactions.csv"))
+  schema.save_spec(data.spec, os.path.join(os.path.dirname(path), schema.SPEC_FILE_NAME))
+  return path
+
+
+def _report(line: str) -> None:
+  print(f"{_RESULT_PREFIX} {line}", flush=True)
+
+
+def _report_results(paths, pipeline_name: str, train_baseline: bool) -> None:
+  """Prints task counts, the trainers' and the Evaluator's metrics, and what was pushed."""
+  # pylint: disable=g-import-not-at-top
+  import json
+  import tensorflow as tf
+  from tfx_pipeline.ops import evaluation_results
+  from tfx_pipeline import local_runner
+  from tfx_pipeline.components import task_gen
+  from tfx_pipeline.models import trainer
+  # pylint: enable=g-import-not-at-top
+  tasks = local_runner.latest_outputs(paths, pipeline_name, "TaskGen")["tasks"]
+  statistics = task_gen.read_statistics(tasks.uri)
+  _report("tasks: " + ", ".join(
+      f"{split} {statistics[split]['tasks']} ({statistics[split]['cold_start_tasks']} cold start)"
+      for split in (task_gen.TRAIN_SPLIT, task_gen.EVAL_SPLIT)))
+  trainers = [(configs.TRAINER_ID, "LiMAML")]
+  if train_baseline:
+    trainers.append((configs.BASELINE_TRAINER_ID, "global baseline"))
+  for node_id, name in trainers:
+    model_run = local_runner.latest_outputs(paths, pipeline_name, node_id)["model_run"]
+    with tf.io.gfile.GFile(os.path.join(model_run.uri, trainer.METRICS_FILE)) as f:
+      metrics = json.load(f)["eval"]
+    _report(f"{name}: evaluation-period query AUC {metrics['auc']:.4f}, "
+            f"loss {metrics['loss']:.4f}")
+  evaluation = local_runner.latest_outputs(paths, pipeline_name, configs.EVALUATOR_ID)
+  for line in evaluation_results.report_lines(
+      evaluation_results.read_evaluation(evaluation["evaluation"].uri)):
+    _report(line)
+  _report(pushed_line(local_runner.latest_outputs(paths, pipeline_name, configs.PUSHER_ID)))
+
+
+def pushed_line(pusher_outputs) -> str:
+  """What the Pusher did, from its output artifacts (`local_runner.latest_outputs`)."""
+  properties = pusher_outputs["pushed_model"].custom_properties
+  if not properties["pushed"].int_value:
+    return "serving model: not pushed: not blessed"
+  return (f"serving model: pushed version {properties['pushed_version'].string_value} to "
+          f"{properties['pushed_destination'].string_value}")
+
+
+def _run(args) -> int:
+  """`limaml pipeline run`."""
+  # pylint: disable=g-import-not-at-top
+  from tfx_pipeline.ops import input_data
+  from tfx_pipeline import local_runner
+  from limaml_keras import schema
+  # pylint: enable=g-import-not-at-top
+  started = time.time()
+  kwargs = _pipeline_kwargs(args)
+  paths = local_runner.LocalPaths(os.path.abspath(args.output))
+  data_path = args.data
+  if data_path is None:
+    data_path = _synthetic_input(paths.output_dir, args.members)
+    _report(f"generated synthetic data ({args.members} members): {data_path}")
+  spec = schema.load_spec(args.spec or schema.find_spec_file(data_path))
+  summary = input_data.prepare_data_root(data_path, spec, paths.data_root, args.eval_fraction,
+                                         as_of=args.as_of)
+  for note in summary.notes:
+    _report(f"note: {note}")
+  cutoff = f", cutoff timestamp {summary.cutoff_timestamp}" if summary.cutoff_timestamp else ""
+  _report(f"data root {summary.data_root}: {summary.num_train} training-period and "
+          f"{summary.num_eval} evaluation-period interactions{cutoff}")
+  pipeline = local_runner.create_local_pipeline(
+      paths, summary.data_root, spec, enable_cache=not args.no_cache,
+      beam_pipeline_args=args.beam_arg or configs.LOCAL_BEAM_PIPELINE_ARGS, **kwargs)
+  local_runner.run(pipeline, report=_report, quiet=not args.verbose)
+  _report_results(paths, pipeline.pipeline_info.pipeline_name, kwargs["train_baseline"])
+  _report(f"finished in {time.time() - started:.0f} s")
+  return 0
+
+
+def _compile(args) -> int:
+  """`limaml pipeline compile`."""
+  # pylint: disable=g-import-not-at-top
+  from limaml_keras import synthetic
+  from tfx_pipeline import kubeflow_v2_runner
+  from limaml_keras import schema
+  # pylint: enable=g-import-not-at-top
+  spec = schema.load_spec(args.spec) if args.spec else synthetic.SPEC
+  kubeflow_v2_runner.compile_pipeline(
+      args.output, args.pipeline_root, args.data_root or f"{args.pipeline_root}/data", spec,
+      image=args.image, beam_pipeline_args=args.beam_arg or configs.KUBEFLOW_BEAM_PIPELINE_ARGS,
+      **_pipeline_kwargs(args))
+  _report(f"wrote the Kubeflow V2 pipeline spec to {args.output}")
+  return 0

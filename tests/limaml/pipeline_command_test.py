@@ -1,0 +1,110 @@
+"""Tests of `limaml pipeline`: argument handling and up-front data validation."""
+
+import csv
+
+from ml_metadata.proto import metadata_store_pb2
+import pytest
+
+from limaml import cli
+from limaml_keras import synthetic
+from limaml import pipeline_command as pipeline_cli
+from tfx_pipeline.pipeline import configs
+from limaml_keras import schema
+
+
+def _write_csv(path, header, rows):
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+  return str(path)
+
+
+@pytest.fixture
+def small_csv(tmp_path):
+  data = synthetic.generate(num_members=20, num_items=10, seed=0)
+  path = synthetic.write_csv(data, str(tmp_path / "interactions.csv"))
+  schema.save_spec(data.spec, str(tmp_path / schema.SPEC_FILE_NAME))
+  with open(path, newline="") as f:
+    rows = list(csv.reader(f))
+  return path, rows[0], rows[1:]
+
+
+def _run(argv, capsys):
+  code = cli.main(argv)
+  return code, capsys.readouterr().err
+
+
+def test_missing_column_fails_before_tfx(small_csv, tmp_path, capsys):
+  path, header, rows = small_csv
+  drop = header.index("label")
+  _write_csv(path, header[:drop] + header[drop + 1:], [r[:drop] + r[drop + 1:] for r in rows])
+  code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out")],
+                   capsys)
+  assert code == 1
+  assert "limaml pipeline: error:" in err and "missing columns ['label']" in err
+  assert not (tmp_path / "out" / "pipeline").exists()
+
+
+def test_non_numeric_label_is_named(small_csv, tmp_path, capsys):
+  path, header, rows = small_csv
+  rows[4][header.index("label")] = "yes"
+  _write_csv(path, header, rows)
+  code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out")],
+                   capsys)
+  assert code == 1
+  assert f"{path} line 6: column 'label' must be 0 or 1, got 'yes'" in err
+
+
+def test_data_without_spec_says_what_to_do(tmp_path, capsys):
+  path = _write_csv(tmp_path / "x.csv", ["member_id"], [["m"]])
+  code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out")],
+                   capsys)
+  assert code == 1 and "pass --spec FILE" in err
+
+
+def test_subcommands_are_registered():
+  parser = cli.build_parser()
+  run = parser.parse_args(["pipeline", "run", "--epochs", "3", "--beam-arg=--x=1",
+                           "--min-auc-gain", "0.02"])
+  assert run.func.__name__ == "_run" and run.epochs == 3 and run.beam_arg == ["--x=1"]
+  assert (run.min_auc, run.min_auc_gain) == (configs.MIN_AUC, 0.02)
+  compile_ = parser.parse_args(["pipeline", "compile", "--output", "spec.json"])
+  assert compile_.func.__name__ == "_compile" and compile_.output == "spec.json"
+  with pytest.raises(SystemExit):
+    parser.parse_args(["pipeline"])
+
+
+def test_bad_threshold_fails_before_tfx(small_csv, tmp_path, capsys):
+  path, _, _ = small_csv
+  code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out"),
+                    "--min-auc", "2"], capsys)
+  assert code == 1 and "min_auc must be in [0, 1], got 2.0" in err
+  assert not (tmp_path / "out").exists()
+
+
+def _pushed_model(**properties):
+  artifact = metadata_store_pb2.Artifact()
+  for name, value in properties.items():
+    if isinstance(value, int):
+      artifact.custom_properties[name].int_value = value
+    else:
+      artifact.custom_properties[name].string_value = value
+  return {"pushed_model": artifact}
+
+
+def test_pushed_line_says_what_the_pusher_did():
+  assert pipeline_cli.pushed_line(_pushed_model(pushed=0)) == (
+      "serving model: not pushed: not blessed")
+  assert pipeline_cli.pushed_line(_pushed_model(
+      pushed=1, pushed_version="1700000000", pushed_destination="/s/1700000000")) == (
+          "serving model: pushed version 1700000000 to /s/1700000000")
+
+
+def test_as_of_drops_later_interactions_before_tfx(small_csv, tmp_path, capsys):
+  path, _, _ = small_csv
+  code, err = _run(["pipeline", "run", "--data", path, "--as-of", "0", "--output",
+                    str(tmp_path / "out")], capsys)
+  assert code == 1
+  assert "no interaction left after the checks" in err
+  assert not (tmp_path / "out" / "pipeline").exists()

@@ -1,0 +1,175 @@
+"""Tests of TaskGen's per-member split rules and of its Beam pipeline."""
+
+import json
+import os
+
+import apache_beam as beam
+from apache_beam.internal import pickler
+from apache_beam.options.pipeline_options import PipelineOptions
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from limaml_keras import tensor_layout
+from tfx_pipeline.models import preprocessing
+from tfx_pipeline.components import task_gen
+from tfx_pipeline.components import task_records
+
+SETTINGS = task_gen.TaskSettings(support_fraction=0.5, max_support=3, max_query=2,
+                                 min_train_interactions=2)
+SUPPORT, QUERY = tensor_layout.SUPPORT, tensor_layout.QUERY
+
+
+def _interaction(item, timestamp, member_feature=0.0, label=1.0):
+  """A parsed transformed interaction; the item id doubles as its name in assertions."""
+  return {tensor_layout.MEMBER_ID: np.array([7]),
+          tensor_layout.MEMBER_FEATURES: np.array([member_feature, timestamp], np.float32),
+          tensor_layout.ITEM_ID: np.array([item]),
+          tensor_layout.ITEM_FEATURES: np.array([item, 2 * item], np.float32),
+          tensor_layout.CONTEXT_FEATURES: np.zeros(0, np.float32),
+          tensor_layout.LABEL: np.array([label], np.float32),
+          preprocessing.TIMESTAMP: np.array([timestamp])}
+
+
+def _items(task, side):
+  arrays = task.arrays
+  mask = arrays[tensor_layout.side_key(side, tensor_layout.MASK)][0] > 0
+  return list(arrays[tensor_layout.side_key(side, tensor_layout.ITEM_ID)][0][mask])
+
+
+def test_train_task_splits_by_time_and_caps():
+  train = [_interaction(item, 10 * item) for item in (5, 1, 4, 2, 3, 6, 7, 8)]
+  task = task_gen.train_task(b"m", train, SETTINGS)
+  # 8 interactions: the earliest 4 are support, capped to the latest 3; query capped to 2.
+  assert _items(task, SUPPORT) == [2, 3, 4]
+  assert _items(task, QUERY) == [5, 6]
+  # Member features come from the latest support interaction.
+  assert task.arrays[tensor_layout.MEMBER_FEATURES][0][1] == 40
+
+
+def test_train_task_needs_min_interactions():
+  assert task_gen.train_task(b"m", [_interaction(1, 10)], SETTINGS) is None
+
+
+def test_eval_task_support_is_the_training_period():
+  train = [_interaction(item, 10 * item) for item in (1, 2, 3, 4)]
+  # Evaluation-period timestamps that overlap the training period still go to query.
+  evaluation = [_interaction(9, 5), _interaction(8, 1)]
+  task = task_gen.eval_task(b"m", train, evaluation, SETTINGS)
+  assert _items(task, SUPPORT) == [2, 3, 4]
+  assert _items(task, QUERY) == [8, 9]
+
+
+def test_eval_task_cold_start_and_no_query():
+  task = task_gen.eval_task(b"m", [], [_interaction(3, 30), _interaction(2, 20)], SETTINGS)
+  assert _items(task, SUPPORT) == [] and _items(task, QUERY) == [2, 3]
+  assert task.arrays[tensor_layout.MEMBER_FEATURES][0][1] == 20  # The first query interaction's.
+  assert task_gen.eval_task(b"m", [_interaction(1, 1)], [], SETTINGS) is None
+
+
+def test_settings_are_checked():
+  with pytest.raises(ValueError, match="support_fraction"):
+    task_gen.TaskSettings(1.0, 3, 2, 2)
+  with pytest.raises(ValueError, match="max_support and max_query"):
+    task_gen.TaskSettings(0.5, 0, 2, 2)
+
+
+def test_size_distribution():
+  assert task_gen.size_distribution([1, 0, 3]) == {
+      "min": 0, "mean": 1.5, "median": 2.0, "p90": 2.0, "max": 2, "histogram": [1, 0, 3]}
+  assert task_gen.size_distribution([0, 0]) == {"histogram": [0, 0]}
+
+
+def _transformed_example(member, item, timestamp, label):
+  value = _interaction(item, timestamp, member_feature=float(len(member)), label=label)
+  feature = {preprocessing.MEMBER_KEY: tf.train.Feature(
+      bytes_list=tf.train.BytesList(value=[member.encode()]))}
+  for key, array in value.items():
+    if array.dtype == np.float32:
+      feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=array))
+    else:
+      feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=array))
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write_split(directory, rows, shards=1):
+  os.makedirs(directory)
+  for shard in range(shards):
+    with tf.io.TFRecordWriter(os.path.join(directory, f"part-{shard}.gz"), "GZIP") as writer:
+      for row in rows[shard::shards]:
+        writer.write(_transformed_example(*row))
+  return str(directory)
+
+
+def _run_task_gen(inputs, output):
+  options = PipelineOptions(["--direct_running_mode=in_memory"])
+  with beam.Pipeline(options=options) as pipeline:
+    task_gen.build_task_pipeline(pipeline, inputs, output, SETTINGS)
+
+
+def test_transforms_survive_pickling():
+  # Beam's multi-processing and distributed runners ship them to workers pickled.
+  for transform in (task_gen._MakeTasks(SETTINGS), task_gen._TaskStatisticsFn(SETTINGS)):
+    restored = pickler.loads(pickler.dumps(transform))
+    assert restored._settings == SETTINGS
+
+
+def test_beam_pipeline_writes_tasks_and_statistics(tmp_path):
+  # a: 4 training interactions and 1 later; b: 1 training interaction (no training task);
+  # c: only later interactions (cold start in eval).
+  train = [("a", 1, 10, 1.0), ("a", 2, 20, 0.0), ("a", 3, 30, 1.0), ("a", 4, 40, 1.0),
+           ("b", 5, 15, 0.0)]
+  evaluation = [("a", 6, 60, 1.0), ("c", 7, 70, 0.0), ("c", 8, 80, 1.0)]
+  inputs = {task_gen.TRAIN_SPLIT: _write_split(tmp_path / "in" / "train", train),
+            task_gen.EVAL_SPLIT: _write_split(tmp_path / "in" / "eval", evaluation)}
+  output = str(tmp_path / "out")
+  _run_task_gen(inputs, output)
+
+  statistics = task_gen.read_statistics(output)
+  assert statistics["train"]["tasks"] == 1
+  assert statistics["train"]["dropped_members"] == {"too_few_interactions": 2}
+  assert statistics["eval"]["tasks"] == 2 and statistics["eval"]["cold_start_tasks"] == 1
+  assert statistics["eval"]["dropped_members"] == {"no_query": 1}
+  assert statistics["eval"]["support_size"]["histogram"] == [1, 0, 0, 1]
+  assert statistics["settings"]["max_support"] == 3
+
+  pattern = os.path.join(output, "Split-eval", "*")
+  task_format = task_records.infer_format(pattern)
+  assert (task_format.support_length, task_format.query_length) == (3, 2)
+  batch = next(iter(task_records.dataset(pattern, task_format, batch_size=8)))
+  support_mask = batch[tensor_layout.side_key(SUPPORT, tensor_layout.MASK)].numpy()
+  assert sorted(support_mask.sum(axis=1)) == [0, 3]
+  query_items = batch[tensor_layout.side_key(QUERY, tensor_layout.ITEM_ID)].numpy()
+  assert sorted(map(tuple, query_items)) == [(6, 0), (7, 8)]
+  json.dumps(statistics)  # Plain JSON types only.
+
+
+def test_ties_are_ordered_by_item_not_by_arrival():
+  # Three interactions in the same second: which two are support must not depend on order.
+  rows = [_interaction(item, 50) for item in (3, 1, 2)] + [_interaction(9, 60)]
+  for arrival in (rows, rows[::-1], rows[1:] + rows[:1]):
+    task = task_gen.train_task(b"m", arrival, SETTINGS)
+    assert _items(task, SUPPORT) == [1, 2] and _items(task, QUERY) == [3, 9]
+
+
+def test_rerun_on_the_same_examples_writes_the_same_records(tmp_path):
+  """Idempotence: same records (as a set) and same statistics, whatever the arrival order."""
+  rng = np.random.default_rng(0)
+  train = [(f"m{rng.integers(6)}", int(rng.integers(1, 9)), int(rng.integers(1, 6)) * 10,
+            float(rng.integers(2))) for _ in range(60)]
+  evaluation = [(f"m{rng.integers(8)}", int(rng.integers(1, 9)), 100 + int(rng.integers(3)),
+                 1.0) for _ in range(20)]
+  outputs = []
+  for run, (order, shards) in enumerate(((1, 1), (-1, 3))):
+    inputs = {task_gen.TRAIN_SPLIT: _write_split(tmp_path / f"in{run}" / "train",
+                                                 train[::order], shards),
+              task_gen.EVAL_SPLIT: _write_split(tmp_path / f"in{run}" / "eval",
+                                                evaluation[::order], shards)}
+    outputs.append(str(tmp_path / f"out{run}"))
+    _run_task_gen(inputs, outputs[-1])
+  for split in (task_gen.TRAIN_SPLIT, task_gen.EVAL_SPLIT):
+    first = task_gen.read_records(outputs[0], split)
+    assert first and first == task_gen.read_records(outputs[1], split)
+  with open(os.path.join(outputs[0], task_gen.STATISTICS_FILE), "rb") as a, open(
+      os.path.join(outputs[1], task_gen.STATISTICS_FILE), "rb") as b:
+    assert a.read() == b.read()

@@ -1,0 +1,55 @@
+"""Constants of the LiMAML pipeline: names, defaults and Beam settings."""
+
+PIPELINE_NAME = "limaml"
+
+#: Python paths of the user functions the Transform and Trainer components load.
+PREPROCESSING_FN = "tfx_pipeline.models.preprocessing.preprocessing_fn"
+RUN_FN = "tfx_pipeline.models.trainer.run_fn"
+
+#: Component ids (also the directory names under the pipeline root).
+TRAINER_ID = "Trainer"
+BASELINE_TRAINER_ID = "BaselineTrainer"
+ACTIVITY_SLICES_ID = "ActivitySlices"
+META_EMBEDDING_GEN_ID = "MetaEmbeddingGen"
+EVALUATOR_ID = "Evaluator"
+PUSHER_ID = "Pusher"
+
+#: The Evaluator's gate (overall slice, `tfx_pipeline.components.evaluation_config`): the
+#: personalised model's AUC must be at least MIN_AUC and, with a baseline,
+#: exceed the baseline's AUC by at least MIN_AUC_GAIN.
+MIN_AUC = 0.5
+MIN_AUC_GAIN = 0.001
+
+#: Share of interactions, the latest in time, that form the evaluation period.
+EVAL_FRACTION = 0.2
+
+# Tasks (see tfx_pipeline.components.task_gen).
+SUPPORT_FRACTION = 0.5
+MAX_SUPPORT = 20
+MAX_QUERY = 20
+MIN_TRAIN_INTERACTIONS = 2
+
+#: ExampleValidator anomaly types that do not stop the run: new ids and new
+#: categories in the evaluation period are expected (they map to the unknown
+#: id 0 or an out-of-vocabulary slot).
+TOLERATED_ANOMALY_TYPES = ("ENUM_TYPE_UNEXPECTED_STRING_VALUES",)
+
+#: Beam on this machine: the DirectRunner in multi-processing mode.
+LOCAL_BEAM_PIPELINE_ARGS = (
+    "--direct_running_mode=multi_processing",
+    "--direct_num_workers=2",
+)
+#: Beam in a Kubeflow step (replace with e.g. Dataflow args at scale):
+#: one worker process per core of the step's container.
+KUBEFLOW_BEAM_PIPELINE_ARGS = (
+    "--direct_running_mode=multi_processing",
+    "--direct_num_workers=0",
+)
+
+#: Container image of the Kubeflow V2 pipeline steps (TFX + this package).
+PIPELINE_IMAGE = "gcr.io/my-project/limaml-pipeline:latest"
+
+#: Synthetic data of `limaml pipeline run` without `--data`.
+SYNTHETIC_MEMBERS = 3000
+SYNTHETIC_ITEMS = 500
+SYNTHETIC_SEED = 0
