@@ -29,6 +29,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.apis import status_pb2
 
+from serving import limits
+from serving import metrics as metrics_lib
 from serving import tensors
 from serving import versions
 from serving.versions import ServingError
@@ -54,12 +56,17 @@ def _spec(name: str, version: int, signature_name: str = "") -> model_pb2.ModelS
   return spec
 
 
-def predict(models: versions.Models,
-            request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-  """Answers a PredictRequest; raises `ServingError`."""
+def predict(models: versions.Models, request: predict_pb2.PredictRequest,
+            max_request_bytes: int = limits.MAX_REQUEST_BYTES) -> predict_pb2.PredictResponse:
+  """Answers a PredictRequest; raises `ServingError`.
+
+  Declared shapes are checked against the payload and `max_request_bytes`
+  (what the inputs would decode to) before any tensor is allocated.
+  """
   model = models.get(request.model_spec.name)
   signature_name = request.model_spec.signature_name or versions.DEFAULT_SIGNATURE
   try:
+    tensors.check_request_size(request.inputs, max_request_bytes)
     inputs = {k: tensors.from_tensor_proto(v, k) for k, v in request.inputs.items()}
   except tensors.TensorError as e:
     raise ServingError("INVALID_ARGUMENT", str(e)) from e
