@@ -301,6 +301,7 @@ class Model:
     self._failed: Dict[int, Tuple[Tuple, str]] = {}
     self._unloaded: List[int] = []
     self._seen: Dict[int, Tuple[Tuple, float]] = {}  # version -> (fingerprint, first seen)
+    self._settling: List[int] = []
 
   def _candidates(self) -> List[Tuple[int, str]]:
     try:
@@ -352,11 +353,16 @@ class Model:
       present = {version for version, _ in candidates}
       self._seen = {v: seen for v, seen in self._seen.items() if v in present}
       serving = self._serving
+      self._settling = []
       for version, path in candidates:
         fingerprint = _fingerprint(path)
         if serving is not None and version == serving.version:
-          if fingerprint != self._serving_fingerprint and self._settled(version, fingerprint,
-                                                                        now):
+          if fingerprint == self._serving_fingerprint or (
+              version in self._failed and self._failed[version][0] == fingerprint):
+            break  # unchanged, or its changed files already failed to load: keep serving
+          if not self._settled(version, fingerprint, now):
+            self._settling.append(version)
+          else:
             log.warning("model %r: the files of serving version %d changed; reloading", self.name,
                         version)
             self._load_and_swap(version, path, fingerprint)
@@ -364,6 +370,7 @@ class Model:
         if version in self._failed and self._failed[version][0] == fingerprint:
           continue
         if not self._settled(version, fingerprint, now):
+          self._settling.append(version)
           log.info("model %r: version %d is still being written; waiting for its files to "
                    "settle", self.name, version)
           continue
@@ -372,6 +379,10 @@ class Model:
       if self._serving is not None and self._serving.version not in present:
         self._unload_removed()
       return self._serving.version if self._serving else None
+
+  def settling(self) -> bool:
+    """Whether the last poll left a version waiting for its files to settle."""
+    return bool(self._settling)
 
   def _load_and_swap(self, version: int, path: str, fingerprint: Tuple) -> bool:
     if not any(os.path.isfile(os.path.join(path, f)) for f in _SAVED_MODEL_FILES):

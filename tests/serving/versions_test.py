@@ -255,3 +255,21 @@ def test_removed_versions_are_unloaded_as_tf_serving_does(saved_models, tmp_path
   add_version(saved_models.personalised_v1, base, 3)
   assert model.poll() == 3  # and a new version serves again
   model.close()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e38])
+@pytest.mark.parametrize("which", ["personalised_v1", "global_model"])
+def test_tf1_loader_rejects_non_finite_or_huge_embeddings(saved_models, which, bad):
+  version = versions.LoadedVersion(1, getattr(saved_models, which))
+  try:
+    embedding = np.zeros([3, saved_models.embedding_dim], np.float32)
+    good = version.run("predict_with_embedding", {"examples": _examples(saved_models),
+                                                  "meta_embedding": embedding})
+    assert np.isfinite(good["probabilities"]).all()
+    embedding[2, 0] = bad
+    with pytest.raises(ServingError, match="meta_embedding") as error:
+      version.run("predict_with_embedding", {"examples": _examples(saved_models),
+                                             "meta_embedding": embedding})
+    assert error.value.code == "INVALID_ARGUMENT"
+  finally:
+    version.retire()
