@@ -122,7 +122,17 @@ def decoded_bytes(proto: tensor_pb2.TensorProto) -> int:
 
 
 def check_request_size(protos: Mapping[str, tensor_pb2.TensorProto], max_bytes: int) -> None:
-  """Raises `TensorError` if a request's tensors would decode to more than `max_bytes`."""
+  """Checks declared shapes against the payload, then the request budget; allocates nothing.
+
+  Raises:
+    TensorError: if a tensor declares more values than it carries (beyond the
+      shorthand's `limits.MAX_FILL_BYTES`), or the tensors together would
+      decode to more than `max_bytes`.
+  """
+  for name, proto in protos.items():
+    dtype = as_dtype(proto.dtype, name)
+    if not proto.tensor_shape.unknown_rank:
+      _check_declared_size(proto, dtype, _num_elements(_shape(proto), name), name)
   sizes = {name: decoded_bytes(proto) for name, proto in protos.items()}
   total = sum(sizes.values())
   if total > max_bytes:
