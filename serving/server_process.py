@@ -56,6 +56,7 @@ class ServerProcess:
     for name, path in models.items():
       if not os.path.isdir(path):
         raise ValueError(f"model base path {path!r} of model {name!r} is not a directory")
+    self.limits = limits
     self._config = {"models": dict(models), "poll_interval_s": poll_interval_s,
                     "limits": dataclasses.asdict(limits)}
     self._startup_timeout_s = startup_timeout_s
