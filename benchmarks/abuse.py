@@ -253,11 +253,11 @@ def version_removal(abuse: Abuse) -> Dict:
   fallback_s = _wait_for(lambda: abuse.serving_version() not in (current, None))
   abuse.removed.add(current)
   abuse.no_version.set()
-  for entry in os.listdir(abuse.base_path):
-    if entry.isdigit():
-      shutil.rmtree(os.path.join(abuse.base_path, entry))
-      abuse.removed.add(int(entry))
+  left = [int(entry) for entry in os.listdir(abuse.base_path) if entry.isdigit()]
+  for version in left:
+    shutil.rmtree(os.path.join(abuse.base_path, str(version)))
   unloaded_s = _wait_for(lambda: abuse.serving_version() is None)
+  abuse.removed.update(left)  # reported removed (END) from here on
   states = [(s["version"], s["state"]) for s in abuse.status()["model_version_status"]]
   reply = requests.post(f"http://127.0.0.1:{abuse.server.rest_port}/v1/models/limaml:predict",
                         json={"instances": ["x"]}, timeout=10)
