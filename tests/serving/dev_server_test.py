@@ -91,8 +91,10 @@ def test_corrupt_version_is_ignored_while_the_old_one_serves(saved_models, tmp_p
     f.write(open(os.path.join(saved_models.personalised_v1, "saved_model.pb"), "rb").read())
   with dev_server.DevServer(base, grpc_port=0, rest_port=0, poll_interval_s=0.1) as server:
     assert server.models.get("limaml").serving_version == 1
-    status = requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/limaml",
-                          timeout=30).json()["model_version_status"]
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/limaml"
+    # Version 2's files were just written: it is tried once they settle, and fails.
+    _wait_for(lambda: len(requests.get(url, timeout=30).json()["model_version_status"]) == 2)
+    status = requests.get(url, timeout=30).json()["model_version_status"]
     assert status[0]["version"] == "2" and status[0]["state"] == "END"
     assert status[0]["status"]["error_message"].startswith("load failed")
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:

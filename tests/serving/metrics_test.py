@@ -35,3 +35,8 @@ def test_timed_records_an_escaped_exception_as_internal():
 def test_buckets_must_increase():
   with pytest.raises(ValueError, match="increasing"):
     metrics.Metrics(buckets_us=[10, 5])
+
+
+def test_the_path_is_the_one_monitoring_config_promises():
+  from serving import configs  # pylint: disable=g-import-not-at-top
+  assert configs.load_monitoring_config().prometheus_config.path == metrics.METRICS_PATH
