@@ -21,9 +21,14 @@ import os
 import sys
 
 from limaml import cli
+from serving import limits
 
 _DEFAULT_DATA = os.path.join("outputs", "pipeline", "input", "interactions.csv")
 _DEFAULT_CANDIDATES = 100
+_LIMIT_FLAGS = {"max_request_bytes": "--max-request-bytes", "grpc_max_threads": "--grpc-max-threads",
+                "rest_api_num_threads": "--rest-api-num-threads",
+                "rest_api_timeout_s": "--rest-api-timeout",
+                "settle_interval_s": "--settle-interval"}
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +65,17 @@ def register(subparsers) -> None:
   start.add_argument("--poll-interval", type=float, default=30.0,
                      help="seconds between scans of the base path for new versions "
                      "(default: %(default)s)")
+  start.add_argument("--max-request-bytes", type=int, default=limits.MAX_REQUEST_BYTES,
+                     help="largest request, gRPC message or REST body (default: %(default)s)")
+  start.add_argument("--grpc-max-threads", type=int, default=limits.GRPC_MAX_THREADS,
+                     help="gRPC worker threads (default: %(default)s)")
+  start.add_argument("--rest-api-num-threads", type=int, default=limits.REST_API_NUM_THREADS,
+                     help="concurrent REST connections (default: %(default)s)")
+  start.add_argument("--rest-api-timeout", type=float, default=limits.REST_API_TIMEOUT_S,
+                     help="seconds a REST client has to send a request (default: %(default)s)")
+  start.add_argument("--settle-interval", type=float, default=limits.SETTLE_INTERVAL_S,
+                     help="seconds a new version's files must stay unchanged before it "
+                     "loads (default: %(default)s)")
   start.set_defaults(func=_start)
 
   predict = commands.add_parser("predict", help="top-k items for a member")
@@ -133,9 +149,18 @@ def _start(args) -> int:
     raise _usage_error(f"--poll-interval must be positive, got {args.poll_interval}")
   if not os.path.isdir(args.model_base_path):
     raise FileNotFoundError(f"no such model base path: {args.model_base_path}")
+  try:
+    server_limits = limits.ServerLimits(
+        args.max_request_bytes, args.grpc_max_threads, args.rest_api_num_threads,
+        args.rest_api_timeout, args.settle_interval)
+  except ValueError as e:
+    message = str(e)
+    for field, flag in _LIMIT_FLAGS.items():
+      message = message.replace(field, flag)
+    raise _usage_error(message) from None
   server = dev_server.DevServer(args.model_base_path, model_name=args.model_name,
                                 host=args.host, grpc_port=args.grpc_port, rest_port=args.rest_port,
-                                poll_interval_s=args.poll_interval)
+                                poll_interval_s=args.poll_interval, limits=server_limits)
   try:
     server.start()
   except OSError as e:

@@ -19,19 +19,19 @@ with DevServer("/models/limaml", grpc_port=0, rest_port=0) as server:
 import logging
 import os
 import threading
+import time
 from concurrent import futures
 from typing import Mapping, Optional
 
 import grpc
 
 from serving import grpc_service
+from serving import limits as limits_lib
+from serving import metrics as metrics_lib
 from serving import rest_service
 from serving import versions
 
 log = logging.getLogger(__name__)
-
-#: gRPC worker threads: requests beyond these wait in gRPC's queue.
-GRPC_WORKERS = 64
 
 
 class DevServer:
@@ -47,11 +47,14 @@ class DevServer:
     rest_port: REST port (0 picks a free one).
     poll_interval_s: how often the base paths are scanned for new versions.
     models: more models to serve, name -> base path.
+    limits: request size (both APIs), threads, REST timeout and the settle
+      interval of new versions (`serving.limits`).
   """
 
   def __init__(self, model_base_path: Optional[str], model_name: str = "limaml", *,
                host: str = "127.0.0.1", grpc_port: int = 8500, rest_port: int = 8501,
-               poll_interval_s: float = 1.0, models: Optional[Mapping[str, str]] = None):
+               poll_interval_s: float = 1.0, models: Optional[Mapping[str, str]] = None,
+               limits: limits_lib.ServerLimits = limits_lib.ServerLimits()):
     base_paths = dict(models or {})
     if model_base_path is not None:
       if model_name in base_paths:
@@ -69,7 +72,9 @@ class DevServer:
     for port_name, port in (("grpc_port", grpc_port), ("rest_port", rest_port)):
       if not 0 <= port <= 65535:
         raise ValueError(f"{port_name} must be in [0, 65535], got {port}")
-    self.models = versions.Models(base_paths)
+    self.limits = limits
+    self.models = versions.Models(base_paths, limits.settle_interval_s)
+    self.metrics = metrics_lib.Metrics(self.models.names)
     self.host = host
     self.grpc_port = grpc_port
     self.rest_port = rest_port
@@ -82,24 +87,40 @@ class DevServer:
     self._unloaded = threading.Event()
     self._unloaded.set()
 
+  def _initial_poll(self) -> None:
+    """Polls until every model serves, or no version is still settling (as TF Serving
+    loads its models before it serves; bounded by a few settle intervals)."""
+    deadline = time.monotonic() + 3 * self.limits.settle_interval_s + 1.0
+    while True:
+      serving = self.models.poll()
+      missing = [name for name, version in serving.items() if version is None]
+      if not missing or time.monotonic() >= deadline or not any(
+          self.models.get(name).settling() for name in missing):
+        break
+      time.sleep(min(0.2, self.poll_interval_s))
+    for name in missing:
+      log.warning("model %r has no loadable version yet; polling %s", name,
+                  self.models.get(name).base_path)
+
   def start(self) -> "DevServer":
     """Loads the newest loadable version of each model, then serves; returns at once."""
     if self._grpc is not None:
       raise RuntimeError("the server is already started")
-    for name, version in self.models.poll().items():
-      if version is None:
-        log.warning("model %r has no loadable version yet; polling %s", name,
-                    self.models.get(name).base_path)
-    self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=GRPC_WORKERS),
-                             options=[("grpc.so_reuseport", 0)])
-    grpc_service.add_to_server(self.models, self._grpc)
+    self._initial_poll()
+    size = self.limits.max_request_bytes
+    self._grpc = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=self.limits.grpc_max_threads),
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", size),
+                 ("grpc.max_send_message_length", size)])
+    grpc_service.add_to_server(self.models, self._grpc, size, self.metrics)
     bound = self._grpc.add_insecure_port(f"{self.host}:{self.grpc_port}")
     if bound == 0:
       self._grpc = None
       raise OSError(f"cannot bind gRPC to {self.host}:{self.grpc_port}")
     self.grpc_port = bound
     try:
-      self._rest = rest_service.RestServer(self.models, self.host, self.rest_port)
+      self._rest = rest_service.RestServer(self.models, self.host, self.rest_port, self.limits,
+                                           self.metrics)
     except OSError as e:
       self._grpc = None
       raise OSError(f"cannot bind REST to {self.host}:{self.rest_port}: {e}") from e

@@ -13,6 +13,7 @@ The `predict`, `model_metadata` and `model_status` functions build the
 responses and raise `ServingError`; the REST service reuses them.
 """
 
+import contextlib
 import logging
 from typing import Callable, Optional, TypeVar
 
@@ -29,6 +30,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.apis import status_pb2
 
+from serving import limits
+from serving import metrics as metrics_lib
 from serving import tensors
 from serving import versions
 from serving.versions import ServingError
@@ -54,12 +57,17 @@ def _spec(name: str, version: int, signature_name: str = "") -> model_pb2.ModelS
   return spec
 
 
-def predict(models: versions.Models,
-            request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-  """Answers a PredictRequest; raises `ServingError`."""
+def predict(models: versions.Models, request: predict_pb2.PredictRequest,
+            max_request_bytes: int = limits.MAX_REQUEST_BYTES) -> predict_pb2.PredictResponse:
+  """Answers a PredictRequest; raises `ServingError`.
+
+  Declared shapes are checked against the payload and `max_request_bytes`
+  (what the inputs would decode to) before any tensor is allocated.
+  """
   model = models.get(request.model_spec.name)
   signature_name = request.model_spec.signature_name or versions.DEFAULT_SIGNATURE
   try:
+    tensors.check_request_size(request.inputs, max_request_bytes)
     inputs = {k: tensors.from_tensor_proto(v, k) for k, v in request.inputs.items()}
   except tensors.TensorError as e:
     raise ServingError("INVALID_ARGUMENT", str(e)) from e
@@ -128,17 +136,33 @@ def _tolerant(message_class):
   return parse
 
 
-def answer(context: grpc.ServicerContext, request, handler: Callable[[], T]) -> T:
-  """Runs `handler`, turning `ServingError`s (and anything unexpected) into gRPC statuses."""
-  try:
-    if isinstance(request, _Undecodable):
-      raise ServingError("INVALID_ARGUMENT", request.message)
-    return handler()
-  except ServingError as e:
-    context.abort(getattr(grpc.StatusCode, e.code, grpc.StatusCode.INTERNAL), e.message)
-  except Exception as e:  # pylint: disable=broad-except  (never crash on a request)
-    log.exception("internal error answering a request")
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+def answer(context: grpc.ServicerContext, request, handler: Callable[[], T],
+           metrics: Optional[metrics_lib.Metrics] = None, api: str = "") -> T:
+  """Runs `handler`, turning `ServingError`s (and anything unexpected) into gRPC statuses.
+
+  Args:
+    context: the call's context.
+    request: the parsed request (or `_Undecodable`).
+    handler: builds the response.
+    metrics: where the request is counted and timed (None: nowhere).
+    api: the metrics' `API` label.
+  """
+  model_name = getattr(getattr(request, "model_spec", None), "name", "")
+  timed = metrics.timed(model_name, api, "GRPC") if metrics else contextlib.nullcontext(
+      metrics_lib.Outcome())
+  with timed as outcome:
+    try:
+      if isinstance(request, _Undecodable):
+        raise ServingError("INVALID_ARGUMENT", request.message)
+      result = handler()
+      outcome.status = "OK"
+      return result
+    except ServingError as e:
+      outcome.status = e.code
+      context.abort(getattr(grpc.StatusCode, e.code, grpc.StatusCode.INTERNAL), e.message)
+    except Exception as e:  # pylint: disable=broad-except  (never crash on a request)
+      log.exception("internal error answering a request")
+      context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
   raise AssertionError("unreachable: context.abort raises")
 
 
@@ -150,16 +174,28 @@ def _unimplemented(method: str):
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-  """tensorflow.serving.PredictionService over `models`."""
+  """tensorflow.serving.PredictionService over `models`.
 
-  def __init__(self, models: versions.Models):
+  Args:
+    models: the served models.
+    max_request_bytes: what a request's inputs may decode to.
+    metrics: where requests are counted (None: nowhere).
+  """
+
+  def __init__(self, models: versions.Models, max_request_bytes: int = limits.MAX_REQUEST_BYTES,
+               metrics: Optional[metrics_lib.Metrics] = None):
     self._models = models
+    self._max_request_bytes = max_request_bytes
+    self._metrics = metrics
 
   def Predict(self, request, context):  # pylint: disable=invalid-name
-    return answer(context, request, lambda: predict(self._models, request))
+    return answer(context, request,
+                  lambda: predict(self._models, request, self._max_request_bytes),
+                  self._metrics, "predict")
 
   def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
-    return answer(context, request, lambda: model_metadata(self._models, request))
+    return answer(context, request, lambda: model_metadata(self._models, request),
+                  self._metrics, "GetModelMetadata")
 
   Classify = _unimplemented("Classify")
   Regress = _unimplemented("Regress")
@@ -167,13 +203,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-  """tensorflow.serving.ModelService (status only) over `models`."""
+  """tensorflow.serving.ModelService (status only) over `models`; `metrics` as above."""
 
-  def __init__(self, models: versions.Models):
+  def __init__(self, models: versions.Models, metrics: Optional[metrics_lib.Metrics] = None):
     self._models = models
+    self._metrics = metrics
 
   def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
-    return answer(context, request, lambda: model_status(self._models, request))
+    return answer(context, request, lambda: model_status(self._models, request),
+                  self._metrics, "GetModelStatus")
 
   HandleReloadConfigRequest = _unimplemented("HandleReloadConfigRequest")
 
@@ -196,15 +234,18 @@ _METHODS = {
 }
 
 
-def add_to_server(models: versions.Models, server: grpc.Server) -> None:
-  """Registers both services on a `grpc.Server`.
+def add_to_server(models: versions.Models, server: grpc.Server,
+                  max_request_bytes: int = limits.MAX_REQUEST_BYTES,
+                  metrics: Optional[metrics_lib.Metrics] = None) -> None:
+  """Registers both services on a `grpc.Server` (arguments as `PredictionService`).
 
   The generated `add_*_to_server` helpers are not used so that undecodable
   request bytes get INVALID_ARGUMENT with a message instead of gRPC's bare
   INTERNAL "Exception deserializing request!".
   """
-  servicers = {"tensorflow.serving.PredictionService": PredictionService(models),
-               "tensorflow.serving.ModelService": ModelService(models)}
+  servicers = {"tensorflow.serving.PredictionService":
+                   PredictionService(models, max_request_bytes, metrics),
+               "tensorflow.serving.ModelService": ModelService(models, metrics)}
   for service, methods in _METHODS.items():
     handlers = {
         method: grpc.unary_unary_rpc_method_handler(

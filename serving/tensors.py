@@ -34,8 +34,12 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import types_pb2
 
+from serving import limits
+
 #: Largest number of elements one request tensor may have (guards memory).
 MAX_ELEMENTS = 1 << 26
+#: Memory a decoded string element costs beyond its bytes (estimate for budgets).
+STRING_OVERHEAD_BYTES = 32
 #: Output names with this suffix are always base64-encoded in JSON.
 BYTES_SUFFIX = "_bytes"
 B64_KEY = "b64"
@@ -82,6 +86,78 @@ def _num_elements(shape: Sequence[int], name: str) -> int:
   return total
 
 
+def _value_count(proto: tensor_pb2.TensorProto) -> int:
+  """How many values the proto carries in its typed `*_val` fields (complex: pairs)."""
+  count = 0
+  for field, values in proto.ListFields():
+    if field.name.endswith("_val"):
+      count += len(values) // 2 if field.name in ("scomplex_val", "dcomplex_val") else len(values)
+  return count
+
+
+def _shape(proto: tensor_pb2.TensorProto) -> list:
+  return [d.size for d in proto.tensor_shape.dim]
+
+
+def decoded_bytes(proto: tensor_pb2.TensorProto) -> int:
+  """Estimated memory of the array `from_tensor_proto` would make (nothing is allocated).
+
+  Numbers take their dtype's size per element of the declared shape; strings
+  their bytes plus `STRING_OVERHEAD_BYTES` each, the last value repeated where
+  the proto carries fewer values than its shape (TF's shorthand).
+  """
+  try:
+    dtype = tf.as_dtype(proto.dtype)
+  except (TypeError, ValueError):
+    return 0
+  count = 1
+  for size in _shape(proto):
+    count *= max(size, 0)
+  if dtype != tf.string:
+    return count * dtype.size
+  values = proto.string_val
+  given = sum(len(v) for v in values[:count])
+  repeated = max(count - len(values), 0) * (len(values[-1]) if values else 0)
+  return given + repeated + count * STRING_OVERHEAD_BYTES
+
+
+def check_request_size(protos: Mapping[str, tensor_pb2.TensorProto], max_bytes: int) -> None:
+  """Checks declared shapes against the payload, then the request budget; allocates nothing.
+
+  Raises:
+    TensorError: if a tensor declares more values than it carries (beyond the
+      shorthand's `limits.MAX_FILL_BYTES`), or the tensors together would
+      decode to more than `max_bytes`.
+  """
+  for name, proto in protos.items():
+    dtype = as_dtype(proto.dtype, name)
+    if not proto.tensor_shape.unknown_rank:
+      _check_declared_size(proto, dtype, _num_elements(_shape(proto), name), name)
+  sizes = {name: decoded_bytes(proto) for name, proto in protos.items()}
+  total = sum(sizes.values())
+  if total > max_bytes:
+    shown = ", ".join(repr(k) for k in sorted(sizes)[:5])
+    raise TensorError(f"inputs {shown} would decode to {total} bytes, more than the request "
+                      f"limit {max_bytes}")
+
+
+def _check_declared_size(proto: tensor_pb2.TensorProto, dtype: tf.DType, count: int,
+                         name: str) -> None:
+  """Refuses a shape the payload does not back, before anything is allocated."""
+  if proto.tensor_content:
+    return  # its length is checked against the shape exactly
+  given = _value_count(proto)
+  if given >= count:
+    return
+  size = decoded_bytes(proto)
+  if size > limits.MAX_FILL_BYTES:
+    raise TensorError(
+        f"{name!r}: shape {_shape(proto)} declares {count} {dtype_name(dtype)} values but the "
+        f"request carries {given} value(s); repeating the last one would decode to {size} "
+        f"bytes, more than the {limits.MAX_FILL_BYTES} bytes allowed for that shorthand: send "
+        "every value")
+
+
 def to_tensor_proto(value: Any, dtype: Any = None) -> tensor_pb2.TensorProto:
   """A `TensorProto` of an array-like (numpy array, nested lists, bytes, str).
 
@@ -115,13 +191,16 @@ def from_tensor_proto(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np
 
   Raises:
     TensorError: on an unknown or unsupported dtype, an unknown rank, a
-      negative or too large shape, or contents that do not fit the shape.
+      negative or too large shape, contents that do not fit the shape, or a
+      shape the contents do not back (fewer values than elements, repeating
+      the last one, beyond `limits.MAX_FILL_BYTES` decoded).
   """
   dtype = as_dtype(proto.dtype, name)
   if proto.tensor_shape.unknown_rank:
     raise TensorError(f"{name!r} has an unknown rank; a request tensor needs a full shape")
-  shape = [d.size for d in proto.tensor_shape.dim]
+  shape = _shape(proto)
   count = _num_elements(shape, name)
+  _check_declared_size(proto, dtype, count, name)
   if proto.tensor_content:
     if dtype == tf.string:
       raise TensorError(f"{name!r}: DT_STRING values must be in string_val, not tensor_content")

@@ -10,6 +10,15 @@ requests that hold it and is closed when the last of them finishes.
 Directories that are not all digits, lack `saved_model.pb`, or fail to load
 are skipped with a logged warning and retried only once their files change.
 
+A version is loaded only once its files (names, sizes, modification times)
+have been unchanged for `settle_interval_s`: a version still being copied in
+is not served half-written. A serving version whose files change is reloaded
+(again once they settle). When the serving version's directory is removed,
+the next lower one serves; with none left the model is unloaded, its versions
+report END and requests get NOT_FOUND "Servable not found", as TF Serving does.
+With stock TF Serving (no settle interval) only an atomic rename of a complete
+version directory is safe; the Pusher and `embeddings refresh` do that.
+
 Errors meant for the caller are `ServingError`s carrying a gRPC status code
 name (`INVALID_ARGUMENT`, `NOT_FOUND`, ...).
 """
@@ -18,12 +27,14 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from serving import limits
 from serving import tensors
 
 log = logging.getLogger(__name__)
@@ -272,16 +283,25 @@ class Model:
   Args:
     name: the model name requests use.
     base_path: the directory of `<version>/` SavedModels.
+    settle_interval_s: seconds a version's files must be unchanged before it
+      is loaded or reloaded (0: at once).
   """
 
-  def __init__(self, name: str, base_path: str):
+  def __init__(self, name: str, base_path: str,
+               settle_interval_s: float = limits.SETTLE_INTERVAL_S):
+    if not settle_interval_s >= 0:
+      raise ValueError(f"settle_interval_s must be >= 0, got {settle_interval_s!r}")
     self.name = name
     self.base_path = base_path
+    self.settle_interval_s = settle_interval_s
     self._lock = threading.Lock()
     self._poll_lock = threading.Lock()
     self._serving: Optional[LoadedVersion] = None
+    self._serving_fingerprint: Tuple = ()
     self._failed: Dict[int, Tuple[Tuple, str]] = {}
     self._unloaded: List[int] = []
+    self._seen: Dict[int, Tuple[Tuple, float]] = {}  # version -> (fingerprint, first seen)
+    self._settling: List[int] = []
 
   def _candidates(self) -> List[Tuple[int, str]]:
     try:
@@ -305,29 +325,82 @@ class Model:
       log.warning("model %r: skipping version %d: %s", self.name, version, reason)
     self._failed[version] = (fingerprint, reason)
 
+  def _settled(self, version: int, fingerprint: Tuple, now: float) -> bool:
+    """Whether `version`'s files have been unchanged for the settle interval.
+
+    Unchanged since this process first saw them that long ago, or last
+    modified that long ago (so versions already complete at start load at once).
+    """
+    seen = self._seen.get(version)
+    if seen is None or seen[0] != fingerprint:
+      seen = self._seen[version] = (fingerprint, now)
+    if now - seen[1] >= self.settle_interval_s:
+      return True
+    newest_ns = max((entry[2] for entry in fingerprint), default=0)
+    return time.time_ns() - newest_ns >= self.settle_interval_s * 1e9
+
   def poll(self) -> Optional[int]:
-    """Serves the highest loadable version; returns the version serving after the poll.
+    """Serves the highest loadable, settled version; returns the version serving after the poll.
 
     A higher version is loaded and warmed up completely before it replaces the
     serving one, which is unloaded once its in-flight requests finish. With no
-    loadable version the current one (if any) keeps serving.
+    loadable version the current one keeps serving, unless its directory was
+    removed: then it is unloaded.
     """
     with self._poll_lock:
-      current = self._serving.version if self._serving else None
-      for version, path in self._candidates():
-        if version == current:
-          break
+      now = time.monotonic()
+      candidates = self._candidates()
+      present = {version for version, _ in candidates}
+      self._seen = {v: seen for v, seen in self._seen.items() if v in present}
+      serving = self._serving
+      self._settling = []
+      for version, path in candidates:
         fingerprint = _fingerprint(path)
+        if serving is not None and version == serving.version:
+          if fingerprint == self._serving_fingerprint or (
+              version in self._failed and self._failed[version][0] == fingerprint):
+            break  # unchanged, or its changed files already failed to load: keep serving
+          if not self._settled(version, fingerprint, now):
+            self._settling.append(version)
+          else:
+            log.warning("model %r: the files of serving version %d changed; reloading", self.name,
+                        version)
+            self._load_and_swap(version, path, fingerprint)
+          break
         if version in self._failed and self._failed[version][0] == fingerprint:
           continue
-        if not any(os.path.isfile(os.path.join(path, f)) for f in _SAVED_MODEL_FILES):
-          self._skip(version, fingerprint, f"no saved_model.pb in {path}")
+        if not self._settled(version, fingerprint, now):
+          self._settling.append(version)
+          log.info("model %r: version %d is still being written; waiting for its files to "
+                   "settle", self.name, version)
           continue
-        loaded = self._load(version, path, fingerprint)
-        if loaded is not None:
-          self._swap(loaded)
+        if self._load_and_swap(version, path, fingerprint):
           break
+      if self._serving is not None and self._serving.version not in present:
+        self._unload_removed()
       return self._serving.version if self._serving else None
+
+  def settling(self) -> bool:
+    """Whether the last poll left a version waiting for its files to settle."""
+    return bool(self._settling)
+
+  def _load_and_swap(self, version: int, path: str, fingerprint: Tuple) -> bool:
+    if not any(os.path.isfile(os.path.join(path, f)) for f in _SAVED_MODEL_FILES):
+      self._skip(version, fingerprint, f"no saved_model.pb in {path}")
+      return False
+    loaded = self._load(version, path, fingerprint)
+    if loaded is None:
+      return False
+    self._swap(loaded, fingerprint)
+    return True
+
+  def _unload_removed(self) -> None:
+    with self._lock:
+      old, self._serving = self._serving, None
+    log.warning("model %r: serving version %d was removed from %s and no other version is "
+                "loadable; unloading it", self.name, old.version, self.base_path)
+    self._unloaded.append(old.version)
+    old.retire()
 
   def _load(self, version: int, path: str, fingerprint: Tuple) -> Optional[LoadedVersion]:
     try:
@@ -346,11 +419,13 @@ class Model:
              path, replayed)
     return loaded
 
-  def _swap(self, loaded: LoadedVersion) -> None:
+  def _swap(self, loaded: LoadedVersion, fingerprint: Tuple) -> None:
     with self._lock:
       old, self._serving = self._serving, loaded
+      self._serving_fingerprint = fingerprint
     if old is not None:
-      self._unloaded.append(old.version)
+      if old.version != loaded.version:
+        self._unloaded.append(old.version)
       old.retire()
 
   @contextlib.contextmanager
@@ -363,12 +438,14 @@ class Model:
     while True:
       with self._lock:
         loaded = self._serving
+      request = f"Latest({self.name})" if version is None else f"Specific({self.name}, {version})"
       if loaded is None:
-        raise ServingError("NOT_FOUND", f"model {self.name!r} has no loaded version yet "
-                           f"(base path {self.base_path})")
+        raise ServingError("NOT_FOUND", f"Servable not found for request: {request}: model "
+                           f"{self.name!r} has no loaded version (base path {self.base_path})")
       if version is not None and version != loaded.version:
-        raise ServingError("NOT_FOUND", f"model {self.name!r} version {version} is not "
-                           f"serving; version {loaded.version} is")
+        raise ServingError("NOT_FOUND", f"Servable not found for request: {request}: model "
+                           f"{self.name!r} version {version} is not serving; version "
+                           f"{loaded.version} is")
       if loaded.acquire():
         break
       # Retired between the read and the hold: the next read sees its successor.
@@ -411,12 +488,15 @@ class Models:
 
   Args:
     base_paths: model name -> model base path.
+    settle_interval_s: as `Model`'s.
   """
 
-  def __init__(self, base_paths: Mapping[str, str]):
+  def __init__(self, base_paths: Mapping[str, str],
+               settle_interval_s: float = limits.SETTLE_INTERVAL_S):
     if not base_paths:
       raise ValueError("serve at least one model")
-    self._models = {name: Model(name, path) for name, path in base_paths.items()}
+    self._models = {name: Model(name, path, settle_interval_s)
+                    for name, path in base_paths.items()}
 
   @property
   def names(self) -> List[str]:

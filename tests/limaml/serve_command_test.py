@@ -78,6 +78,12 @@ def test_unknown_items_and_servers_are_one_line_errors(server, interactions_csv,
     (["status", "--server", "nohost"], "host:port"),
     (["status", "--server", "a:1", "--rest", "http://a:2"], "not allowed with"),
     (["start", "--model-base-path", ".", "--grpc-port", "70000"], "--grpc-port must be"),
+    (["start", "--model-base-path", ".", "--max-request-bytes", "0"],
+     "--max-request-bytes must be a positive integer"),
+    (["start", "--model-base-path", ".", "--rest-api-timeout", "0"],
+     "--rest-api-timeout must be positive"),
+    (["start", "--model-base-path", ".", "--settle-interval", "-1"],
+     "--settle-interval must be >= 0"),
 ])
 def test_bad_flags_are_usage_errors(args, message, capsys):
   with pytest.raises(SystemExit) as exit_info:

@@ -1,6 +1,8 @@
 """Tests for serving.dev_server: lifecycle, hot-swap under concurrent requests, corrupt versions."""
 import base64
+import json
 import os
+import shutil
 import threading
 import time
 
@@ -12,6 +14,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import dev_server
+from limaml_keras import serving_contract
 from serving import tensors
 from tests.serving_fixtures import add_version
 from tests.serving_fixtures import request_examples
@@ -88,8 +91,10 @@ def test_corrupt_version_is_ignored_while_the_old_one_serves(saved_models, tmp_p
     f.write(open(os.path.join(saved_models.personalised_v1, "saved_model.pb"), "rb").read())
   with dev_server.DevServer(base, grpc_port=0, rest_port=0, poll_interval_s=0.1) as server:
     assert server.models.get("limaml").serving_version == 1
-    status = requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/limaml",
-                          timeout=30).json()["model_version_status"]
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/limaml"
+    # Version 2's files were just written: it is tried once they settle, and fails.
+    _wait_for(lambda: len(requests.get(url, timeout=30).json()["model_version_status"]) == 2)
+    status = requests.get(url, timeout=30).json()["model_version_status"]
     assert status[0]["version"] == "2" and status[0]["state"] == "END"
     assert status[0]["status"]["error_message"].startswith("load failed")
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
@@ -133,3 +138,68 @@ def test_constructor_rejects_bad_arguments(tmp_path, kwargs, message):
   kwargs = {"model_base_path": str(tmp_path), **kwargs}
   with pytest.raises(ValueError, match=message):
     dev_server.DevServer(**kwargs)
+
+
+def test_grpc_accepts_the_10000_rows_rest_accepts(server, grpc_channel, saved_models):
+  rows = [{"member_id": "7", "item_id": "x" * 500, "age": 25.0, "year": 2000}] * 10_000
+  examples = [serving_contract.raw_example(r, saved_models.feature_spec).SerializeToString() for r in rows]
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = "limaml"
+  request.inputs["examples"].CopyFrom(tensors.to_tensor_proto(np.array(examples, object)))
+  assert request.ByteSize() > 4 << 20  # over gRPC's default message limit
+  body = {"instances": [{"b64": base64.b64encode(e).decode()} for e in examples]}
+  reply = requests.post(f"http://127.0.0.1:{server.rest_port}/v1/models/limaml:predict",
+                        json=body, timeout=120)
+  assert reply.status_code == 200, reply.text[:300]
+  stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc_channel)
+  response = stub.Predict(request, timeout=120)
+  assert response.outputs["probabilities"].tensor_shape.dim[0].size == 10_000
+
+
+def test_every_version_removed_unloads_the_model_as_tf_serving(saved_models, tmp_path):
+  base = str(tmp_path / "limaml")
+  add_version(saved_models.personalised_v1, base, 1)
+  with dev_server.DevServer(base, grpc_port=0, rest_port=0, poll_interval_s=0.1) as server:
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/limaml"
+    shutil.rmtree(os.path.join(base, "1"))
+    _wait_for(lambda: server.models.get("limaml").serving_version is None)
+    status = requests.get(url, timeout=30)
+    assert status.status_code == 200
+    assert [(s["version"], s["state"]) for s in status.json()["model_version_status"]] == [
+        ("1", "END")]
+    reply = requests.post(f"{url}:predict", json={"instances": ["x"]}, timeout=30)
+    assert reply.status_code == 404
+    assert "Servable not found for request: Latest(limaml)" in reply.json()["error"]
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+      with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(_predict_request(saved_models), timeout=30)
+      assert error.value.code() == grpc.StatusCode.NOT_FOUND
+      assert "Servable not found" in error.value.details()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e38])
+def test_non_finite_or_huge_embedding_is_invalid_argument(server, grpc_channel, saved_models,
+                                                          bad):
+  embedding = np.ones([3, saved_models.embedding_dim], np.float32)
+  embedding[1, 2] = bad
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = "limaml"
+  request.model_spec.signature_name = "predict_with_embedding"
+  request.inputs["examples"].CopyFrom(tensors.to_tensor_proto(
+      np.array(request_examples(saved_models.feature_spec), object)))
+  request.inputs["meta_embedding"].CopyFrom(tensors.to_tensor_proto(embedding))
+  stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc_channel)
+  with pytest.raises(grpc.RpcError) as error:
+    stub.Predict(request, timeout=30)
+  assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+  assert "meta_embedding" in error.value.details()
+  rows = [{"examples": {"b64": base64.b64encode(e).decode()}, "meta_embedding": list(map(float, v))}
+          for e, v in zip(request_examples(saved_models.feature_spec), embedding)]
+  for model in ("limaml", "global"):  # the personalised export and the Trainer's
+    reply = requests.post(f"http://127.0.0.1:{server.rest_port}/v1/models/{model}:predict",
+                          data=json.dumps({"signature_name": "predict_with_embedding",
+                                           "instances": rows}),  # NaN/Infinity as TF Serving reads
+                          timeout=30)
+    assert reply.status_code == 400, reply.text
+    assert "meta_embedding" in reply.json()["error"]

@@ -140,3 +140,30 @@ def test_columns_round_trip():
   assert tensors.columns_from_json([0.5], {"p": None})["p"].tolist() == [0.5]
   with pytest.raises(tensors.TensorError, match="unknown tensor"):
     tensors.columns_from_json({"q": 1}, {"p": None})
+
+
+@pytest.mark.parametrize("proto", [
+    # The 38-byte memory bomb: one value, 2^26 declared (within the element limit).
+    tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"x"],
+                           tensor_shape={"dim": [{"size": 1 << 26}]}),
+    tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING,
+                           tensor_shape={"dim": [{"size": 1 << 24}]}),  # no value: zeros
+    tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0],
+                           tensor_shape={"dim": [{"size": 4096}, {"size": 4096}]}),
+])
+def test_declared_shape_beyond_the_payload_is_refused_before_allocating(proto):
+  with pytest.raises(tensors.TensorError) as error:
+    tensors.from_tensor_proto(proto, "examples")
+  message = str(error.value)
+  assert "'examples'" in message and "declares" in message and "carries" in message
+  assert f"{len(proto.string_val) + len(proto.float_val)} value" in message
+
+
+def test_request_budget_counts_every_tensor():
+  proto = tensors.to_tensor_proto(np.zeros([1000], np.float32))
+  assert tensors.decoded_bytes(proto) == 4000
+  strings = tensors.to_tensor_proto(np.array([b"abc", b"de"], dtype=object))
+  assert tensors.decoded_bytes(strings) == 5 + 2 * tensors.STRING_OVERHEAD_BYTES
+  tensors.check_request_size({"a": proto, "b": proto}, 8000)
+  with pytest.raises(tensors.TensorError, match=r"'a', 'b'.*8000 bytes.*limit 7999"):
+    tensors.check_request_size({"a": proto, "b": proto}, 7999)

@@ -1,6 +1,7 @@
 """Tests for serving.versions: TF1-loader versions, input checks, warmup, polling and swap."""
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -96,7 +97,7 @@ def test_failing_warmup_skips_the_version(saved_models, tmp_path):
   path = shutil.copytree(saved_models.personalised_v2, str(tmp_path / "v2"))
   _write_warmup(path, [_predict_request(np.array([b"garbage"], object))])
   add_version(path, base, 2)
-  model = versions.Model("limaml", base)
+  model = versions.Model("limaml", base, settle_interval_s=0)
   assert model.poll() == 1
   assert model.states()[0][:2] == (2, "END") and "warmup failed" in model.states()[0][2]
   model.close()
@@ -107,7 +108,7 @@ def test_poll_swaps_to_the_latest_and_unloads_after_in_flight_requests(saved_mod
   add_version(saved_models.personalised_v1, base, 1)
   os.makedirs(os.path.join(base, "not_a_version"))
   os.makedirs(os.path.join(base, "7"))  # no saved_model.pb
-  model = versions.Model("limaml", base)
+  model = versions.Model("limaml", base, settle_interval_s=0)
   assert model.poll() == 1
   with model.hold() as old:
     add_version(saved_models.personalised_v2, base, 2)
@@ -129,7 +130,7 @@ def test_poll_swaps_to_the_latest_and_unloads_after_in_flight_requests(saved_mod
 def test_corrupt_version_is_ignored_and_retried_once_it_changes(saved_models, tmp_path):
   base = str(tmp_path / "base")
   add_version(saved_models.personalised_v1, base, 1)
-  model = versions.Model("limaml", base)
+  model = versions.Model("limaml", base, settle_interval_s=0)
   assert model.poll() == 1
   corrupt = os.path.join(base, "3")
   os.makedirs(corrupt)
@@ -147,7 +148,7 @@ def test_corrupt_version_is_ignored_and_retried_once_it_changes(saved_models, tm
 
 
 def test_no_loadable_version_is_not_found(tmp_path):
-  model = versions.Model("limaml", str(tmp_path))
+  model = versions.Model("limaml", str(tmp_path), settle_interval_s=0)
   assert model.poll() is None
   with pytest.raises(ServingError, match="no loaded version") as error:
     with model.hold():
@@ -163,3 +164,112 @@ def test_models_registry(tmp_path):
   assert error.value.code == "NOT_FOUND"
   with pytest.raises(ValueError):
     versions.Models({})
+
+
+MEMBER_IDS = os.path.join("assets", "member_ids.txt")
+
+
+def _personalised(model, member_ids=("7", "8")):
+  with model.hold() as serving:
+    outputs = serving.run("member_embedding", {"member_id": np.array(
+        [m.encode() for m in member_ids], object)})
+  return outputs["personalised"].tolist()
+
+
+def _copy_with_partial_member_table(source, base, version):
+  """`<base>/<version>` copied in place with only the first member id line written yet."""
+  target = shutil.copytree(source, os.path.join(base, str(version)))
+  with open(os.path.join(source, MEMBER_IDS), encoding="utf-8") as f:
+    lines = f.readlines()
+  with open(os.path.join(target, MEMBER_IDS), "w", encoding="utf-8") as f:
+    f.write(lines[0])
+  return target, lines
+
+
+def _finish_member_table(target, lines):
+  with open(os.path.join(target, MEMBER_IDS), "a", encoding="utf-8") as f:
+    f.writelines(lines[1:])
+
+
+def test_version_copied_in_slowly_loads_only_after_its_files_settle(saved_models, tmp_path):
+  base = str(tmp_path / "base")
+  add_version(saved_models.personalised_v1, base, 1)
+  model = versions.Model("limaml", base, settle_interval_s=1.0)
+  try:
+    assert model.poll() == 1  # v1's files are old: it loads at once
+    target, lines = _copy_with_partial_member_table(saved_models.personalised_v2, base, 2)
+    assert model.poll() == 1  # v2 is being written
+    time.sleep(0.5)
+    assert model.poll() == 1
+    _finish_member_table(target, lines)  # the writer was still going
+    time.sleep(0.6)
+    assert model.poll() == 1  # 0.6 s since the last write: not settled
+    time.sleep(0.6)
+    assert model.poll() == 2
+    assert _personalised(model) == [True, True]
+    assert [s[:2] for s in model.states()] == [(2, "AVAILABLE"), (1, "END")]
+  finally:
+    model.close()
+
+
+def test_version_whose_files_change_after_loading_is_reloaded(saved_models, tmp_path):
+  base = str(tmp_path / "base")
+  model = versions.Model("limaml", base, settle_interval_s=0.3)
+  try:
+    os.makedirs(base)
+    target, lines = _copy_with_partial_member_table(saved_models.personalised_v1, base, 1)
+    time.sleep(0.4)  # the writer stalled longer than the settle interval
+    assert model.poll() == 1
+    assert _personalised(model) == [True, False]
+    with model.hold() as first:
+      pass
+    _finish_member_table(target, lines)
+    assert model.poll() == 1 and _personalised(model) == [True, False]  # not settled yet
+    time.sleep(0.4)
+    assert model.poll() == 1
+    assert _personalised(model) == [True, True]
+    assert first.closed
+  finally:
+    model.close()
+
+
+def test_removed_versions_are_unloaded_as_tf_serving_does(saved_models, tmp_path):
+  base = str(tmp_path / "base")
+  add_version(saved_models.personalised_v1, base, 1)
+  add_version(saved_models.personalised_v2, base, 2)
+  model = versions.Model("limaml", base, settle_interval_s=0)
+  assert model.poll() == 2
+  with model.hold() as v2:
+    pass
+  shutil.rmtree(os.path.join(base, "2"))
+  assert model.poll() == 1  # `latest` of what is left
+  assert v2.closed
+  shutil.rmtree(os.path.join(base, "1"))
+  assert model.poll() is None
+  assert [s[:2] for s in model.states()] == [(2, "END"), (1, "END")]
+  with pytest.raises(ServingError, match=r"Servable not found for request: Latest\(limaml\)"
+                     ) as error:
+    with model.hold():
+      pass
+  assert error.value.code == "NOT_FOUND"
+  add_version(saved_models.personalised_v1, base, 3)
+  assert model.poll() == 3  # and a new version serves again
+  model.close()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e38])
+@pytest.mark.parametrize("which", ["personalised_v1", "global_model"])
+def test_tf1_loader_rejects_non_finite_or_huge_embeddings(saved_models, which, bad):
+  version = versions.LoadedVersion(1, getattr(saved_models, which))
+  try:
+    embedding = np.zeros([3, saved_models.embedding_dim], np.float32)
+    good = version.run("predict_with_embedding", {"examples": _examples(saved_models),
+                                                  "meta_embedding": embedding})
+    assert np.isfinite(good["probabilities"]).all()
+    embedding[2, 0] = bad
+    with pytest.raises(ServingError, match="meta_embedding") as error:
+      version.run("predict_with_embedding", {"examples": _examples(saved_models),
+                                             "meta_embedding": embedding})
+    assert error.value.code == "INVALID_ARGUMENT"
+  finally:
+    version.retire()

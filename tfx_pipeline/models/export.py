@@ -68,6 +68,26 @@ def score_outputs(model: model_lib.PersonalizedRanker,
   return {serving_contract.PROBABILITIES: tf.sigmoid(logits), serving_contract.LOGITS: logits}
 
 
+#: Largest |value| `predict_with_embedding` accepts in `meta_embedding` (trained ones are O(1)).
+MAX_EMBEDDING_ABS = 1e4
+
+
+def checked_embedding(meta_embedding: tf.Tensor) -> tf.Tensor:
+  """`meta_embedding`, checked in the graph: NaN, +-Inf or |value| > `MAX_EMBEDDING_ABS` fail.
+
+  The check is part of the `predict_with_embedding` signature, so stock TF
+  Serving answers such a request INVALID_ARGUMENT / 400 like the dev server
+  does, instead of a plausible probability.
+  """
+  finite = tf.reduce_all(tf.abs(meta_embedding) <= MAX_EMBEDDING_ABS)  # False for NaN too
+  check = tf.debugging.Assert(finite, [
+      f"input '{tensor_layout.META_EMBEDDING}' must hold finite values with |value| <= "
+      f"{MAX_EMBEDDING_ABS:g} (got NaN, Inf or a larger value)"], summarize=1,
+      name="check_meta_embedding")
+  with tf.control_dependencies([check]):
+    return tf.identity(meta_embedding)
+
+
 def make_signatures(model: model_lib.PersonalizedRanker,
                     tft_output: tft.TFTransformOutput) -> Dict[str, Any]:
   """The serving signatures of a trained (built) model (module docstring)."""
@@ -89,7 +109,7 @@ def make_signatures(model: model_lib.PersonalizedRanker,
                                    name=tensor_layout.META_EMBEDDING)])
   def serve_with_embedding(examples, meta_embedding):
     return score_outputs(model, {**interactions(examples),
-                                 tensor_layout.META_EMBEDDING: meta_embedding})
+                                 tensor_layout.META_EMBEDDING: checked_embedding(meta_embedding)})
 
   @tf.function(input_signature=_adapt_input_signature(model))
   def adapt(member_features, support_item_id, support_item_features, support_context_features,

@@ -163,7 +163,8 @@ class _PersonalizedServing(tf.Module):
 
   def serve_with_embedding(self, examples, meta_embedding):
     batch = export.interaction_batch(self.model, self.transformed(examples))
-    return export.score_outputs(self.model, {**batch, tensor_layout.META_EMBEDDING: meta_embedding})
+    return export.score_outputs(
+        self.model, {**batch, tensor_layout.META_EMBEDDING: export.checked_embedding(meta_embedding)})
 
 
 def table_signature(table: MemberEmbeddingTable):
