@@ -234,16 +234,23 @@ def slow_copy(abuse: Abuse, pieces: int = 10, gap_s: float = 0.3) -> Dict:
       n for n in names if os.path.join(d, n) == os.path.join(abuse.source, MEMBER_IDS)])
   with open(os.path.join(abuse.source, MEMBER_IDS), "rb") as f:
     table = f.read()
+  wrong_before = len(abuse.wrong)
+  gaps = []
   with open(os.path.join(target, MEMBER_IDS), "wb") as f:
+    last = time.monotonic()
     for i in range(pieces):
       f.write(table[i * len(table) // pieces:(i + 1) * len(table) // pieces])
       f.flush()
+      gaps.append(time.monotonic() - last)  # > the settle interval: a stalled writer
+      last = time.monotonic()
       time.sleep(gap_s)
   written = time.monotonic()
   served_s = _wait_for(lambda: abuse.serving_version() == version)
   return {"version": version, "write_s": round(written - start, 2),
           "member_table_bytes": len(table), "served_after_complete_s": served_s,
-          "settle_interval_s": abuse.server.limits.settle_interval_s}
+          "settle_interval_s": abuse.server.limits.settle_interval_s,
+          "max_write_gap_s": round(max(gaps), 2),
+          "wrong_answers": len(abuse.wrong) - wrong_before}
 
 
 def version_removal(abuse: Abuse) -> Dict:
@@ -284,7 +291,7 @@ def main(argv=None) -> dict:
   parser.add_argument("--members", type=int, default=1000)
   parser.add_argument("--rest-timeout-s", type=float, default=2.0)
   parser.add_argument("--rest-threads", type=int, default=8)
-  parser.add_argument("--settle-interval-s", type=float, default=1.0)
+  parser.add_argument("--settle-interval-s", type=float, default=limits.SETTLE_INTERVAL_S)
   parser.add_argument("--clients", type=int, default=3, help="legitimate clients (1 in 3 REST)")
   args = parser.parse_args(argv)
   if args.members < 2 or args.clients < 1:
