@@ -17,7 +17,7 @@ Prints one JSON object: `server_peak_rss_growth_mb` (peak RSS after the
 scenarios minus before them), `requests_failed` (legitimate requests that
 failed, expected NOT_FOUNDs while no version exists excluded),
 `wrong_versions_served` (answers from a half-written version, detected by a
-known member scored as cold start, or from a version already reported
+known member scored as cold start, or to a request sent after its version was reported
 removed), `requests_ok` and per-scenario `scenarios` details. All targets: 0
 and the growth under 100 MB.
 
@@ -80,7 +80,7 @@ class Abuse:
     self.source = source  # a complete version to copy from
     self.last_member = last_member
     self.no_version = threading.Event()  # set while the scenario removed every version
-    self.removed: set = set()  # versions reported removed: serving them is wrong
+    self.removed: Dict[int, float] = {}  # version -> when reported removed
     self.lock = threading.Lock()
     self.ok = 0
     self.failed: List[str] = []
@@ -96,7 +96,9 @@ class Abuse:
     serving = [int(s["version"]) for s in states if s["state"] == "AVAILABLE"]
     return serving[0] if serving else None
 
-  def record(self, version, personalised, error: str = "", not_found: bool = False) -> None:
+  def record(self, started: float, version, personalised, error: str = "",
+             not_found: bool = False) -> None:
+    """Counts one legitimate answer; `started`: when its request was sent (monotonic)."""
     with self.lock:
       if error:
         if not_found and self.no_version.is_set():
@@ -107,8 +109,9 @@ class Abuse:
       self.ok += 1
       if not all(personalised):
         self.wrong.append(f"version {version}: a known member scored as cold start")
-      elif version is not None and version in self.removed:
-        self.wrong.append(f"version {version} answered after it was reported removed")
+      elif version is not None and started > self.removed.get(version, float("inf")):
+        self.wrong.append(f"version {version} answered a request sent after it was reported "
+                          "removed")
 
 
 class _LegitClient(threading.Thread):
@@ -132,13 +135,14 @@ class _LegitClient(threading.Thread):
     with grpc.insecure_channel(f"127.0.0.1:{self._abuse.server.grpc_port}") as channel:
       stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
       while not self._stop_event.is_set():
+        started = time.monotonic()
         try:
           response = stub.Predict(request, timeout=30)
         except grpc.RpcError as e:
-          self._abuse.record(None, (), f"gRPC {e.code().name}: {e.details()}",
+          self._abuse.record(started, None, (), f"gRPC {e.code().name}: {e.details()}",
                              e.code() == grpc.StatusCode.NOT_FOUND)
           continue
-        self._abuse.record(response.model_spec.version.value,
+        self._abuse.record(started, response.model_spec.version.value,
                            tensors.from_tensor_proto(response.outputs["personalised"]).tolist())
 
   def _run_rest(self):
@@ -147,16 +151,18 @@ class _LegitClient(threading.Thread):
     url = f"http://127.0.0.1:{self._abuse.server.rest_port}/v1/models/limaml:predict"
     with requests.Session() as session:
       while not self._stop_event.is_set():
+        started = time.monotonic()
         try:
           reply = session.post(url, json=body, timeout=30)
         except requests.RequestException as e:
-          self._abuse.record(None, (), f"REST {type(e).__name__}: {e}")
+          self._abuse.record(started, None, (), f"REST {type(e).__name__}: {e}")
           continue
         if reply.status_code != 200:
-          self._abuse.record(None, (), f"REST {reply.status_code}: {reply.text}",
+          self._abuse.record(started, None, (), f"REST {reply.status_code}: {reply.text}",
                              reply.status_code == 404)
         else:
-          self._abuse.record(None, [p["personalised"] for p in reply.json()["predictions"]])
+          self._abuse.record(started, None,
+                             [p["personalised"] for p in reply.json()["predictions"]])
 
 
 def oversized_shapes(abuse: Abuse, senders: int = 8, each: int = 3) -> Dict:
@@ -234,16 +240,23 @@ def slow_copy(abuse: Abuse, pieces: int = 10, gap_s: float = 0.3) -> Dict:
       n for n in names if os.path.join(d, n) == os.path.join(abuse.source, MEMBER_IDS)])
   with open(os.path.join(abuse.source, MEMBER_IDS), "rb") as f:
     table = f.read()
+  wrong_before = len(abuse.wrong)
+  gaps = []
   with open(os.path.join(target, MEMBER_IDS), "wb") as f:
+    last = time.monotonic()
     for i in range(pieces):
       f.write(table[i * len(table) // pieces:(i + 1) * len(table) // pieces])
       f.flush()
+      gaps.append(time.monotonic() - last)  # > the settle interval: a stalled writer
+      last = time.monotonic()
       time.sleep(gap_s)
   written = time.monotonic()
   served_s = _wait_for(lambda: abuse.serving_version() == version)
   return {"version": version, "write_s": round(written - start, 2),
           "member_table_bytes": len(table), "served_after_complete_s": served_s,
-          "settle_interval_s": abuse.server.limits.settle_interval_s}
+          "settle_interval_s": abuse.server.limits.settle_interval_s,
+          "max_write_gap_s": round(max(gaps), 2),
+          "wrong_answers": len(abuse.wrong) - wrong_before}
 
 
 def version_removal(abuse: Abuse) -> Dict:
@@ -251,13 +264,13 @@ def version_removal(abuse: Abuse) -> Dict:
   current = abuse.serving_version()
   shutil.rmtree(os.path.join(abuse.base_path, str(current)))
   fallback_s = _wait_for(lambda: abuse.serving_version() not in (current, None))
-  abuse.removed.add(current)
+  abuse.removed[current] = time.monotonic()
   abuse.no_version.set()
   left = [int(entry) for entry in os.listdir(abuse.base_path) if entry.isdigit()]
   for version in left:
     shutil.rmtree(os.path.join(abuse.base_path, str(version)))
   unloaded_s = _wait_for(lambda: abuse.serving_version() is None)
-  abuse.removed.update(left)  # reported removed (END) from here on
+  abuse.removed.update({v: time.monotonic() for v in left})  # reported removed (END)
   states = [(s["version"], s["state"]) for s in abuse.status()["model_version_status"]]
   reply = requests.post(f"http://127.0.0.1:{abuse.server.rest_port}/v1/models/limaml:predict",
                         json={"instances": ["x"]}, timeout=10)
@@ -284,7 +297,7 @@ def main(argv=None) -> dict:
   parser.add_argument("--members", type=int, default=1000)
   parser.add_argument("--rest-timeout-s", type=float, default=2.0)
   parser.add_argument("--rest-threads", type=int, default=8)
-  parser.add_argument("--settle-interval-s", type=float, default=1.0)
+  parser.add_argument("--settle-interval-s", type=float, default=limits.SETTLE_INTERVAL_S)
   parser.add_argument("--clients", type=int, default=3, help="legitimate clients (1 in 3 REST)")
   args = parser.parse_args(argv)
   if args.members < 2 or args.clients < 1:

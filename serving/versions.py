@@ -325,11 +325,13 @@ class Model:
       log.warning("model %r: skipping version %d: %s", self.name, version, reason)
     self._failed[version] = (fingerprint, reason)
 
-  def _settled(self, version: int, fingerprint: Tuple, now: float) -> bool:
+  def _settled(self, version: int, fingerprint: Tuple, now: float, wall_ns: int) -> bool:
     """Whether `version`'s files have been unchanged for the settle interval.
 
     Unchanged since this process first saw them that long ago, or last
     modified that long ago (so versions already complete at start load at once).
+    `wall_ns` is the clock read *before* the fingerprint's stat calls, so a
+    poll delayed between them cannot mistake a fresh write for an old one.
     """
     seen = self._seen.get(version)
     if seen is None or seen[0] != fingerprint:
@@ -337,7 +339,7 @@ class Model:
     if now - seen[1] >= self.settle_interval_s:
       return True
     newest_ns = max((entry[2] for entry in fingerprint), default=0)
-    return time.time_ns() - newest_ns >= self.settle_interval_s * 1e9
+    return wall_ns - newest_ns >= self.settle_interval_s * 1e9
 
   def poll(self) -> Optional[int]:
     """Serves the highest loadable, settled version; returns the version serving after the poll.
@@ -355,12 +357,13 @@ class Model:
       serving = self._serving
       self._settling = []
       for version, path in candidates:
+        wall_ns = time.time_ns()
         fingerprint = _fingerprint(path)
         if serving is not None and version == serving.version:
           if fingerprint == self._serving_fingerprint or (
               version in self._failed and self._failed[version][0] == fingerprint):
             break  # unchanged, or its changed files already failed to load: keep serving
-          if not self._settled(version, fingerprint, now):
+          if not self._settled(version, fingerprint, now, wall_ns):
             self._settling.append(version)
           else:
             log.warning("model %r: the files of serving version %d changed; reloading", self.name,
@@ -369,7 +372,7 @@ class Model:
           break
         if version in self._failed and self._failed[version][0] == fingerprint:
           continue
-        if not self._settled(version, fingerprint, now):
+        if not self._settled(version, fingerprint, now, wall_ns):
           self._settling.append(version)
           log.info("model %r: version %d is still being written; waiting for its files to "
                    "settle", self.name, version)
