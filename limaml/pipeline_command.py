@@ -18,7 +18,7 @@ import time
 
 from limaml import cli
 from tfx_pipeline.pipeline import configs
-from tfx_pipeline.models import model_config
+from limaml_keras import model_config
 
 _RESULT_PREFIX = "[pipeline]"
 

@@ -18,12 +18,15 @@ import numpy as np
 import pandas as pd
 
 from limaml_keras import schema
-from limaml_keras.preprocessing import MEMBER_KEY, TIMESTAMP, Preprocessor
+from limaml_keras import tasks as tasks_lib
+from limaml_keras import task_settings
+from limaml_keras.preprocessing import Preprocessor
 from limaml_keras.tasks import Tasks, build_tasks
 
-DEFAULT_QUERY_FRACTION = 0.2
-DEFAULT_MAX_SUPPORT = 50
-DEFAULT_WINDOW = 40
+#: Share of interactions in the query period (the pipeline's evaluation period).
+DEFAULT_QUERY_FRACTION = task_settings.EVAL_FRACTION
+DEFAULT_MAX_SUPPORT = task_settings.DEFAULTS.max_support
+DEFAULT_WINDOW = task_settings.DEFAULTS.window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +46,10 @@ class Split:
 
 
 def cutoff_at_quantile(frame: pd.DataFrame, query_fraction: float) -> int:
-  """The timestamp that leaves about `query_fraction` of interactions after it."""
-  if not 0.0 < query_fraction < 1.0:
+  """The pipeline's cutoff (`task_settings.cutoff_time`) of `frame`'s timestamps."""
+  if isinstance(query_fraction, bool) or not 0.0 < query_fraction < 1.0:
     raise ValueError(f"query_fraction must be in (0, 1), got {query_fraction}")
-  timestamps = frame[schema.TIMESTAMP_COLUMN].to_numpy()
-  return int(np.quantile(timestamps, 1.0 - query_fraction, method="higher"))
+  return task_settings.cutoff_time(frame[schema.TIMESTAMP_COLUMN].to_numpy(), query_fraction)
 
 
 def time_split(frame: pd.DataFrame,
@@ -89,14 +91,14 @@ def validation_split(frame: pd.DataFrame, spec: schema.FeatureSpec,
 
 
 def training_tasks(train: Dict[str, np.ndarray], window: int = DEFAULT_WINDOW,
-                   support_fraction: float = 0.5) -> Tasks:
-  """Meta-training tasks from training-period interactions.
+                   support_fraction: float = task_settings.DEFAULTS.support_fraction) -> Tasks:
+  """Meta-training tasks from training-period interactions: the pipeline's recipe.
 
-  Each member's time-ordered history is cut into consecutive windows of
-  `window` interactions; each window is one task whose earlier
-  `support_fraction` is support and the rest query. Every training
-  interaction lands in exactly one task (a member with one interaction is a
-  cold-start task), so plain baselines trained on these tasks see all data.
+  `limaml_keras.tasks.training_tasks` (what TaskGen runs per member): each
+  member's time-ordered history is cut into consecutive windows of `window`
+  interactions; each window is one task whose earlier `support_fraction` is
+  support and the rest query. Every training interaction lands in exactly
+  one task, so plain baselines trained on these tasks see all data.
 
   Args:
     train: per-interaction arrays (`Split.train`).
@@ -106,16 +108,5 @@ def training_tasks(train: Dict[str, np.ndarray], window: int = DEFAULT_WINDOW,
   Returns:
     The tasks.
   """
-  if window < 2:
-    raise ValueError(f"window must be >= 2, got {window}")
-  keys = train[MEMBER_KEY]
-  order = np.lexsort((train[TIMESTAMP], keys))
-  sorted_keys = keys[order]
-  starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-  rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-  chunk = np.empty(len(order), np.int64)
-  chunk[order] = rank // window
-  windowed = dict(train)
-  windowed[MEMBER_KEY] = np.char.add(np.char.add(keys.astype(str), "#"), chunk.astype(str))
-  return build_tasks(windowed, support_fraction=support_fraction, max_support=None,
-                     max_query=None, min_interactions=1)
+  settings = task_settings.DEFAULTS.replace(window=window, support_fraction=support_fraction)
+  return tasks_lib.training_tasks(train, settings)

@@ -45,7 +45,7 @@ from tfx_pipeline.pipeline import configs
 from tfx_pipeline.components import evaluation_config
 from tfx_pipeline.ops import input_data
 from tfx_pipeline.components import meta_embedding_gen
-from tfx_pipeline.models import model_config as model_config_lib
+from limaml_keras import model_config as model_config_lib
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline.components import task_gen
 
