@@ -19,6 +19,7 @@ import time
 from limaml import cli
 from tfx_pipeline.pipeline import configs
 from limaml_keras import model_config
+from limaml_keras import task_settings
 
 _RESULT_PREFIX = "[pipeline]"
 
@@ -26,6 +27,7 @@ _RESULT_PREFIX = "[pipeline]"
 def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
   """Settings shared by `run` and `compile`."""
   defaults = model_config.ModelConfig()
+  tasks = task_settings.DEFAULTS
   parser.add_argument("--spec", help="feature spec JSON (default: features.json next to the "
                       "data; the synthetic spec when there is no --data)")
   parser.add_argument("--epochs", type=int, default=defaults.epochs,
@@ -34,10 +36,15 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                       help="tasks per batch (default: %(default)s)")
   parser.add_argument("--inner-steps", type=int, default=defaults.inner_steps,
                       help="MAML inner steps (default: %(default)s)")
-  parser.add_argument("--max-support", type=int, default=configs.MAX_SUPPORT,
-                      help="support interactions per task, the latest (default: %(default)s)")
-  parser.add_argument("--max-query", type=int, default=configs.MAX_QUERY,
-                      help="query interactions per task, the earliest (default: %(default)s)")
+  parser.add_argument("--window", type=int, default=tasks.window,
+                      help="training-period interactions per training task (default: "
+                      "%(default)s)")
+  parser.add_argument("--max-support", type=int, default=tasks.max_support,
+                      help="support interactions of adaptation, the latest (default: "
+                      "%(default)s)")
+  parser.add_argument("--max-query", type=int, default=tasks.max_query,
+                      help="query interactions per evaluation task, the earliest (default: "
+                      "%(default)s)")
   parser.add_argument("--no-baseline", action="store_true",
                       help="do not train the global baseline (the Evaluator then checks "
                       "--min-auc only)")
@@ -63,7 +70,7 @@ def register(subparsers) -> None:
                    "already split into train/ and eval/ (default: generate synthetic data)")
   run.add_argument("--output", default=os.path.join("outputs", "pipeline"),
                    help="output directory (default: %(default)s)")
-  run.add_argument("--eval-fraction", type=float, default=configs.EVAL_FRACTION,
+  run.add_argument("--eval-fraction", type=float, default=task_settings.EVAL_FRACTION,
                    help="share of interactions, the latest, in the evaluation period "
                    "(default: %(default)s)")
   run.add_argument("--as-of", type=int, metavar="UNIX_SECONDS",
@@ -95,8 +102,9 @@ def _pipeline_kwargs(args) -> dict:
   from tfx_pipeline.components import evaluation_config  # pylint: disable=g-import-not-at-top
   evaluation_config.check_thresholds(args.min_auc, args.min_auc_gain)
   return {
-      "max_support": args.max_support,
-      "max_query": args.max_query,
+      "task_settings": task_settings.TaskSettings(window=args.window,
+                                                  max_support=args.max_support,
+                                                  max_query=args.max_query),
       "train_baseline": not args.no_baseline,
       "min_auc": args.min_auc,
       "min_auc_gain": args.min_auc_gain,

@@ -28,11 +28,10 @@ from limaml_keras import tensor_layout
 from limaml_keras import raw_data_checks
 from limaml_keras import schema
 
-#: Extra key of `Preprocessor.transform` output: the raw member id (str), the
-#: key tasks are grouped by (unknown members all have `member_id` 0).
-MEMBER_KEY = "member_key"
-#: Key of `Preprocessor.transform` output holding int64 Unix seconds.
-TIMESTAMP = "timestamp"
+#: Output keys of the raw member id (str) and int64 Unix seconds
+#: (`limaml_keras.tensor_layout`).
+MEMBER_KEY = tensor_layout.MEMBER_KEY
+TIMESTAMP = tensor_layout.TIMESTAMP
 
 _OOV_NAME = "<oov>"
 

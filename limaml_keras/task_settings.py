@@ -1,6 +1,6 @@
 """How interactions become periods and MAML tasks: the one place of these settings.
 
-TF-free (the CLI reads the defaults without importing TensorFlow). TaskGen,
+TF-free and numpy-free at import (the CLI reads the defaults cheaply). TaskGen,
 the Trainer's evaluation tasks, the meta-embedding job, `limaml embeddings`,
 the refresh job and the offline evaluation all read `TaskSettings` and
 `EVAL_FRACTION`; nothing else writes these defaults.
@@ -17,24 +17,24 @@ the refresh job and the offline evaluation all read `TaskSettings` and
 """
 
 import dataclasses
+import math
+import numbers
 from typing import Optional
-
-import numpy as np
 
 #: Share of interactions, the latest in time, that form the evaluation period.
 EVAL_FRACTION = 0.2
 
 
 def _is_whole(value) -> bool:
-  return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+  return not isinstance(value, bool) and isinstance(value, numbers.Integral)
 
 
 def window_support_size(window: int, support_fraction: float) -> int:
   """Support interactions of a full window: `min(floor(f * window), window - 1)`."""
-  return min(int(np.floor(support_fraction * window)), window - 1)
+  return min(int(math.floor(support_fraction * window)), window - 1)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TaskSettings:
   """Support/query caps, windowing and minimum interactions (module docstring).
 
@@ -62,7 +62,7 @@ class TaskSettings:
                           ("min_interactions", 1)):
       value = getattr(self, name)
       if not _is_whole(value) or value < minimum:
-        raise ValueError(f"{name} must be >= {minimum} (a whole number), got {value!r}")
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     if isinstance(self.support_fraction, bool) or not 0.0 < self.support_fraction < 1.0:
       raise ValueError(f"support_fraction must be in (0, 1), got {self.support_fraction!r}")
 
@@ -94,6 +94,7 @@ def cutoff_time(timestamps, eval_fraction: Optional[float] = None) -> int:
     ValueError: when `eval_fraction` is out of (0, 1) or either period would
       be empty.
   """
+  import numpy as np  # pylint: disable=g-import-not-at-top  (the CLI reads the defaults without it)
   eval_fraction = EVAL_FRACTION if eval_fraction is None else eval_fraction
   if isinstance(eval_fraction, bool) or not 0.0 < eval_fraction < 1.0:
     raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction!r}")
@@ -103,6 +104,7 @@ def cutoff_time(timestamps, eval_fraction: Optional[float] = None) -> int:
   position = min(max(int(np.floor(ordered.size * (1.0 - eval_fraction))), 1), ordered.size - 1)
   cutoff = int(ordered[position])
   if cutoff <= ordered[0]:
-    raise ValueError("cannot split by time: the training period would be empty (too many "
-                     "interactions share the earliest timestamps)")
+    raise ValueError("cannot split by time: the training period would be empty (no "
+                     "interaction before the cutoff: the training period is empty when too "
+                     "many interactions share the earliest timestamps)")
   return cutoff
