@@ -30,21 +30,14 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
   tasks = task_settings.DEFAULTS
   parser.add_argument("--spec", help="feature spec JSON (default: features.json next to the "
                       "data; the synthetic spec when there is no --data)")
-  parser.add_argument("--epochs", type=int, default=defaults.epochs,
-                      help="training epochs (default: %(default)s)")
-  parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                      help="tasks per batch (default: %(default)s)")
-  parser.add_argument("--inner-steps", type=int, default=defaults.inner_steps,
-                      help="MAML inner steps (default: %(default)s)")
-  parser.add_argument("--window", type=int, default=tasks.window,
-                      help="training-period interactions per training task (default: "
-                      "%(default)s)")
-  parser.add_argument("--max-support", type=int, default=tasks.max_support,
-                      help="support interactions of adaptation, the latest (default: "
-                      "%(default)s)")
-  parser.add_argument("--max-query", type=int, default=tasks.max_query,
-                      help="query interactions per evaluation task, the earliest (default: "
-                      "%(default)s)")
+  for flag, default, text in (
+      ("--epochs", defaults.epochs, "training epochs"),
+      ("--batch-size", defaults.batch_size, "tasks per batch"),
+      ("--inner-steps", defaults.inner_steps, "MAML inner steps"),
+      ("--window", tasks.window, "training-period interactions per training task"),
+      ("--max-support", tasks.max_support, "support interactions of adaptation, the latest"),
+      ("--max-query", tasks.max_query, "query interactions per evaluation task, the earliest")):
+    parser.add_argument(flag, type=int, default=default, help=f"{text} (default: %(default)s)")
   parser.add_argument("--no-baseline", action="store_true",
                       help="do not train the global baseline (the Evaluator then checks "
                       "--min-auc only)")
