@@ -42,6 +42,7 @@ CHANGES = {
     "bilinear": {"meta_item_interaction": True},  # (W e)·item term in the Global Block logit
     "sizes": {"train_support_sizes": (0, 1, 2, 5, 10, 20)},  # sampled support sizes, 0 included
     "sizes1": {"train_support_sizes": (1, 2, 5, 10, 20)},    # ... without zero-support tasks
+    "id": {"member_id_embedding": True},         # the paper's setting: ID embedding + meta embedding
     "hist": {"use_history": True},
     "nohist": {"use_history": False},
     "steps0": {"inner_steps": 0},               # no inner loop: the Meta Block reads the support only

@@ -212,6 +212,12 @@ class PersonalizedRanker(tf.keras.Model):
       un-adapted Meta Block as the cold-start prior. Empty: the full support.
     max_inner_lr: upper bound of the learned inner learning rates (Meta-SGD
       rates are clipped to [0, max_inner_lr]); None: unbounded.
+    num_members: > 0 adds a wide&deep member-ID embedding (vocabulary size
+      including the unknown id 0) to the meta embedding — the ID-embedding
+      baseline, or with MAML the paper's "baseline plus meta embedding".
+      Members outside the vocabulary (id 0 or >= `num_members`) share row 0.
+    id_l2: L2 penalty on the member-ID embedding rows a batch uses (an
+      activity regulariser, so its cost does not grow with the table).
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
@@ -229,6 +235,8 @@ class PersonalizedRanker(tf.keras.Model):
                support_item_dim: int = 16,
                train_support_sizes: Sequence[int] = (),
                max_inner_lr: Optional[float] = None,
+               num_members: int = 0,
+               id_l2: float = 0.0,
                **kwargs):
     super().__init__(**kwargs)
     if int(inner_steps) < 0:
@@ -257,6 +265,18 @@ class PersonalizedRanker(tf.keras.Model):
     if max_inner_lr is not None and not (np.isfinite(max_inner_lr) and max_inner_lr > 0):
       raise ValueError(f"`max_inner_lr` must be a finite number > 0 or None, got {max_inner_lr}.")
     self.max_inner_lr = None if max_inner_lr is None else float(max_inner_lr)
+    if int(num_members) < 0:
+      raise ValueError(f"`num_members` must be >= 0, got {num_members}.")
+    if not (np.isfinite(id_l2) and id_l2 >= 0):
+      raise ValueError(f"`id_l2` must be a finite number >= 0, got {id_l2}.")
+    self.num_members = int(num_members)
+    self.id_l2 = float(id_l2)
+    self.member_embedding = None
+    if self.num_members:
+      self.member_embedding = tf.keras.layers.Embedding(
+          self.num_members, meta_block.embedding_dim, embeddings_initializer="zeros",
+          activity_regularizer=tf.keras.regularizers.L2(self.id_l2) if self.id_l2 else None,
+          name="member_id_embedding")
     self.support_item_embedding = None
     if support_items == "own":
       if not global_block.num_items:
@@ -315,8 +335,9 @@ class PersonalizedRanker(tf.keras.Model):
     self._build_for(*dims)
 
   def _build_extra(self) -> None:
-    """Hook for subclasses that own more variables."""
-    return
+    """Builds the optional member-ID table (a hook for subclasses that own more variables)."""
+    if self.member_embedding is not None:
+      self.member_embedding.build(tf.TensorShape([None]))
 
   def interaction_spec(self, with_embedding: bool = False) -> Dict[str, tf.TensorSpec]:
     """`TensorSpec`s of the interaction batch `call` takes (model must be built)."""
@@ -364,7 +385,7 @@ class PersonalizedRanker(tf.keras.Model):
       self._build_for(**config["dims"])
 
   def _needs_member_id(self) -> bool:
-    return False
+    return self.member_embedding is not None
 
   # ------------------------------------------------------------- the model
   def _member_inputs(self, batch):
@@ -400,8 +421,14 @@ class PersonalizedRanker(tf.keras.Model):
     return self.global_block.lookup_items(item_id)
 
   def _member_embedding(self, batch, fast_weights=None):
-    """Meta embedding `[T, d]` of each task's member (fast weights or θm)."""
-    return self.meta_block(self._member_inputs(batch), fast_weights=fast_weights)
+    """Meta embedding `[T, d]` of each task's member (fast weights or θm), plus its ID row."""
+    embedding = self.meta_block(self._member_inputs(batch), fast_weights=fast_weights)
+    if self.member_embedding is None:
+      return embedding
+    member_id = tf.cast(batch.get(F.MEMBER_ID, tf.zeros(tf.shape(batch[F.MEMBER_FEATURES])[:1],
+                                                         tf.int64)), tf.int64)
+    member_id = tf.where((member_id > 0) & (member_id < self.num_members), member_id, 0)
+    return embedding + self.member_embedding(member_id)
 
   def _side_logits(self, batch, side: str, embeddings):
     """Scores every (padded) interaction of `side`: `[T, L]` logits."""
@@ -618,6 +645,8 @@ class PersonalizedRanker(tf.keras.Model):
         "support_item_dim": self.support_item_dim,
         "train_support_sizes": list(self.train_support_sizes),
         "max_inner_lr": self.max_inner_lr,
+        "num_members": self.num_members,
+        "id_l2": self.id_l2,
         "name": self.name,
     }
 
@@ -739,43 +768,6 @@ class IdEmbeddingModel(GlobalModel):
   """
 
   def __init__(self, meta_block, global_block, num_members: int, id_l2: float = 0.0, **kwargs):
-    super().__init__(meta_block, global_block, **kwargs)
     if int(num_members) < 1:
       raise ValueError(f"`num_members` must be >= 1, got {num_members}.")
-    self.num_members = int(num_members)
-    self.id_l2 = float(id_l2)
-    self.member_embedding = tf.keras.layers.Embedding(
-        self.num_members, meta_block.embedding_dim, embeddings_initializer="zeros",
-        activity_regularizer=tf.keras.regularizers.L2(self.id_l2) if self.id_l2 else None,
-        name="member_id_embedding")
-
-  def _needs_member_id(self) -> bool:
-    return True
-
-  def _build_extra(self) -> None:
-    self.member_embedding.build(tf.TensorShape([None]))
-
-  def _support_items_dim(self) -> int:
-    if self.support_items == "none":
-      return 0
-    width = (self.support_item_dim if self.support_items == "own"
-             else self.global_block.get_config()["item_embedding_dim"])
-    return 2 * width + 2
-
-  def _lookup_support_items(self, item_id):
-    if self.support_items == "own":
-      item_id = tf.cast(item_id, tf.int64)
-      num_items = self.global_block.num_items
-      return self.support_item_embedding(
-          tf.where((item_id >= 0) & (item_id < num_items), item_id, 0))
-    return self.global_block.lookup_items(item_id)
-
-  def _member_embedding(self, batch, fast_weights=None):
-    member_id = tf.cast(batch.get(F.MEMBER_ID, tf.zeros(tf.shape(batch[F.MEMBER_FEATURES])[:1],
-                                                         tf.int64)), tf.int64)
-    member_id = tf.where((member_id > 0) & (member_id < self.num_members), member_id, 0)
-    rows = self.member_embedding(member_id)
-    return super()._member_embedding(batch, fast_weights) + rows
-
-  def get_config(self):
-    return {**super().get_config(), "num_members": self.num_members, "id_l2": self.id_l2}
+    super().__init__(meta_block, global_block, num_members=num_members, id_l2=id_l2, **kwargs)

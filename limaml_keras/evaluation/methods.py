@@ -52,6 +52,7 @@ class Hyperparameters:
   support_items: str = "none"   # limaml*: Meta Block reads support item ids ("none"/"shared"/"own")
   train_support_sizes: Tuple[int, ...] = ()  # limaml*: support sizes sampled in meta-training
   max_inner_lr: Optional[float] = None  # limaml*: bound of the learned inner learning rates
+  member_id_embedding: bool = False  # limaml*: also the member-ID embedding (paper: baseline + meta)
 
   def replace(self, **changes) -> "Hyperparameters":
     return dataclasses.replace(self, **changes)
@@ -75,6 +76,8 @@ def build_model(trained_as: str, hp: Hyperparameters, num_items: int,
                         support_item_dim=hp.item_embedding_dim,
                         train_support_sizes=hp.train_support_sizes,
                         max_inner_lr=hp.max_inner_lr,
+                        num_members=num_members if hp.member_id_embedding else 0,
+                        id_l2=hp.id_l2,
                         first_order=trained_as == "limaml_first_order")
   else:
     raise ValueError(f"unknown model kind {trained_as!r}; expected one of {sorted(set(TRAINED_AS.values()))}")

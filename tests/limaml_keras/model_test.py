@@ -230,6 +230,7 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
     (LiMAMLModel, {"inner_steps": 1, "support_items": "own", "support_item_dim": 2}),
     (GlobalModel, {"inner_steps": 1}),
     (IdEmbeddingModel, {"num_members": 8, "id_l2": 1e-3}),
+    (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "id_l2": 1e-3}),
 ])
 @pytest.mark.parametrize("suffix", ["", ".keras"])
 def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs, suffix):
@@ -520,3 +521,15 @@ def test_cold_start_without_member_features_is_a_learned_vector():
   assert out.shape == (5, 3)
   np.testing.assert_allclose(out, np.repeat(out[:1], 5, axis=0))
   assert block.adaptable_weights[0].shape == (1, 4)
+
+
+def test_limaml_with_member_id_embedding_adds_the_members_row(batch):
+  model = build(make_model(inner_steps=0, num_members=8, support_items="shared"), batch)
+  assert model._needs_member_id()
+  model.member_embedding.embeddings.assign(tf.random.normal([8, 4]))
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  unknown = dict(numpy_batch, member_id=np.zeros_like(numpy_batch["member_id"]))
+  rows = model.member_embedding(numpy_batch["member_id"]).numpy()
+  np.testing.assert_allclose(model.adapt(numpy_batch) - model.adapt(unknown),
+                             rows - model.member_embedding.embeddings.numpy()[0], rtol=1e-5,
+                             atol=1e-5)
