@@ -41,6 +41,7 @@ CHANGES = {
     "ownitems": {"support_items": "own"},       # ... with its own item table
     "bilinear": {"meta_item_interaction": True},  # (W e)·item term in the Global Block logit
     "sizes": {"train_support_sizes": (0, 1, 2, 5, 10, 20)},  # sampled support sizes, 0 included
+    "sizes50": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50)},  # ... up to the evaluation cap
     "sizes1": {"train_support_sizes": (1, 2, 5, 10, 20)},    # ... without zero-support tasks
     "id": {"member_id_embedding": True},         # the paper's setting: ID embedding + meta embedding
     "hist": {"use_history": True},
