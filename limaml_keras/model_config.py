@@ -8,7 +8,7 @@ model. The defaults are written here only.
 """
 
 import dataclasses
-from typing import Any, Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 #: `model` values: MAML-trained `LiMAMLModel`, the non-personalised
 #: `GlobalModel` baseline, and the wide&deep `IdEmbeddingModel` baseline.
@@ -39,7 +39,18 @@ class ModelConfig:
     use_history: the Meta Block also reads a summary of the support set.
     fine_tune_steps: adaptation steps of the `fine_tune` evaluation method.
     fine_tune_lr: its learning rate.
-    id_l2: L2 penalty of the member-id embedding (`id_embedding`).
+    id_l2: L2 penalty of the member-id embedding (`id_embedding`, and
+      `limaml` with `member_id_embedding`).
+    meta_item_interaction: a bilinear meta-embedding x item term in the
+      Global Block (every model).
+    support_items: `limaml`: the Meta Block reads support item ids ("none",
+      "shared" with the Global Block's item embedding, or "own").
+    train_support_sizes: `limaml`: support sizes sampled in meta-training
+      (empty: the tasks' own).
+    max_inner_lr: `limaml`: bound of the learned inner learning rates (None:
+      unbounded).
+    member_id_embedding: `limaml`: also a member-id embedding (the paper's
+      baseline plus the meta embedding).
     seed: seed of initialisation and shuffling.
   """
   model: str = LIMAML
@@ -59,6 +70,11 @@ class ModelConfig:
   fine_tune_steps: int = 3
   fine_tune_lr: float = 0.1
   id_l2: float = 1e-4
+  meta_item_interaction: bool = False
+  support_items: str = "none"
+  train_support_sizes: Tuple[int, ...] = ()
+  max_inner_lr: Optional[float] = None
+  member_id_embedding: bool = False
   seed: int = 0
 
   def __post_init__(self):

@@ -13,7 +13,7 @@ method                 what it is
 """
 
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +25,7 @@ from limaml_keras import tensor_layout as F
 from limaml_keras.evaluation.method_names import METHODS, TRAINED_AS
 from limaml_keras.model import PersonalizedRanker
 from limaml_keras.model_config import ModelConfig
+from limaml_keras.evaluation import protocol
 from limaml_keras.tasks import Tasks
 
 #: `TRAINED_AS` value -> (`ModelConfig.model`, `first_order`).
@@ -36,12 +37,15 @@ _MODEL_OF = {"global": (model_config.GLOBAL, False),
 
 @dataclasses.dataclass(frozen=True)
 class Hyperparameters(ModelConfig):
-  """A `ModelConfig` plus the training-task window the evaluation tunes.
+  """A `ModelConfig` plus the training-task choices the evaluation tunes.
 
   Attributes:
     window: interactions per training task (`TaskSettings.window`).
+    task_history: `limaml*` only: meta-train on history tasks with up to this
+      many support interactions (`protocol.training_tasks`; 0: the windows).
   """
   window: int = task_settings.DEFAULTS.window
+  task_history: int = 0
 
 
 def config_for(trained_as: str, hp: ModelConfig) -> ModelConfig:
@@ -56,6 +60,17 @@ def build_model(trained_as: str, hp: ModelConfig, num_items: int,
                 num_members: int) -> PersonalizedRanker:
   """A compiled, un-trained model for one of the `TRAINED_AS` values."""
   return model_factory.build_model(config_for(trained_as, hp), num_items, num_members)
+
+
+def training_tasks(trained_as: str, hp: Hyperparameters, train_arrays: Dict[str, np.ndarray]
+                   ) -> Tasks:
+  """The training tasks of one model kind.
+
+  Baselines always get the plain windows (every interaction a target once);
+  MAML models get history tasks when `hp.task_history > 0`.
+  """
+  history = hp.task_history if trained_as.startswith("limaml") else 0
+  return protocol.training_tasks(train_arrays, window=hp.window, history=history)
 
 
 def train(trained_as: str, hp: Hyperparameters, tasks: Tasks, num_items: int, num_members: int,
