@@ -9,21 +9,38 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.11",
     packages=setuptools.find_packages(include=["limaml", "limaml.*", "limaml_keras*", "tfx_pipeline*", "serving*"]),
-    package_data={"serving": ["config/*", "deploy/*"]},
-    install_requires=[
-        "tensorflow==2.16.2",
-        "tf-keras==2.16.0",
-        "tensorflow-recommenders==0.7.7",
-        "tfx==1.16.0",
-        "tensorflow-transform==1.16.0",
-        "tensorflow-model-analysis==0.47.1",
-        "tensorflow-serving-api==2.16.1",
-        "kfp-pipeline-spec==0.2.2",
-        "apache-beam[gcp]==2.74.0",
-        "dill<0.3.2",
+    # The TF Serving configs and deployment manifests ship with the `serving` package.
+    package_data={"serving": ["models.config", "batching_parameters.txt", "monitoring.config",
+                              "docker-compose.yml", "kubernetes/*.yaml"]},
+    # Versions are pinned by constraints.txt (`pip install -c constraints.txt`); run.sh
+    # installs every extra (requirements.in).
+    install_requires=[  # The Keras library, `limaml_keras`.
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-recommenders",
+        "numpy",
         "pandas",
-        "pyarrow",
-        "matplotlib",
     ],
+    extras_require={
+        # The TFX pipeline, its Beam jobs and the `limaml pipeline/embeddings` commands.
+        "pipeline": [
+            "tfx",
+            "tensorflow-transform",
+            "tensorflow-model-analysis",
+            "apache-beam[gcp]",
+            "dill<0.3.2",
+            "kfp-pipeline-spec",
+            "tensorflow-serving-api",
+            "pyarrow",
+        ],
+        # `limaml_keras.evaluation.report`'s plots.
+        "evaluation": ["matplotlib"],
+        # The serving side: gRPC/REST clients and the dev server.
+        "serving": [
+            "tensorflow-serving-api",
+            "grpcio",
+            "requests",
+        ],
+    },
     entry_points={"console_scripts": ["limaml=limaml.cli:main"]},
 )

@@ -23,12 +23,13 @@ import json
 import os
 
 from limaml import cli
+from limaml_keras import task_settings
 
 
 def _add_job_arguments(parser) -> None:
   parser.add_argument("--model", required=True,
                       help="the Trainer's SavedModel directory (with an `adapt` signature)")
-  parser.add_argument("--max-support", type=int, default=20,
+  parser.add_argument("--max-support", type=int, default=task_settings.DEFAULTS.max_support,
                       help="with --interactions: latest interactions kept per member "
                       "(default: %(default)s)")
   parser.add_argument("--batch-size", type=int, default=256,

@@ -18,7 +18,8 @@ import time
 
 from limaml import cli
 from tfx_pipeline.pipeline import configs
-from tfx_pipeline.models import model_config
+from limaml_keras import model_config
+from limaml_keras import task_settings
 
 _RESULT_PREFIX = "[pipeline]"
 
@@ -26,18 +27,17 @@ _RESULT_PREFIX = "[pipeline]"
 def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
   """Settings shared by `run` and `compile`."""
   defaults = model_config.ModelConfig()
+  tasks = task_settings.DEFAULTS
   parser.add_argument("--spec", help="feature spec JSON (default: features.json next to the "
                       "data; the synthetic spec when there is no --data)")
-  parser.add_argument("--epochs", type=int, default=defaults.epochs,
-                      help="training epochs (default: %(default)s)")
-  parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                      help="tasks per batch (default: %(default)s)")
-  parser.add_argument("--inner-steps", type=int, default=defaults.inner_steps,
-                      help="MAML inner steps (default: %(default)s)")
-  parser.add_argument("--max-support", type=int, default=configs.MAX_SUPPORT,
-                      help="support interactions per task, the latest (default: %(default)s)")
-  parser.add_argument("--max-query", type=int, default=configs.MAX_QUERY,
-                      help="query interactions per task, the earliest (default: %(default)s)")
+  for flag, default, text in (
+      ("--epochs", defaults.epochs, "training epochs"),
+      ("--batch-size", defaults.batch_size, "tasks per batch"),
+      ("--inner-steps", defaults.inner_steps, "MAML inner steps"),
+      ("--window", tasks.window, "training-period interactions per training task"),
+      ("--max-support", tasks.max_support, "support interactions of adaptation, the latest"),
+      ("--max-query", tasks.max_query, "query interactions per evaluation task, the earliest")):
+    parser.add_argument(flag, type=int, default=default, help=f"{text} (default: %(default)s)")
   parser.add_argument("--no-baseline", action="store_true",
                       help="do not train the global baseline (the Evaluator then checks "
                       "--min-auc only)")
@@ -63,7 +63,7 @@ def register(subparsers) -> None:
                    "already split into train/ and eval/ (default: generate synthetic data)")
   run.add_argument("--output", default=os.path.join("outputs", "pipeline"),
                    help="output directory (default: %(default)s)")
-  run.add_argument("--eval-fraction", type=float, default=configs.EVAL_FRACTION,
+  run.add_argument("--eval-fraction", type=float, default=task_settings.EVAL_FRACTION,
                    help="share of interactions, the latest, in the evaluation period "
                    "(default: %(default)s)")
   run.add_argument("--as-of", type=int, metavar="UNIX_SECONDS",
@@ -95,8 +95,9 @@ def _pipeline_kwargs(args) -> dict:
   from tfx_pipeline.components import evaluation_config  # pylint: disable=g-import-not-at-top
   evaluation_config.check_thresholds(args.min_auc, args.min_auc_gain)
   return {
-      "max_support": args.max_support,
-      "max_query": args.max_query,
+      "task_settings": task_settings.TaskSettings(window=args.window,
+                                                  max_support=args.max_support,
+                                                  max_query=args.max_query),
       "train_baseline": not args.no_baseline,
       "min_auc": args.min_auc,
       "min_auc_gain": args.min_auc_gain,

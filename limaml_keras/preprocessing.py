@@ -1,13 +1,25 @@
-"""Pandas/numpy preprocessing of raw interactions, mirroring the TFX Transform.
+"""Pandas/numpy preprocessing of raw interactions, with the TFX Transform's semantics.
 
 `Preprocessor` learns, on the training period only,
 
 * z-score statistics of every numeric feature (population std; a constant
   column is only centred, like `tft.scale_to_z_score`),
-* a vocabulary of every categorical feature, one-hot encoded behind
-  `oov_buckets` out-of-vocabulary slots (slot 0 also takes missing values),
+* a vocabulary of every categorical feature, one-hot encoded as the
+  vocabulary followed by `oov_buckets` out-of-vocabulary slots (missing
+  values go to the first),
 * vocabularies of `member_id` and `item_id`, indexed 1..n with 0 for unknown
   (the convention of `limaml_keras.tensor_layout`),
+
+with the semantics of the pipeline's `preprocessing_fn`
+(`tfx_pipeline.models.preprocessing`, `tft.compute_and_apply_vocabulary`):
+vocabularies are ordered by decreasing frequency, ties in reverse
+lexicographic order of the UTF-8 bytes; empty values and values containing
+a newline are left out of vocabularies (TFT writes vocabularies as text
+files) and encode as out-of-vocabulary; the out-of-vocabulary slots come
+after the vocabulary. With one OOV slot (the pipeline's) the two paths give
+identical ids and one-hots, which `tests/tfx_pipeline/models/
+preprocessing_parity_test.py` checks by running both; with several, unknown
+values are spread by CRC-32 here, by TF's fingerprint hash in TFT.
 
 and turns a raw-schema frame (`limaml_keras.schema`) into the per-interaction
 arrays that `limaml_keras.tasks.build_tasks` groups into tasks. Raw frames are
@@ -28,13 +40,14 @@ from limaml_keras import tensor_layout
 from limaml_keras import raw_data_checks
 from limaml_keras import schema
 
-#: Extra key of `Preprocessor.transform` output: the raw member id (str), the
-#: key tasks are grouped by (unknown members all have `member_id` 0).
-MEMBER_KEY = "member_key"
-#: Key of `Preprocessor.transform` output holding int64 Unix seconds.
-TIMESTAMP = "timestamp"
+#: Output keys of the raw member id (str) and int64 Unix seconds
+#: (`limaml_keras.tensor_layout`).
+MEMBER_KEY = tensor_layout.MEMBER_KEY
+TIMESTAMP = tensor_layout.TIMESTAMP
 
 _OOV_NAME = "<oov>"
+#: Version of the encoding `get_config` records (frequency-ordered vocabularies, OOV last).
+ENCODING = "tft-vocabulary-v1"
 
 
 def _sample_row(df: pd.DataFrame, bad: np.ndarray) -> str:
@@ -103,24 +116,40 @@ def _strings(df: pd.DataFrame, column: str, allow_missing: bool) -> np.ndarray:
 
 
 def _vocabulary(values: np.ndarray) -> List[str]:
-  """Sorted distinct non-missing values."""
-  return sorted({v for v in pd.unique(values) if v is not None})
+  """Distinct values by decreasing count, ties by reverse UTF-8 order (TFT's order).
+
+  Missing and empty values and values with a newline are left out, as
+  `tft.vocabulary` leaves them out of its text vocabulary files.
+  """
+  counts = pd.Series(values, dtype=object).dropna().value_counts(sort=False)
+  kept = [(int(n), v.encode("utf-8"), v) for v, n in counts.items()
+          if v and "\n" not in v and "\r" not in v]
+  return [v for _, _, v in sorted(kept, reverse=True)]
 
 
-def _lookup(values: np.ndarray, vocabulary: Sequence[str], oov_buckets: int) -> np.ndarray:
-  """Maps values to oov_buckets + position in `vocabulary`; others to an OOV slot.
+def _positions(values: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
+  """Position of each value in `vocabulary`, -1 for unknown and missing values."""
+  return pd.Index(vocabulary, dtype=object).get_indexer(values).astype(np.int64)
+
+
+def _id_index(values: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
+  """Ids: 1 + vocabulary position, 0 for unknown (`limaml_keras.tensor_layout`)."""
+  return _positions(values, vocabulary) + 1
+
+
+def _category_index(values: np.ndarray, vocabulary: Sequence[str],
+                    oov_buckets: int) -> np.ndarray:
+  """One-hot slots: the vocabulary position, else an OOV slot after the vocabulary.
 
   Unknown values are hashed (CRC-32, stable across processes) into slots
-  0..oov_buckets-1; missing values go to slot 0.
+  `len(vocabulary) + 0..oov_buckets-1`; missing values go to the first.
   """
-  index = pd.Index(vocabulary, dtype=object).get_indexer(values)
-  ids = index.astype(np.int64) + oov_buckets
-  unknown = index < 0
+  ids = _positions(values, vocabulary)
+  unknown = ids < 0
+  ids[unknown] = len(vocabulary)
   if oov_buckets > 1 and unknown.any():
-    ids[unknown] = [0 if v is None else zlib.crc32(v.encode("utf-8")) % oov_buckets
-                    for v in values[unknown]]
-  else:
-    ids[unknown] = 0
+    ids[unknown] += [0 if v is None else zlib.crc32(v.encode("utf-8")) % oov_buckets
+                     for v in values[unknown]]
   return ids
 
 
@@ -161,8 +190,9 @@ class Preprocessor:
     member_key         object  [N]      raw member id (str)
 
   Within a side, numeric columns come first in spec order, then each
-  categorical column as `oov_buckets` OOV slots followed by its vocabulary;
-  `feature_names(side)` names every dimension.
+  categorical column as its vocabulary followed by `oov_buckets` OOV slots
+  (the layout of the Transform output); `feature_names(side)` names every
+  dimension.
   """
 
   def __init__(self, spec: schema.FeatureSpec, oov_buckets: int = 1):
@@ -245,9 +275,9 @@ class Preprocessor:
     _check_frame(df, [c for c in self._spec.all_columns() if c not in optional])
     member_key = _strings(df, schema.MEMBER_ID_COLUMN, allow_missing=False)
     out = {
-        tensor_layout.MEMBER_ID: _lookup(member_key, state.member_vocabulary, 1),
-        tensor_layout.ITEM_ID: _lookup(_strings(df, schema.ITEM_ID_COLUMN, allow_missing=False),
-                                  state.item_vocabulary, 1),
+        tensor_layout.MEMBER_ID: _id_index(member_key, state.member_vocabulary),
+        tensor_layout.ITEM_ID: _id_index(_strings(df, schema.ITEM_ID_COLUMN, allow_missing=False),
+                                         state.item_vocabulary),
         tensor_layout.MEMBER_FEATURES: self._encode_side(df, "member"),
         tensor_layout.ITEM_FEATURES: self._encode_side(df, "item"),
         tensor_layout.CONTEXT_FEATURES: self._encode_side(df, "context"),
@@ -273,7 +303,8 @@ class Preprocessor:
       parts.append(((_numeric(df, column) - mean) / std)[:, None].astype(np.float32))
     for column in categorical:
       vocabulary = state.vocabularies[column]
-      ids = _lookup(_strings(df, column, allow_missing=True), vocabulary, self._oov_buckets)
+      ids = _category_index(_strings(df, column, allow_missing=True), vocabulary,
+                            self._oov_buckets)
       parts.append(_one_hot(ids, self._oov_buckets + len(vocabulary)))
     return np.concatenate(parts, axis=1)
 
@@ -288,9 +319,9 @@ class Preprocessor:
     numeric, categorical = self._spec.side(side)
     names = list(numeric)
     for column in categorical:
+      names += [f"{column}={value}" for value in state.vocabularies[column]]
       names += [f"{column}={_OOV_NAME}{j if self._oov_buckets > 1 else ''}"
                 for j in range(self._oov_buckets)]
-      names += [f"{column}={value}" for value in state.vocabularies[column]]
     return names
 
   @property
@@ -318,6 +349,7 @@ class Preprocessor:
   def get_config(self) -> Dict[str, Any]:
     """A JSON-serialisable dict from which `from_config` rebuilds this object."""
     return {
+        "encoding": ENCODING,
         "spec": {k: list(v) for k, v in dataclasses.asdict(self._spec).items()},
         "oov_buckets": self._oov_buckets,
         "state": None if self._state is None else dataclasses.asdict(self._state),
@@ -325,7 +357,16 @@ class Preprocessor:
 
   @classmethod
   def from_config(cls, config: Mapping[str, Any]) -> "Preprocessor":
-    """Rebuilds a (fitted or unfitted) preprocessor from `get_config()`."""
+    """Rebuilds a (fitted or unfitted) preprocessor from `get_config()`.
+
+    Raises:
+      ValueError: for a config of another encoding (an older version ordered
+        vocabularies alphabetically behind the OOV slots): refit it.
+    """
+    if config.get("encoding") != ENCODING:
+      raise ValueError(f"preprocessor config has encoding {config.get('encoding')!r}, this "
+                       f"version reads {ENCODING!r} (vocabularies by frequency, OOV slots "
+                       f"last); fit the preprocessor again")
     spec = schema.FeatureSpec(**{k: tuple(v) for k, v in config["spec"].items()})
     preprocessor = cls(spec, oov_buckets=config["oov_buckets"])
     if config.get("state") is not None:

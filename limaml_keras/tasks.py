@@ -38,8 +38,8 @@ import pandas as pd
 import tensorflow as tf
 
 from limaml_keras import tensor_layout
-from limaml_keras.preprocessing import MEMBER_KEY
-from limaml_keras.preprocessing import TIMESTAMP
+from limaml_keras.task_settings import DEFAULTS, TaskSettings, window_support_size
+from limaml_keras.tensor_layout import MEMBER_KEY, TIMESTAMP
 
 #: Keys `build_tasks` requires (a `MEMBER_KEY` entry is optional).
 REQUIRED_KEYS = (tensor_layout.MEMBER_ID, tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_ID,
@@ -52,8 +52,6 @@ _DTYPES = {tensor_layout.MEMBER_ID: np.int64, tensor_layout.ITEM_ID: np.int64,
            tensor_layout.MASK: np.float32}
 _SIDE_VALUE_KEYS = (tensor_layout.ITEM_ID, tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES,
                     tensor_layout.LABEL)
-DEFAULT_SUPPORT_FRACTION = 0.5
-DEFAULT_MAX_SUPPORT = 100
 #: Default bound of the padded support + query arrays of `build_tasks`.
 DEFAULT_MAX_PADDED_BYTES = 2 * 2**30
 
@@ -189,6 +187,24 @@ def fraction_support_size(counts, support_fraction: float) -> np.ndarray:
   return np.minimum(np.floor(support_fraction * counts).astype(np.int64), counts - 1)
 
 
+def latest_first(order_keys: np.ndarray, max_support: int) -> np.ndarray:
+  """Positions of the latest `max_support` items by `order_keys`, in time order.
+
+  The one "latest `max_support`" rule of adaptation support: `build_tasks`'
+  support cap, TaskGen's evaluation tasks and the meta-embedding job's
+  support selection all keep these interactions.
+
+  Args:
+    order_keys: [n] sortable keys, ascending in time (ties already broken).
+    max_support: how many to keep (>= 0).
+
+  Returns:
+    int64 positions into `order_keys`, oldest first.
+  """
+  order = np.argsort(np.asarray(order_keys), kind="stable")
+  return order[max(len(order) - max_support, 0):].astype(np.int64)
+
+
 def _check_padded_size(groups: _Groups, keep: np.ndarray, support: np.ndarray, sorted_values,
                        max_support: Optional[int], max_query: Optional[int],
                        max_padded_bytes: int) -> None:
@@ -248,7 +264,7 @@ def _side_arrays(sorted_values, side, begin, length):
 def build_tasks(data: Mapping[str, np.ndarray],
                 support_fraction: Optional[float] = None,
                 cutoff_time: Optional[int] = None,
-                max_support: Optional[int] = DEFAULT_MAX_SUPPORT,
+                max_support: Optional[int] = DEFAULTS.max_support,
                 max_query: Optional[int] = None,
                 min_interactions: int = 2,
                 max_padded_bytes: int = DEFAULT_MAX_PADDED_BYTES) -> Tasks:
@@ -259,7 +275,7 @@ def build_tasks(data: Mapping[str, np.ndarray],
       `member_key` (raw member ids; tasks are grouped by it when present,
       otherwise by `member_id`, which must then hold no unknown 0).
     support_fraction: share of each member's interactions that go to support,
-      in (0, 1). When neither split is given, 0.5.
+      in (0, 1). When neither split is given, `TaskSettings.support_fraction`.
     cutoff_time: split at this Unix second instead.
     max_support: keep at most the latest `max_support` support interactions
       (0 makes every task cold-start; None: no cap).
@@ -278,7 +294,7 @@ def build_tasks(data: Mapping[str, np.ndarray],
   """
   _check_arguments(support_fraction, cutoff_time, max_support, max_query, min_interactions)
   if support_fraction is None and cutoff_time is None:
-    support_fraction = DEFAULT_SUPPORT_FRACTION
+    support_fraction = DEFAULTS.support_fraction
   arrays = _checked_inputs(data)
   groups = _group(arrays.get(MEMBER_KEY, arrays[tensor_layout.MEMBER_ID]), arrays[TIMESTAMP])
   sorted_values = {k: v[groups.order] for k, v in arrays.items()}
@@ -352,3 +368,74 @@ def flatten_interactions(tasks: Tasks,
   if include_task_index:
     out["task_index"] = task_index
   return out
+
+
+def window_keys(member_keys: np.ndarray, timestamps: np.ndarray, window: int) -> np.ndarray:
+  """`"<member>#<w>"` per interaction: `w` = its window in the member's time order.
+
+  Each member's interactions, ordered by time (ties keep input order), are cut
+  into consecutive windows of `window`; the last window may be shorter.
+  """
+  keys = np.asarray(member_keys)
+  order = np.lexsort((np.asarray(timestamps), keys))
+  sorted_keys = keys[order]
+  starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+  rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+  chunk = np.empty(len(order), np.int64)
+  chunk[order] = rank // window
+  return np.char.add(np.char.add(keys.astype(str), "#"), chunk.astype(str))
+
+
+def training_tasks(data: Mapping[str, np.ndarray], settings: TaskSettings = DEFAULTS) -> Tasks:
+  """The task recipe of training: windows over each member's history.
+
+  Each member's time-ordered interactions are cut into consecutive windows
+  of `settings.window` (`window_keys`); each window is one task whose earlier
+  `settings.support_fraction` is support and the rest query
+  (`fraction_support_size`). Members with fewer than
+  `settings.min_interactions` interactions are dropped; with the default 1
+  every interaction lands in exactly one task (a window of one interaction
+  is a cold-start task). Sides are padded to the full window's support and
+  query sizes. No interaction is capped away, so no support size is sampled.
+
+  The TFX TaskGen component calls this per member (its Beam DoFn) and the
+  offline evaluation calls it on the whole training period: both train on
+  the same tasks.
+
+  Args:
+    data: per-interaction arrays (`build_tasks`' input) with `member_key`.
+    settings: `window`, `support_fraction` and `min_interactions`.
+
+  Returns:
+    The tasks, one per window; `member_ids` are `"<member>#<window>"`.
+  """
+  if MEMBER_KEY not in data:
+    raise ValueError(f"training_tasks needs {MEMBER_KEY!r} (the raw member ids)")
+  keys = np.asarray(data[MEMBER_KEY])
+  counts = pd.Series(keys).value_counts()
+  keep = np.isin(keys, counts.index[counts >= settings.min_interactions].to_numpy())
+  if not keep.any():
+    raise ValueError(f"no task left: every member has fewer than "
+                     f"{settings.min_interactions} interactions")
+  windowed = {k: np.asarray(v)[keep] for k, v in data.items()}
+  windowed[MEMBER_KEY] = window_keys(windowed[MEMBER_KEY], windowed[TIMESTAMP], settings.window)
+  tasks = build_tasks(windowed, support_fraction=settings.support_fraction, max_support=None,
+                      max_query=None, min_interactions=1)
+  support = window_support_size(settings.window, settings.support_fraction)
+  return dataclasses.replace(
+      pad_sides(tasks, support, settings.window - support),
+      dropped_members={"too_few_interactions": int(len(counts) - (counts >= settings.min_interactions).sum())})
+
+
+def pad_sides(tasks: Tasks, support_length: int, query_length: int) -> Tasks:
+  """`tasks` with each side zero-padded (or cut) to exactly the given lengths."""
+  arrays = dict(tasks.arrays)
+  for side, length in ((tensor_layout.SUPPORT, support_length),
+                       (tensor_layout.QUERY, query_length)):
+    for name in tensor_layout.INTERACTION_KEYS:
+      key = tensor_layout.side_key(side, name)
+      value = arrays[key][:, :length]
+      padded = np.zeros((value.shape[0], length) + value.shape[2:], value.dtype)
+      padded[:, :value.shape[1]] = value
+      arrays[key] = padded
+  return dataclasses.replace(tasks, arrays=arrays)

@@ -18,6 +18,13 @@ An *interaction batch* (what the ranker scores at serving time) is flat::
     context_features [N, Dc], optional meta_embedding [N, d], optional label [N]
 """
 
+#: Per-interaction key of the raw member id (bytes/str): what tasks are grouped by
+#: (unknown members all share `member_id` 0). The Transform output, the pandas
+#: `Preprocessor`, the task records and the Beam jobs all use this one name.
+MEMBER_KEY = "member_key"
+#: Per-interaction key of the interaction time, int64 Unix seconds.
+TIMESTAMP = "timestamp"
+
 MEMBER_ID = "member_id"
 MEMBER_FEATURES = "member_features"
 ITEM_ID = "item_id"

@@ -13,60 +13,64 @@ method                 what it is
 """
 
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from limaml_keras import model_config
+from limaml_keras import model_factory
+from limaml_keras import task_settings
 from limaml_keras import tensor_layout as F
-from limaml_keras.layers import GlobalBlock, MetaBlock
 from limaml_keras.evaluation.method_names import METHODS, TRAINED_AS
-from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel, PersonalizedRanker
+from limaml_keras.model import PersonalizedRanker
+from limaml_keras.model_config import ModelConfig
+from limaml_keras.evaluation import protocol
 from limaml_keras.tasks import Tasks
+
+#: `TRAINED_AS` value -> (`ModelConfig.model`, `first_order`).
+_MODEL_OF = {"global": (model_config.GLOBAL, False),
+             "id_embedding": (model_config.ID_EMBEDDING, False),
+             "limaml": (model_config.LIMAML, False),
+             "limaml_first_order": (model_config.LIMAML, True)}
 
 
 @dataclasses.dataclass(frozen=True)
-class Hyperparameters:
-  """Everything that shapes one training run (shared by all methods unless noted)."""
-  embedding_dim: int = 16
-  meta_hidden: Tuple[int, ...] = (64,)
-  global_hidden: Tuple[int, ...] = (64, 32)
-  item_embedding_dim: int = 16
-  num_cross_layers: int = 1
-  learning_rate: float = 1e-3
-  batch_size: int = 32
-  epochs: int = 5
-  window: int = 40
-  inner_steps: int = 3          # limaml*: inner steps in training and adaptation
-  inner_lr: float = 0.5         # limaml*
-  learn_inner_lr: bool = False  # limaml*
-  use_history: bool = False     # limaml*: Meta Block also reads a summary of the support set
-  fine_tune_steps: int = 3      # fine_tune
-  fine_tune_lr: float = 0.1     # fine_tune
-  id_l2: float = 1e-4           # id_embedding
+class Hyperparameters(ModelConfig):
+  """A `ModelConfig` plus the training-task choices the evaluation tunes.
 
-  def replace(self, **changes) -> "Hyperparameters":
-    return dataclasses.replace(self, **changes)
+  Attributes:
+    window: interactions per training task (`TaskSettings.window`).
+    task_history: `limaml*` only: meta-train on history tasks with up to this
+      many support interactions (`protocol.training_tasks`; 0: the windows).
+  """
+  window: int = task_settings.DEFAULTS.window
+  task_history: int = 0
 
 
-def build_model(trained_as: str, hp: Hyperparameters, num_items: int,
+def config_for(trained_as: str, hp: ModelConfig) -> ModelConfig:
+  """`hp` with `model` and `first_order` set for one of the `TRAINED_AS` values."""
+  if trained_as not in _MODEL_OF:
+    raise ValueError(f"unknown model kind {trained_as!r}; expected one of {sorted(_MODEL_OF)}")
+  model, first_order = _MODEL_OF[trained_as]
+  return hp.replace(model=model, first_order=first_order)
+
+
+def build_model(trained_as: str, hp: ModelConfig, num_items: int,
                 num_members: int) -> PersonalizedRanker:
   """A compiled, un-trained model for one of the `TRAINED_AS` values."""
-  meta = MetaBlock(hidden_units=hp.meta_hidden, embedding_dim=hp.embedding_dim)
-  ranker = GlobalBlock(num_items=num_items, item_embedding_dim=hp.item_embedding_dim,
-                       num_cross_layers=hp.num_cross_layers, hidden_units=hp.global_hidden)
-  if trained_as == "global":
-    model = GlobalModel(meta, ranker)
-  elif trained_as == "id_embedding":
-    model = IdEmbeddingModel(meta, ranker, num_members=num_members, id_l2=hp.id_l2)
-  elif trained_as in ("limaml", "limaml_first_order"):
-    model = LiMAMLModel(meta, ranker, inner_steps=hp.inner_steps, inner_lr=hp.inner_lr,
-                        learn_inner_lr=hp.learn_inner_lr, use_history=hp.use_history,
-                        first_order=trained_as == "limaml_first_order")
-  else:
-    raise ValueError(f"unknown model kind {trained_as!r}; expected one of {sorted(set(TRAINED_AS.values()))}")
-  model.compile(optimizer=tf.keras.optimizers.Adam(hp.learning_rate))
-  return model
+  return model_factory.build_model(config_for(trained_as, hp), num_items, num_members)
+
+
+def training_tasks(trained_as: str, hp: Hyperparameters, train_arrays: Dict[str, np.ndarray]
+                   ) -> Tasks:
+  """The training tasks of one model kind.
+
+  Baselines always get the plain windows (every interaction a target once);
+  MAML models get history tasks when `hp.task_history > 0`.
+  """
+  history = hp.task_history if trained_as.startswith("limaml") else 0
+  return protocol.training_tasks(train_arrays, window=hp.window, history=history)
 
 
 def train(trained_as: str, hp: Hyperparameters, tasks: Tasks, num_items: int, num_members: int,

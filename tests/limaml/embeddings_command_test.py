@@ -24,6 +24,7 @@ def _main(capsys, *argv):
   return code, captured.out, captured.err
 
 
+@pytest.mark.slow  # a Beam run: measured 35-130 s on 2 busy cores
 def test_generate_from_interaction_csvs(tmp_path):
   tft_output = testing.transform_output(str(tmp_path / "transform"))
   model_dir = export.export_serving_model(testing.untrained_model(tft_output), tft_output,

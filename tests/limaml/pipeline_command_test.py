@@ -9,7 +9,9 @@ from limaml import cli
 from limaml_keras import synthetic
 from limaml import pipeline_command as pipeline_cli
 from tfx_pipeline.pipeline import configs
+from limaml_keras import model_config
 from limaml_keras import schema
+from limaml_keras import task_settings
 
 
 def _write_csv(path, header, rows):
@@ -81,6 +83,28 @@ def test_bad_threshold_fails_before_tfx(small_csv, tmp_path, capsys):
                     "--min-auc", "2"], capsys)
   assert code == 1 and "min_auc must be in [0, 1], got 2.0" in err
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-support", "0"], "max_support must be a whole number >= 1, got 0"),
+    (["--window", "1"], "window must be a whole number >= 2, got 1"),
+])
+def test_bad_task_setting_fails_before_tfx(small_csv, tmp_path, capsys, flags, message):
+  path, _, _ = small_csv
+  code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out")]
+                   + flags, capsys)
+  assert code == 1 and message in err
+  assert not (tmp_path / "out").exists()
+
+
+def test_flag_defaults_are_the_library_defaults():
+  run = cli.build_parser().parse_args(["pipeline", "run"])
+  tasks, model = task_settings.DEFAULTS, model_config.ModelConfig()
+  assert (run.window, run.max_support, run.max_query) == (
+      tasks.window, tasks.max_support, tasks.max_query)
+  assert (run.epochs, run.batch_size, run.inner_steps) == (
+      model.epochs, model.batch_size, model.inner_steps)
+  assert run.eval_fraction == task_settings.EVAL_FRACTION
 
 
 def _pushed_model(**properties):

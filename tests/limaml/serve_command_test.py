@@ -99,6 +99,7 @@ def test_missing_paths_are_named(tmp_path, capsys):
   assert "no such interactions CSV" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a subprocess server: measured 35-130 s on 2 busy cores
 def test_start_serves_until_interrupted(saved_models, tmp_path):
   base_path = tmp_path / "limaml"
   shutil.copytree(saved_models.personalised_v1, base_path / "3")

@@ -44,8 +44,8 @@ def fitted():
 
 def test_transform_shapes_dtypes_and_dims(fitted):
   out = fitted.transform(_frame())
-  assert fitted.member_feature_dim == 1 + 1 + 2  # age, segment: oov, a, b
-  assert fitted.item_feature_dim == 2 + 1 + 3  # price, constant, category: oov, x, y, z
+  assert fitted.member_feature_dim == 1 + 2 + 1  # age, segment: a, b, oov
+  assert fitted.item_feature_dim == 2 + 3 + 1  # price, constant, category: x, z, y, oov
   assert fitted.context_feature_dim == 1
   assert (fitted.num_members, fitted.num_items) == (4, 4)
   expected = {
@@ -72,19 +72,38 @@ def test_numeric_columns_are_z_scored_and_constant_columns_centred(fitted):
 
 
 def test_categoricals_are_one_hot_with_an_oov_slot(fitted):
-  assert fitted.feature_names("member") == ["age", "segment=<oov>", "segment=a", "segment=b"]
+  assert fitted.feature_names("member") == ["age", "segment=a", "segment=b", "segment=<oov>"]
   out = fitted.transform(_frame(segment=["b", "new", None, "a"]))
   np.testing.assert_array_equal(out[tensor_layout.MEMBER_FEATURES][:, 1:],
-                                [[0, 0, 1], [1, 0, 0], [1, 0, 0], [0, 1, 0]])
+                                [[0, 1, 0], [0, 0, 1], [0, 0, 1], [1, 0, 0]])
+
+
+def test_vocabularies_are_by_frequency_ties_reverse_lexicographic():
+  # TFT's order: decreasing count, ties by reverse byte order; empty and newline values
+  # are not vocabulary entries.
+  frame = _frame(category=["y", "x", "", "z\n"])
+  pre = preprocessing.Preprocessor(SPEC).fit(pd.concat([_frame(), frame, _frame().iloc[:1]]))
+  assert pre.get_config()["state"]["vocabularies"]["category"] == ["x", "y", "z"]
+  assert pre.get_config()["state"]["vocabularies"]["segment"] == ["a", "b"]
+  assert pre.get_config()["state"]["member_vocabulary"] == ["m1", "m3", "m2"]
+  out = pre.transform(frame)
+  assert out[tensor_layout.ITEM_FEATURES][:, 2:].argmax(axis=1).tolist() == [1, 0, 3, 3]
+
+
+def test_config_of_another_encoding_is_refused(fitted):
+  config = fitted.get_config()
+  config.pop("encoding")
+  with pytest.raises(ValueError, match="fit the preprocessor again"):
+    preprocessing.Preprocessor.from_config(config)
 
 
 def test_many_oov_buckets_hash_stably():
   pre = preprocessing.Preprocessor(SPEC, oov_buckets=3).fit(_frame())
-  assert pre.feature_names("member")[1:4] == ["segment=<oov>0", "segment=<oov>1",
+  assert pre.feature_names("member")[3:6] == ["segment=<oov>0", "segment=<oov>1",
                                               "segment=<oov>2"]
   unseen = _frame(segment=["new1", "new2", "new3", None])
-  first = pre.transform(unseen)[tensor_layout.MEMBER_FEATURES][:, 1:4]
-  second = pre.transform(unseen)[tensor_layout.MEMBER_FEATURES][:, 1:4]
+  first = pre.transform(unseen)[tensor_layout.MEMBER_FEATURES][:, 3:6]
+  second = pre.transform(unseen)[tensor_layout.MEMBER_FEATURES][:, 3:6]
   np.testing.assert_array_equal(first, second)
   np.testing.assert_array_equal(first.sum(axis=1), 1.0)
   assert first[3, 0] == 1.0  # missing -> slot 0
@@ -94,8 +113,9 @@ def test_many_oov_buckets_hash_stably():
 def test_ids_index_from_one_and_unseen_ids_map_to_zero(fitted):
   out = fitted.transform(_frame(member_id=["m2", "nobody", "m1", "m3"],
                                 item_id=["i3", "i1", "unseen", "i2"]))
-  np.testing.assert_array_equal(out[tensor_layout.MEMBER_ID], [2, 0, 1, 3])
-  np.testing.assert_array_equal(out[tensor_layout.ITEM_ID], [3, 1, 0, 2])
+  # By frequency (m1, i1 twice), ties in reverse order: members m1, m3, m2; items i1, i3, i2.
+  np.testing.assert_array_equal(out[tensor_layout.MEMBER_ID], [3, 0, 1, 2])
+  np.testing.assert_array_equal(out[tensor_layout.ITEM_ID], [2, 1, 0, 3])
 
 
 def test_vocabularies_and_statistics_come_only_from_the_fitted_frame():

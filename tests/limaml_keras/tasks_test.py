@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from limaml_keras import task_settings
 from limaml_keras import tensor_layout
 from limaml_keras import preprocessing
 from limaml_keras import synthetic
@@ -249,3 +250,48 @@ def test_bad_dataset_and_flatten_arguments_raise():
     tasks_lib.flatten_interactions(tasks, sides=("support", "support"))
   with pytest.raises(ValueError, match="sides"):
     tasks_lib.flatten_interactions(tasks, sides=("train",))
+
+
+def test_window_keys_cut_each_members_history_in_time_order():
+  keys = np.array(["a", "b", "a", "a", "b"], object)
+  times = np.array([30, 5, 10, 20, 1])
+  assert tasks_lib.window_keys(keys, times, 2).tolist() == ["a#1", "b#0", "a#0", "a#0", "b#0"]
+
+
+def test_training_tasks_windows_cover_every_interaction_once():
+  data = _interactions()
+  settings = task_settings.TaskSettings(window=2, max_support=1, max_query=1)
+  tasks = tasks_lib.training_tasks(data, settings)
+  assert int(tasks.support_sizes.sum() + tasks.query_sizes.sum()) == len(ROWS)
+  # Padded to a full window's sides (1 support + 1 query), whatever the longest task.
+  assert tasks.arrays[_key(tensor_layout.SUPPORT, tensor_layout.MASK)].shape == (len(tasks), 1)
+  assert tasks.arrays[_key(tensor_layout.QUERY, tensor_layout.MASK)].shape == (len(tasks), 1)
+  with pytest.raises(ValueError, match="needs 'member_key'"):
+    tasks_lib.training_tasks(_interactions(with_key=False), settings)
+
+
+def test_training_tasks_drop_members_below_min_interactions():
+  data = _interactions()
+  counts = {k: int((data[preprocessing.MEMBER_KEY] == k).sum())
+            for k in set(data[preprocessing.MEMBER_KEY])}
+  threshold = max(counts.values())
+  tasks = tasks_lib.training_tasks(data, task_settings.TaskSettings(min_interactions=threshold))
+  assert tasks.dropped_members == {
+      "too_few_interactions": sum(n < threshold for n in counts.values())}
+  with pytest.raises(ValueError, match="no task left"):
+    tasks_lib.training_tasks(data, task_settings.TaskSettings(min_interactions=threshold + 1))
+
+
+def test_latest_first_keeps_the_latest_in_time_order():
+  assert tasks_lib.latest_first(np.array([5, 1, 9, 3]), 2).tolist() == [0, 2]
+  assert tasks_lib.latest_first(np.array([5, 1]), 0).tolist() == []
+  assert tasks_lib.latest_first(np.array([5, 1]), 9).tolist() == [1, 0]
+
+
+def test_pad_sides_pads_and_cuts():
+  tasks = tasks_lib.build_tasks(_interactions(), min_interactions=1)
+  padded = tasks_lib.pad_sides(tasks, 5, 1)
+  support_mask = padded.arrays[_key(tensor_layout.SUPPORT, tensor_layout.MASK)]
+  assert support_mask.shape == (len(tasks), 5)
+  np.testing.assert_array_equal(support_mask.sum(axis=1), tasks.support_sizes)
+  assert padded.arrays[_key(tensor_layout.QUERY, tensor_layout.ITEM_FEATURES)].shape[1] == 1

@@ -17,7 +17,8 @@ import pytest
 import tensorflow as tf
 
 from limaml_keras import testing
-from tfx_pipeline.models import model_config
+from limaml_keras import model_config
+from limaml_keras import model_factory
 from tfx_pipeline.components import task_records
 from tfx_pipeline.models import trainer
 
@@ -29,7 +30,8 @@ CONFIG = model_config.ModelConfig(epochs=2, batch_size=4, learning_rate=1e-2, em
 _KILLED_RUN = textwrap.dedent("""
     import json, os, signal, sys
     import tensorflow as tf
-    from tfx_pipeline.models import model_config
+    from limaml_keras import model_config
+    from limaml_keras import model_factory
     from tfx_pipeline.models import trainer
     config = model_config.ModelConfig.from_dict(json.loads(sys.argv[1]))
     files, backup_dir, kill_after = json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -42,7 +44,7 @@ _KILLED_RUN = textwrap.dedent("""
           os.kill(os.getpid(), signal.SIGKILL)
 
     tf.keras.utils.set_random_seed(config.seed)
-    model = trainer.build_model(config, num_items=int(sys.argv[5]), num_members=int(sys.argv[6]))
+    model = model_factory.build_model(config, num_items=int(sys.argv[5]), num_members=int(sys.argv[6]))
     trainer.train_model(model, files, config, backup_dir, backup_every=%d, callbacks=[Kill()])
 """ % BACKUP_EVERY)
 
@@ -61,7 +63,7 @@ def train_files(tmp_path_factory):
 
 def _model():
   tf.keras.utils.set_random_seed(CONFIG.seed)  # As run_fn does.
-  return trainer.build_model(CONFIG, num_items=NUM_ITEMS, num_members=NUM_TASKS + 1)
+  return model_factory.build_model(CONFIG, num_items=NUM_ITEMS, num_members=NUM_TASKS + 1)
 
 
 def _state(model):

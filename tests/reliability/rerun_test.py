@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfx_pipeline.models import model_config
+from limaml_keras import model_config
+from limaml_keras import model_factory
 
 # Two fresh interpreters importing TensorFlow + TFX: about 80 s on 2 shared cores.
 pytestmark = pytest.mark.slow
@@ -42,7 +43,8 @@ import hashlib, importlib.util, json, os, sys
 import numpy as np
 import tensorflow as tf
 from tfx_pipeline.models import export
-from tfx_pipeline.models import model_config
+from limaml_keras import model_config
+from limaml_keras import model_factory
 from tfx_pipeline.models import trainer
 
 records, out, order = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
@@ -65,7 +67,7 @@ result = {}
 for name in order:
   config = configs[name]
   tf.keras.utils.set_random_seed(config.seed)  # As run_fn does.
-  model = trainer.build_model(config, num_items=bench.NUM_ITEMS, num_members=1)
+  model = model_factory.build_model(config, num_items=bench.NUM_ITEMS, num_members=1)
   trainer.train_model(model, [pattern], config, os.path.join(out, "backup-" + name))
   result[name] = digest([v.numpy() for v in model.weights + model.optimizer.variables])
   if name == model_config.LIMAML:

@@ -96,6 +96,7 @@ def test_compose_runs_the_stock_image_with_the_configs(compose_service):
     assert os.path.isfile(source), source
 
 
+@pytest.mark.slow  # imports TFX: 129 s on 2 busy cores when no other test has
 def test_compose_mounts_where_the_pipeline_pushes(compose_service):
   from tfx_pipeline import local_runner  # pylint: disable=g-import-not-at-top  (imports TFX)
   mounts = {v["target"]: v["source"] for v in compose_service["volumes"]}

@@ -10,6 +10,7 @@ import json
 import grpc
 import hypothesis
 import numpy as np
+import pytest
 import requests
 from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2
@@ -72,6 +73,7 @@ def _predict_request(draw):
   return request
 
 
+@pytest.mark.slow  # fuzzes a live gRPC server: measured 35-130 s on 2 busy cores
 def test_fuzz_grpc_predict(grpc_channel, saved_models):
   stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc_channel)
   raw = grpc_channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
@@ -109,6 +111,7 @@ _PATHS = st.sampled_from(["limaml:predict", "global:predict", "limaml/versions/1
                           "limaml/labels/x:predict", "limaml/metadata", "limaml:", ":predict"])
 
 
+@pytest.mark.slow  # fuzzes a live REST server: measured 35-130 s on 2 busy cores
 def test_fuzz_rest(rest_url, saved_models):
   session = requests.Session()
 

@@ -69,7 +69,7 @@ SUPPORT_SIZE = "support_size"
 AS_OF_TIMESTAMP = "as_of_timestamp"
 MODEL_VERSION = "model_version"
 #: Optional int64 `[S]` feature of a task record: the support interactions' timestamps.
-SUPPORT_TIMESTAMP = tensor_layout.side_key(tensor_layout.SUPPORT, "timestamp")
+SUPPORT_TIMESTAMP = tensor_layout.side_key(tensor_layout.SUPPORT, tensor_layout.TIMESTAMP)
 
 OUTPUT_NAME = "meta_embeddings"
 COUNTERS_FILE = "counters.json"

@@ -27,7 +27,6 @@ with more than `max_support` interactions.
 """
 
 import csv
-import heapq
 from typing import Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
 
 import apache_beam as beam
@@ -36,9 +35,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from limaml_keras import tasks as tasks_lib
 from limaml_keras import tensor_layout
 from limaml_keras import raw_data_checks
 from limaml_keras import schema
+from limaml_keras import task_settings
 from tfx_pipeline.beam import embedding_job
 from limaml_keras import serving_contract
 from tfx_pipeline.models import export
@@ -58,9 +59,8 @@ _ORDER_KEYS = (preprocessing.TIMESTAMP, tensor_layout.ITEM_ID, tensor_layout.LAB
 
 
 def check_max_support(max_support: int) -> None:
-  """Raises ValueError unless `max_support` >= 1."""
-  if isinstance(max_support, bool) or int(max_support) != max_support or max_support < 1:
-    raise ValueError(f"max_support must be a whole number >= 1, got {max_support!r}")
+  """Raises ValueError unless `max_support` is a valid `TaskSettings.max_support`."""
+  task_settings.DEFAULTS.replace(max_support=max_support)
 
 
 def order_key(interaction: Interaction) -> Tuple:
@@ -81,7 +81,11 @@ class LatestInteractionsFn(beam.CombineFn):
     return 0, []
 
   def _latest(self, interactions: Iterable[Interaction]) -> List[Interaction]:
-    return heapq.nlargest(self._max_support, interactions, key=order_key)
+    """The latest `max_support` by `order_key`, in time order (the library's rule)."""
+    interactions = list(interactions)
+    keys = np.empty(len(interactions), object)
+    keys[:] = [order_key(i) for i in interactions]
+    return [interactions[p] for p in tasks_lib.latest_first(keys, self._max_support)]
 
   def add_input(self, accumulator, interaction):
     count, latest = accumulator
@@ -100,7 +104,7 @@ class LatestInteractionsFn(beam.CombineFn):
 
   def extract_output(self, accumulator):
     count, latest = accumulator
-    return count, sorted(self._latest(latest), key=order_key)
+    return count, self._latest(latest)
 
 
 def support_record(member_key: bytes, count_and_latest: Tuple[int, Sequence[Interaction]],
@@ -346,7 +350,8 @@ def _run(source, model_dir, output_dir, model_version, max_support, beam_args, b
 
 
 def run_csv(model_dir: str, transform_graph_dir: str, csv_patterns: Sequence[str],
-            output_dir: str, model_version: str, max_support: int = 20,
+            output_dir: str, model_version: str,
+            max_support: int = task_settings.DEFAULTS.max_support,
             beam_args: Sequence[str] = (), batch_size: int = 256,
             rows_per_shard: int = embedding_job.DEFAULT_ROWS_PER_SHARD) -> Dict[str, int]:
   """The embedding job on raw interaction CSVs (see `embedding_job.run` for the output).
@@ -363,7 +368,9 @@ def run_csv(model_dir: str, transform_graph_dir: str, csv_patterns: Sequence[str
 
 
 def run_transformed(model_dir: str, patterns: Sequence[str], output_dir: str,
-                    model_version: str, max_support: int = 20, beam_args: Sequence[str] = (),
+                    model_version: str,
+                    max_support: int = task_settings.DEFAULTS.max_support,
+                    beam_args: Sequence[str] = (),
                     batch_size: int = 256,
                     rows_per_shard: int = embedding_job.DEFAULT_ROWS_PER_SHARD,
                     pipeline: beam.Pipeline = None) -> Dict[str, int]:

@@ -30,7 +30,7 @@ Example (in a pipeline):
 ```python
 meta_embedding_gen = MetaEmbeddingGen(
     model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
-    examples=transform.outputs["transformed_examples"], max_support=20,
+    examples=transform.outputs["transformed_examples"],
     raw_examples=example_gen.outputs["examples"], feature_spec=schema.spec_to_json(spec))
 pusher = tfx.components.Pusher(model=meta_embedding_gen.outputs["personalized_model"], ...)
 ```
@@ -54,9 +54,10 @@ from limaml_keras import serving_contract
 from tfx_pipeline.beam import member_supports
 from tfx_pipeline.models import personalized_model as personalized_model_lib
 from limaml_keras import schema
+from limaml_keras import task_settings
 
 DEFAULT_SPLITS = "train"
-DEFAULT_MAX_SUPPORT = 20
+DEFAULT_MAX_SUPPORT = task_settings.DEFAULTS.max_support
 
 
 class MetaEmbeddings(tfx_types.Artifact):

@@ -5,23 +5,24 @@ period) and an `eval` split (the later evaluation period). Output: an
 `Examples` artifact with the same splits, one task record per member
 (`tfx_pipeline.components.task_records`), plus `task_statistics.json` at its root.
 
-Per member, interactions ordered by time, ties by item id and label
-(`limaml_keras.tasks.build_tasks` does the split, so the pipeline and the
-in-memory path agree wherever timestamps do not tie):
+Per member, interactions ordered by time, ties by item id and label; the
+recipe is the library's (`limaml_keras.tasks`, settings
+`limaml_keras.task_settings.TaskSettings`), so the pipeline and the offline
+evaluation train on the same tasks:
 
-* train split: the member's training-period interactions, the earliest
-  `support_fraction` as support, the rest as query; members with fewer than
-  `min_train_interactions` are dropped.
-* eval split: support = the member's training-period interactions (what is
-  known before the cutoff), query = their evaluation-period interactions.
-  Members without training-period interactions are cold-start tasks
-  (support all padding); members without evaluation-period interactions have
-  nothing to score and get no eval task.
-
-Support keeps the latest `max_support` interactions, query the earliest
-`max_query`; both are padded to exactly those lengths. A member's cost is
-one sort of their timestamps plus the capped rows, however many
-interactions they have.
+* train split: `limaml_keras.tasks.training_tasks` on the member's
+  training-period interactions: consecutive windows of `window`
+  interactions, each one task (the earlier `support_fraction` support, the
+  rest query), so every training-period interaction reaches the Trainer;
+  members with fewer than `min_interactions` are dropped. Records are padded
+  to a full window's support and query sizes.
+* eval split: support = the member's latest `max_support` training-period
+  interactions (what is known before the cutoff), query = the earliest
+  `max_query` of their evaluation-period interactions, padded to exactly
+  those lengths. Members without training-period interactions are
+  cold-start tasks (support all padding); members without evaluation-period
+  interactions have nothing to score and get no eval task. A member's cost
+  is one sort of their timestamps plus the capped rows.
 
 Idempotent: the records depend only on the input examples and the settings
 (not on the order Beam groups them in), so a rerun writes the same set of
@@ -32,7 +33,7 @@ shards, so compare them as a set (`read_records`).
 import dataclasses
 import json
 import os
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -42,40 +43,23 @@ from tfx.types import artifact_utils
 
 from limaml_keras import tensor_layout
 from limaml_keras import tasks as tasks_lib
-from tfx_pipeline.models import preprocessing
+from limaml_keras.task_settings import DEFAULTS, TaskSettings
 from tfx_pipeline.components import task_records
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
 STATISTICS_FILE = "task_statistics.json"
 _RECORD_PREFIX = "data_tfrecord"
+#: Training windows of one member built together (bounds TaskGen's memory per member).
+WINDOWS_PER_BATCH = 64
 _SUMMARY = "summary"
 
 # Transformed features a task needs, and their kind in the tf.Example.
 _FLOAT_KEYS = (tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES,
                tensor_layout.LABEL)
-_INT_KEYS = (tensor_layout.MEMBER_ID, tensor_layout.ITEM_ID, preprocessing.TIMESTAMP)
+_INT_KEYS = (tensor_layout.MEMBER_ID, tensor_layout.ITEM_ID, tensor_layout.TIMESTAMP)
 _MATRIX_KEYS = (tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES)
 _Interaction = Dict[str, np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskSettings:
-  """How members' interactions become tasks (see the module docstring)."""
-  support_fraction: float
-  max_support: int
-  max_query: int
-  min_train_interactions: int
-
-  def __post_init__(self):
-    if not 0.0 < self.support_fraction < 1.0:
-      raise ValueError(f"support_fraction must be in (0, 1), got {self.support_fraction!r}")
-    if self.max_support < 1 or self.max_query < 1:
-      raise ValueError(f"max_support and max_query must be >= 1, got {self.max_support!r} "
-                       f"and {self.max_query!r}")
-    if self.min_train_interactions < 1:
-      raise ValueError(f"min_train_interactions must be >= 1, got "
-                       f"{self.min_train_interactions!r}")
 
 
 def parse_interaction(serialized: bytes) -> Tuple[bytes, _Interaction]:
@@ -83,7 +67,7 @@ def parse_interaction(serialized: bytes) -> Tuple[bytes, _Interaction]:
   feature = tf.train.Example.FromString(serialized).features.feature
   values = {k: np.asarray(feature[k].float_list.value, np.float32) for k in _FLOAT_KEYS}
   values.update({k: np.asarray(feature[k].int64_list.value, np.int64) for k in _INT_KEYS})
-  return feature[preprocessing.MEMBER_KEY].bytes_list.value[0], values
+  return feature[tensor_layout.MEMBER_KEY].bytes_list.value[0], values
 
 
 def _stack(interactions: List[_Interaction], member_key: bytes,
@@ -93,8 +77,8 @@ def _stack(interactions: List[_Interaction], member_key: bytes,
   for key in _FLOAT_KEYS + _INT_KEYS:
     column = [interaction[key] for interaction in interactions]
     arrays[key] = np.stack(column) if key in _MATRIX_KEYS else np.concatenate(column)
-  arrays[tasks_lib.TIMESTAMP] = order_key
-  arrays[tasks_lib.MEMBER_KEY] = np.full(len(interactions), member_key, dtype=object)
+  arrays[tensor_layout.TIMESTAMP] = order_key
+  arrays[tensor_layout.MEMBER_KEY] = np.full(len(interactions), member_key, dtype=object)
   return arrays
 
 
@@ -108,29 +92,17 @@ def _time_ranks(interactions: List[_Interaction]) -> np.ndarray:
     return np.concatenate([i[key] for i in interactions])
 
   order = np.lexsort((column(tensor_layout.LABEL), column(tensor_layout.ITEM_ID),
-                      column(preprocessing.TIMESTAMP)))
+                      column(tensor_layout.TIMESTAMP)))
   ranks = np.empty(len(order), np.int64)
   ranks[order] = np.arange(len(order))
   return ranks
 
 
-def _pad(task: tasks_lib.Tasks, settings: TaskSettings) -> Dict[str, np.ndarray]:
-  """Task 0 of `task`, its sides zero-padded to exactly max_support / max_query."""
-  out = {tensor_layout.MEMBER_ID: task.arrays[tensor_layout.MEMBER_ID][0],
-         tensor_layout.MEMBER_FEATURES: task.arrays[tensor_layout.MEMBER_FEATURES][0]}
-  for side, length in ((tensor_layout.SUPPORT, settings.max_support),
-                       (tensor_layout.QUERY, settings.max_query)):
-    for name in tensor_layout.INTERACTION_KEYS:
-      key = tensor_layout.side_key(side, name)
-      value = task.arrays[key][0][:length]
-      out[key] = np.zeros((length,) + value.shape[1:], value.dtype)
-      out[key][:value.shape[0]] = value
-  return out
-
-
-def _encoded(task: tasks_lib.Tasks, member_key: bytes, settings: TaskSettings) -> bytes:
-  return task_records.encode(_pad(task, settings), member_key,
-                             int(task.support_sizes[0]), int(task.query_sizes[0]))
+def _encoded(tasks: tasks_lib.Tasks, member_key: bytes) -> Iterable[bytes]:
+  """One task record per task of `tasks` (all of the member `member_key`)."""
+  for t in range(len(tasks)):
+    yield task_records.encode({k: v[t] for k, v in tasks.arrays.items()}, member_key,
+                              int(tasks.support_sizes[t]), int(tasks.query_sizes[t]))
 
 
 def _capped_task(member_key: bytes, interactions: List[_Interaction], order_key: np.ndarray,
@@ -147,19 +119,34 @@ def _capped_task(member_key: bytes, interactions: List[_Interaction], order_key:
   task = tasks_lib.build_tasks(
       _stack([interactions[i] for i in keep], member_key, order_key[keep]),
       cutoff_time=support_size, max_support=settings.max_support, max_query=settings.max_query)
+  task = tasks_lib.pad_sides(task, settings.max_support, settings.max_query)
   query_size = len(interactions) - support_size
   return dataclasses.replace(task, capped_interactions={
       tensor_layout.SUPPORT: support_size - int(task.support_sizes[0]),
       tensor_layout.QUERY: query_size - int(task.query_sizes[0])})
 
 
-def train_task(member_key: bytes, train: List[_Interaction],
-               settings: TaskSettings) -> Optional[tasks_lib.Tasks]:
-  """The member's training task, or None when it has too few interactions."""
-  if len(train) < settings.min_train_interactions:
-    return None
-  support_size = int(tasks_lib.fraction_support_size(len(train), settings.support_fraction))
-  return _capped_task(member_key, train, _time_ranks(train), support_size, settings)
+def train_tasks(member_key: bytes, train: List[_Interaction],
+                settings: TaskSettings) -> Iterator[tasks_lib.Tasks]:
+  """The member's training tasks (`limaml_keras.tasks.training_tasks`), in batches of windows.
+
+  Nothing when the member has fewer than `settings.min_interactions`
+  training-period interactions. The windows of `training_tasks` are
+  consecutive runs of `window` interactions in time order, so the member's
+  interactions are sorted once and up to `WINDOWS_PER_BATCH` windows are
+  built at a time: memory is one sort plus one batch of windows, however
+  long the member's history.
+  """
+  if not train or len(train) < settings.min_interactions:
+    return
+  ranks = _time_ranks(train)
+  order = np.argsort(ranks)
+  per_window = dataclasses.replace(settings, min_interactions=1)
+  step = settings.window * WINDOWS_PER_BATCH
+  for start in range(0, len(order), step):
+    rows = order[start:start + step]
+    yield tasks_lib.training_tasks(_stack([train[i] for i in rows], member_key, ranks[rows]),
+                                   per_window)
 
 
 def eval_task(member_key: bytes, train: List[_Interaction], evaluation: List[_Interaction],
@@ -185,18 +172,35 @@ class _MakeTasks(beam.DoFn):
     member_key, grouped = element
     train = list(grouped[TRAIN_SPLIT])
     evaluation = list(grouped[EVAL_SPLIT])
-    made = ((TRAIN_SPLIT, train_task(member_key, train, self._settings),
+    made = ((TRAIN_SPLIT, train_tasks(member_key, train, self._settings),
              "too_few_interactions"),
-            (EVAL_SPLIT, eval_task(member_key, train, evaluation, self._settings), "no_query"))
-    for split, task, reason in made:
-      if task is None:
+            (EVAL_SPLIT, _optional(eval_task(member_key, train, evaluation, self._settings)),
+             "no_query"))
+    for split, batches, reason in made:
+      empty = True
+      for tasks in batches:
+        empty = False
+        yield from self._outputs(split, member_key, tasks)
+      if empty:
         yield beam.pvalue.TaggedOutput(_SUMMARY, (split, {"dropped": reason}))
-        continue
-      yield beam.pvalue.TaggedOutput(split, _encoded(task, member_key, self._settings))
+
+  @staticmethod
+  def _outputs(split: str, member_key: bytes, tasks: tasks_lib.Tasks):
+    """Task records of `split` and their summaries."""
+    for record in _encoded(tasks, member_key):
+      yield beam.pvalue.TaggedOutput(split, record)
+    lengths = [tasks.arrays[tensor_layout.side_key(side, tensor_layout.MASK)].shape[1]
+               for side in (tensor_layout.SUPPORT, tensor_layout.QUERY)]
+    for t in range(len(tasks)):
       yield beam.pvalue.TaggedOutput(_SUMMARY, (split, {
-          "support": int(task.support_sizes[0]), "query": int(task.query_sizes[0]),
-          "capped_support": task.capped_interactions[tensor_layout.SUPPORT],
-          "capped_query": task.capped_interactions[tensor_layout.QUERY]}))
+          "support": int(tasks.support_sizes[t]), "query": int(tasks.query_sizes[t]),
+          "lengths": lengths,
+          "capped_support": tasks.capped_interactions[tensor_layout.SUPPORT] if t == 0 else 0,
+          "capped_query": tasks.capped_interactions[tensor_layout.QUERY] if t == 0 else 0}))
+
+
+def _optional(tasks: Optional[tasks_lib.Tasks]) -> List[tasks_lib.Tasks]:
+  return [] if tasks is None else [tasks]
 
 
 class _TaskStatisticsFn(beam.CombineFn):
@@ -207,9 +211,9 @@ class _TaskStatisticsFn(beam.CombineFn):
     self._settings = settings
 
   def create_accumulator(self):
+    # Histograms grow to the split's padded lengths + 1 (a count per size).
     return {"tasks": 0, "dropped_members": {}, "capped_interactions": [0, 0],
-            "support": [0] * (self._settings.max_support + 1),
-            "query": [0] * (self._settings.max_query + 1)}
+            "support": [], "query": []}
 
   def add_input(self, accumulator, summary):
     if "dropped" in summary:
@@ -217,8 +221,9 @@ class _TaskStatisticsFn(beam.CombineFn):
       dropped[summary["dropped"]] = dropped.get(summary["dropped"], 0) + 1
       return accumulator
     accumulator["tasks"] += 1
-    accumulator["support"][summary["support"]] += 1
-    accumulator["query"][summary["query"]] += 1
+    for key, length in zip(("support", "query"), summary["lengths"]):
+      histogram = _grown(accumulator[key], length + 1)
+      histogram[summary[key]] += 1
     accumulator["capped_interactions"][0] += summary["capped_support"]
     accumulator["capped_interactions"][1] += summary["capped_query"]
     return accumulator
@@ -229,8 +234,12 @@ class _TaskStatisticsFn(beam.CombineFn):
       merged["tasks"] += accumulator["tasks"]
       for reason, count in accumulator["dropped_members"].items():
         merged["dropped_members"][reason] = merged["dropped_members"].get(reason, 0) + count
-      for key in ("capped_interactions", "support", "query"):
-        merged[key] = [a + b for a, b in zip(merged[key], accumulator[key])]
+      merged["capped_interactions"] = [a + b for a, b in zip(merged["capped_interactions"],
+                                                             accumulator["capped_interactions"])]
+      for key in ("support", "query"):
+        histogram = _grown(merged[key], len(accumulator[key]))
+        for size, count in enumerate(accumulator[key]):
+          histogram[size] += count
     return merged
 
   def extract_output(self, accumulator):
@@ -244,6 +253,12 @@ class _TaskStatisticsFn(beam.CombineFn):
         "support_size": size_distribution(support),
         "query_size": size_distribution(query),
     }
+
+
+def _grown(histogram: List[int], length: int) -> List[int]:
+  """`histogram`, extended in place with zeros to at least `length` entries."""
+  histogram.extend([0] * (length - len(histogram)))
+  return histogram
 
 
 def size_distribution(histogram: List[int]) -> Dict[str, object]:
@@ -315,10 +330,11 @@ def TaskGen(  # pylint: disable=invalid-name
     transformed_examples: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.Examples],
     tasks: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples],
-    support_fraction: tfx.dsl.components.Parameter[float] = 0.5,
-    max_support: tfx.dsl.components.Parameter[int] = 20,
-    max_query: tfx.dsl.components.Parameter[int] = 20,
-    min_train_interactions: tfx.dsl.components.Parameter[int] = 2,
+    window: tfx.dsl.components.Parameter[int] = DEFAULTS.window,
+    support_fraction: tfx.dsl.components.Parameter[float] = DEFAULTS.support_fraction,
+    max_support: tfx.dsl.components.Parameter[int] = DEFAULTS.max_support,
+    max_query: tfx.dsl.components.Parameter[int] = DEFAULTS.max_query,
+    min_interactions: tfx.dsl.components.Parameter[int] = DEFAULTS.min_interactions,
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
   """Groups transformed interactions by member into padded MAML task records.
@@ -330,15 +346,20 @@ def TaskGen(  # pylint: disable=invalid-name
   Args:
     transformed_examples: Transform output with `train` and `eval` splits.
     tasks: the task records.
-    support_fraction: share of a member's training-period interactions that
-      are support in the training task.
-    max_support: support cap (latest interactions) and padded length.
-    max_query: query cap (earliest interactions) and padded length.
-    min_train_interactions: members with fewer training-period interactions
-      get no training task.
+    window: training-period interactions per training task.
+    support_fraction: share of a window that is support.
+    max_support: support cap (latest interactions) of evaluation tasks and
+      their padded length.
+    max_query: query cap (earliest interactions) of evaluation tasks and
+      their padded length.
+    min_interactions: members with fewer training-period interactions get
+      no training task.
+    (`limaml_keras.task_settings.TaskSettings` documents and checks these.)
     beam_pipeline: provided by TFX, built from the pipeline's Beam args.
   """
-  settings = TaskSettings(support_fraction, max_support, max_query, min_train_interactions)
+  settings = TaskSettings(window=window, support_fraction=support_fraction,
+                          max_support=max_support, max_query=max_query,
+                          min_interactions=min_interactions)
   splits = artifact_utils.decode_split_names(transformed_examples.split_names)
   missing = [s for s in (TRAIN_SPLIT, EVAL_SPLIT) if s not in splits]
   if missing:

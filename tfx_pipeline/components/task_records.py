@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from limaml_keras import tensor_layout
 
-MEMBER_KEY = "member_key"
+MEMBER_KEY = tensor_layout.MEMBER_KEY
 SUPPORT_SIZE = "support_size"
 QUERY_SIZE = "query_size"
 

@@ -33,10 +33,9 @@ from limaml_keras import schema
 
 #: `custom_config` key of the feature spec JSON.
 FEATURE_SPEC_KEY = "feature_spec"
-#: Output key of the raw member id.
-MEMBER_KEY = "member_key"
-#: Output key of the timestamp.
-TIMESTAMP = "timestamp"
+#: Output keys of the raw member id and the timestamp (`limaml_keras.tensor_layout`).
+MEMBER_KEY = tensor_layout.MEMBER_KEY
+TIMESTAMP = tensor_layout.TIMESTAMP
 #: Vocabulary file names of the id columns (`TFTransformOutput.vocabulary_size_by_name`).
 MEMBER_VOCABULARY = "member_id"
 ITEM_VOCABULARY = "item_id"

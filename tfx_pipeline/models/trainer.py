@@ -1,6 +1,7 @@
 """The Trainer components' `run_fn`: task records -> trained, exported model.
 
-`custom_config` holds a `ModelConfig` dict (`tfx_pipeline.models.model_config`).
+`custom_config` holds a `ModelConfig` dict (`limaml_keras.model_config`); the
+model comes from the library's one factory (`limaml_keras.model_factory`).
 The function reads the TaskGen records of the `train` and `eval` splits as
 task batches, fits the model (LiMAML, or the global baseline), evaluates it
 on the evaluation-period tasks (adapting on each member's support when the
@@ -20,7 +21,6 @@ the inputs and config (a TFX rerun gets a new model-run directory), and is
 deleted when training completes.
 """
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -33,10 +33,9 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 
 from limaml_keras import tensor_layout
-from limaml_keras import model as model_lib
-from limaml_keras.evaluation import methods
+from limaml_keras import model_config
+from limaml_keras import model_factory
 from tfx_pipeline.models import export
-from tfx_pipeline.models import model_config
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline.components import task_records
 
@@ -49,27 +48,6 @@ _HASH_BUCKETS = 2**63 - 1
 _BACKUP_CHECKPOINT_DIR = "chief"
 _SAVED_EPOCH = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
 _SAVED_BATCH = "ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE"
-
-
-def build_model(config: model_config.ModelConfig, num_items: int,
-                num_members: int) -> model_lib.PersonalizedRanker:
-  """The compiled, unbuilt Keras model `config` describes.
-
-  Args:
-    config: the hyperparameters.
-    num_items: item-id vocabulary size including the unknown id 0.
-    num_members: member-id vocabulary size including the unknown id 0.
-
-  Returns:
-    The model; it builds on its first task batch.
-  """
-  fields = {f.name for f in dataclasses.fields(methods.Hyperparameters)}
-  hyperparameters = methods.Hyperparameters(
-      **{k: v for k, v in dataclasses.asdict(config).items() if k in fields})
-  trained_as = config.model
-  if config.model == model_config.LIMAML and config.first_order:
-    trained_as = "limaml_first_order"
-  return methods.build_model(trained_as, hyperparameters, num_items, num_members)
 
 
 def steps_per_epoch(files: Sequence[str], batch_size: int) -> int:
@@ -226,7 +204,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info("Training %s", config)
   tf.keras.utils.set_random_seed(config.seed)
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
-  model = build_model(
+  model = model_factory.build_model(
       config, num_items=tft_output.vocabulary_size_by_name(preprocessing.ITEM_VOCABULARY) + 1,
       num_members=tft_output.vocabulary_size_by_name(preprocessing.MEMBER_VOCABULARY) + 1)
   history = train_model(model, fn_args.train_files, config, backup_dir_for(fn_args))

@@ -37,6 +37,7 @@ import numpy as np
 
 from limaml_keras import raw_data_checks
 from limaml_keras import schema
+from limaml_keras import task_settings
 
 TRAIN_DIR = "train"
 EVAL_DIR = "eval"
@@ -113,29 +114,6 @@ def validate_csv(path: str, spec: schema.FeatureSpec, as_of: Optional[int] = Non
   for _ in reader.rows(path):
     pass
   return reader.report
-
-
-def time_cutoff(timestamps: np.ndarray, eval_fraction: float) -> int:
-  """The first second of the evaluation period.
-
-  Interactions at or after the cutoff (about the latest `eval_fraction` of
-  them; ties stay together) form the evaluation period.
-
-  Raises:
-    ValueError: when `eval_fraction` is out of (0, 1) or either period would
-      be empty.
-  """
-  if not 0.0 < eval_fraction < 1.0:
-    raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction!r}")
-  ordered = np.sort(np.asarray(timestamps, np.int64))
-  if ordered.size < 2:
-    raise ValueError(f"cannot split {ordered.size} interaction(s) into two periods")
-  position = min(max(int(np.floor(ordered.size * (1.0 - eval_fraction))), 1), ordered.size - 1)
-  cutoff = int(ordered[position])
-  if cutoff <= ordered[0]:
-    raise ValueError("cannot split by time: the training period would be empty (too many "
-                     "interactions share the earliest timestamps)")
-  return cutoff
 
 
 class _StagedCsvWriter:
@@ -230,7 +208,7 @@ def split_by_time(files: Sequence[str], spec: schema.FeatureSpec, output_dir: st
   timestamps = np.fromiter((t for t, _ in _kept_rows(first_pass, files)), np.int64)
   if not timestamps.size:
     raise ValueError(f"no interaction left after the checks (dropped: {first_pass.report.dropped})")
-  cutoff = time_cutoff(timestamps, eval_fraction)
+  cutoff = task_settings.cutoff_time(timestamps, eval_fraction)
   second_pass = raw_data_checks.RawCsvReader(spec, as_of)
   counts = _write_data_root(output_dir, spec, (
       (TRAIN_DIR if timestamp < cutoff else EVAL_DIR, row)

@@ -37,6 +37,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from limaml_keras import schema
+from limaml_keras import task_settings
 from limaml_keras import warmup
 from tfx_pipeline.beam import embedding_job
 from limaml_keras import serving_contract
@@ -105,7 +106,8 @@ def csv_rows(files: Sequence[str]) -> Iterator[Dict[str, Any]]:
 
 
 def refresh(model_dir: str, transform_graph_dir: str, interactions: Sequence[str],
-            model_base_path: str, max_support: int = 20, beam_args: Sequence[str] = (),
+            model_base_path: str, max_support: int = task_settings.DEFAULTS.max_support,
+            beam_args: Sequence[str] = (),
             batch_size: int = 256, version: Optional[int] = None,
             feature_spec: Optional[schema.FeatureSpec] = None) -> RefreshResult:
   """Regenerates the embeddings of the members in `interactions` and pushes a new version.

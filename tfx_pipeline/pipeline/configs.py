@@ -20,14 +20,9 @@ PUSHER_ID = "Pusher"
 MIN_AUC = 0.5
 MIN_AUC_GAIN = 0.001
 
-#: Share of interactions, the latest in time, that form the evaluation period.
-EVAL_FRACTION = 0.2
-
-# Tasks (see tfx_pipeline.components.task_gen).
-SUPPORT_FRACTION = 0.5
-MAX_SUPPORT = 20
-MAX_QUERY = 20
-MIN_TRAIN_INTERACTIONS = 2
+# The evaluation period's share, the task settings and the model config have
+# their defaults in the library: `limaml_keras.task_settings` (EVAL_FRACTION,
+# TaskSettings) and `limaml_keras.model_config.ModelConfig`.
 
 #: ExampleValidator anomaly types that do not stop the run: new ids and new
 #: categories in the evaluation period are expected (they map to the unknown

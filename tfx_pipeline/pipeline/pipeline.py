@@ -45,7 +45,8 @@ from tfx_pipeline.pipeline import configs
 from tfx_pipeline.components import evaluation_config
 from tfx_pipeline.ops import input_data
 from tfx_pipeline.components import meta_embedding_gen
-from tfx_pipeline.models import model_config as model_config_lib
+from limaml_keras import model_config as model_config_lib
+from limaml_keras import task_settings as task_settings_lib
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline.components import task_gen
 
@@ -78,10 +79,7 @@ def create_pipeline(
     feature_spec: schema.FeatureSpec,
     serving_model_dir: str,
     *,
-    support_fraction: float = configs.SUPPORT_FRACTION,
-    max_support: int = configs.MAX_SUPPORT,
-    max_query: int = configs.MAX_QUERY,
-    min_train_interactions: int = configs.MIN_TRAIN_INTERACTIONS,
+    task_settings: Optional[task_settings_lib.TaskSettings] = None,
     model_config: Optional[model_config_lib.ModelConfig] = None,
     train_baseline: bool = True,
     min_auc: float = configs.MIN_AUC,
@@ -100,12 +98,8 @@ def create_pipeline(
     feature_spec: which raw columns feed which side of the model.
     serving_model_dir: where Pusher writes versioned SavedModels (a TF
       Serving `model_base_path`).
-    support_fraction: share of a member's training-period interactions used
-      as support in its training task.
-    max_support: support cap (latest interactions) of every task.
-    max_query: query cap (earliest interactions) of every task.
-    min_train_interactions: members with fewer training-period interactions
-      get no training task.
+    task_settings: how TaskGen and MetaEmbeddingGen make tasks and supports
+      (default `TaskSettings()`).
     model_config: hyperparameters of the LiMAML Trainer (default
       `ModelConfig()`); the baseline uses `model_config.baseline()`.
     train_baseline: also train the global baseline (`BaselineTrainer`), the
@@ -129,9 +123,7 @@ def create_pipeline(
   if model_config.model != model_config_lib.LIMAML:
     raise ValueError(f"model_config must describe the {model_config_lib.LIMAML!r} model, got "
                      f"{model_config.model!r}; the baseline is added by train_baseline")
-  # Checked here, so a bad setting fails when the pipeline is built, not mid-run.
-  settings = task_gen.TaskSettings(support_fraction, max_support, max_query,
-                                   min_train_interactions)
+  settings = task_settings or task_settings_lib.DEFAULTS
 
   example_gen = _example_gen(data_root)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -168,7 +160,7 @@ def create_pipeline(
       raw_examples=example_gen.outputs["examples"],  # Warmup records for the pushed version.
       feature_spec=schema.spec_to_json(feature_spec),
       splits=TRAIN_SPLIT,
-      max_support=max_support).with_id(configs.META_EMBEDDING_GEN_ID)
+      max_support=settings.max_support).with_id(configs.META_EMBEDDING_GEN_ID)
   personalized_model = embeddings.outputs["personalized_model"]
   sliced = activity_slices.ActivitySlices(examples=example_gen.outputs["examples"]).with_id(
       configs.ACTIVITY_SLICES_ID)

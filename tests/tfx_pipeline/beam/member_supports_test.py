@@ -89,7 +89,7 @@ def test_counters_and_rows(csv_run):
 def test_embeddings_equal_adapt_on_taskgen_supports(setup, csv_run):
   """The job's support for a member is TaskGen's eval support (latest MAX_SUPPORT by time)."""
   _, adapt = embedding_job.load_adapt(setup["model_dir"])
-  settings = task_gen.TaskSettings(0.5, MAX_SUPPORT, 1, 1)
+  settings = task_gen.TaskSettings(window=2, max_support=MAX_SUPPORT, max_query=1)
   by_member = {}
   for record in setup["transformed"]:
     key, interaction = task_gen.parse_interaction(record)

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from limaml_keras import task_settings
+from limaml_keras import tasks as tasks_lib
 from limaml_keras import tensor_layout
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline.components import task_gen
 from tfx_pipeline.components import task_records
 
-SETTINGS = task_gen.TaskSettings(support_fraction=0.5, max_support=3, max_query=2,
-                                 min_train_interactions=2)
+SETTINGS = task_settings.TaskSettings(window=4, support_fraction=0.5, max_support=3, max_query=2,
+                                      min_interactions=2)
 SUPPORT, QUERY = tensor_layout.SUPPORT, tensor_layout.QUERY
 
 
@@ -31,24 +33,52 @@ def _interaction(item, timestamp, member_feature=0.0, label=1.0):
           preprocessing.TIMESTAMP: np.array([timestamp])}
 
 
-def _items(task, side):
+def _items(task, side, t=0):
   arrays = task.arrays
-  mask = arrays[tensor_layout.side_key(side, tensor_layout.MASK)][0] > 0
-  return list(arrays[tensor_layout.side_key(side, tensor_layout.ITEM_ID)][0][mask])
+  mask = arrays[tensor_layout.side_key(side, tensor_layout.MASK)][t] > 0
+  return list(arrays[tensor_layout.side_key(side, tensor_layout.ITEM_ID)][t][mask])
 
 
-def test_train_task_splits_by_time_and_caps():
-  train = [_interaction(item, 10 * item) for item in (5, 1, 4, 2, 3, 6, 7, 8)]
-  task = task_gen.train_task(b"m", train, SETTINGS)
-  # 8 interactions: the earliest 4 are support, capped to the latest 3; query capped to 2.
-  assert _items(task, SUPPORT) == [2, 3, 4]
-  assert _items(task, QUERY) == [5, 6]
+def test_train_tasks_are_windows_covering_every_interaction():
+  train = [_interaction(item, 10 * item) for item in (5, 1, 4, 2, 3, 6, 7, 8, 9)]
+  windows = list(task_gen.train_tasks(b"m", train, SETTINGS))
+  # 9 interactions, windows of 4 in time order: [1-4], [5-8], [9] (cold start).
+  windows = [w.select([t]) for w in windows for t in range(len(w))]
+  assert [(_items(w, SUPPORT), _items(w, QUERY)) for w in windows] == [
+      ([1, 2], [3, 4]), ([5, 6], [7, 8]), ([], [9])]
+  assert sum(int(w.support_sizes.sum() + w.query_sizes.sum()) for w in windows) == len(train)
+  for window in windows:
+    assert window.capped_interactions == {SUPPORT: 0, QUERY: 0}
+    # Padded to a full window's sides.
+    assert window.arrays[tensor_layout.side_key(SUPPORT, tensor_layout.MASK)].shape == (1, 2)
+    assert window.arrays[tensor_layout.side_key(QUERY, tensor_layout.MASK)].shape == (1, 2)
   # Member features come from the latest support interaction.
-  assert task.arrays[tensor_layout.MEMBER_FEATURES][0][1] == 40
+  assert windows[0].arrays[tensor_layout.MEMBER_FEATURES][0][1] == 20
 
 
-def test_train_task_needs_min_interactions():
-  assert task_gen.train_task(b"m", [_interaction(1, 10)], SETTINGS) is None
+def test_train_tasks_are_the_library_recipe():
+  """TaskGen's per-member tasks are `limaml_keras.tasks.training_tasks` on all members at once."""
+  rng = np.random.default_rng(1)
+  members = {f"m{m}".encode(): [_interaction(int(i), int(t)) for i, t in zip(
+      rng.integers(1, 50, n), rng.permutation(1000)[:n])] for m, n in enumerate((1, 3, 9, 17))}
+  per_member = []
+  for key, rows in members.items():
+    per_member += [(key, _items(tasks, SUPPORT, t), _items(tasks, QUERY, t))
+                   for tasks in task_gen.train_tasks(key, rows, SETTINGS) for t in range(len(tasks))]
+  stacked = {k: np.concatenate([np.asarray(r[k])[None] if k in (
+      tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES)
+      else r[k] for rows in members.values() for r in rows]) for k in _interaction(1, 1)}
+  stacked[tensor_layout.MEMBER_KEY] = np.array(
+      [key for key, rows in members.items() for _ in rows], dtype=object)
+  library = tasks_lib.training_tasks(stacked, SETTINGS)
+  expected = [(library.member_ids[t].split("#")[0], _items(library, SUPPORT, t),
+               _items(library, QUERY, t)) for t in range(len(library))]
+  assert sorted((k.decode(), s, q) for k, s, q in per_member) == sorted(expected)
+  assert library.dropped_members == {"too_few_interactions": 1}
+
+
+def test_train_tasks_need_min_interactions():
+  assert not list(task_gen.train_tasks(b"m", [_interaction(1, 10)], SETTINGS))
 
 
 def test_eval_task_support_is_the_training_period():
@@ -67,11 +97,12 @@ def test_eval_task_cold_start_and_no_query():
   assert task_gen.eval_task(b"m", [_interaction(1, 1)], [], SETTINGS) is None
 
 
-def test_settings_are_checked():
+def test_settings_are_the_library_settings_and_are_checked():
+  assert task_gen.TaskSettings is task_settings.TaskSettings
   with pytest.raises(ValueError, match="support_fraction"):
-    task_gen.TaskSettings(1.0, 3, 2, 2)
-  with pytest.raises(ValueError, match="max_support and max_query"):
-    task_gen.TaskSettings(0.5, 0, 2, 2)
+    SETTINGS.replace(support_fraction=1.0)
+  with pytest.raises(ValueError, match="max_support must be"):
+    SETTINGS.replace(max_support=0)
 
 
 def test_size_distribution():
@@ -148,7 +179,7 @@ def test_ties_are_ordered_by_item_not_by_arrival():
   # Three interactions in the same second: which two are support must not depend on order.
   rows = [_interaction(item, 50) for item in (3, 1, 2)] + [_interaction(9, 60)]
   for arrival in (rows, rows[::-1], rows[1:] + rows[:1]):
-    task = task_gen.train_task(b"m", arrival, SETTINGS)
+    task, = task_gen.train_tasks(b"m", arrival, SETTINGS)
     assert _items(task, SUPPORT) == [1, 2] and _items(task, QUERY) == [3, 9]
 
 

@@ -9,7 +9,8 @@ from tfx import v1 as tfx
 
 from limaml_keras import tensor_layout
 from limaml_keras import testing
-from tfx_pipeline.models import model_config
+from limaml_keras import model_config
+from limaml_keras import model_factory
 from tfx_pipeline.components import task_records
 from tfx_pipeline.models import trainer
 
@@ -33,7 +34,7 @@ def train_files(tmp_path_factory):
 
 def _model():
   tf.keras.utils.set_random_seed(CONFIG.seed)  # As run_fn does.
-  return trainer.build_model(CONFIG, num_items=NUM_ITEMS, num_members=NUM_TASKS + 1)
+  return model_factory.build_model(CONFIG, num_items=NUM_ITEMS, num_members=NUM_TASKS + 1)
 
 
 class _Interrupt(tf.keras.callbacks.Callback):

@@ -160,13 +160,6 @@ def test_categorical_values_may_be_missing(tmp_path):
   assert (report.rows_read, report.rows_kept) == (3, 3)
 
 
-def test_time_cutoff_keeps_ties_together():
-  assert input_data.time_cutoff(np.array([1, 2, 3, 3, 3, 4]), 0.5) == 3
-  with pytest.raises(ValueError, match="training period would be empty"):
-    input_data.time_cutoff(np.array([5, 5, 5, 5]), 0.5)
-  with pytest.raises(ValueError, match="eval_fraction must be in"):
-    input_data.time_cutoff(np.array([1, 2]), 1.0)
-
 
 def test_missing_input_is_reported(tmp_path):
   with pytest.raises(FileNotFoundError, match="no such file"):

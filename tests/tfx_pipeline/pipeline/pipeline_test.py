@@ -38,6 +38,7 @@ from tfx_pipeline import local_runner
 from tfx_pipeline.models import personalized_model
 from tfx_pipeline.ops import push
 from limaml_keras import schema
+from limaml_keras import task_settings
 from tfx_pipeline.components import task_gen
 from tfx_pipeline.components import task_records
 from tfx_pipeline.models import trainer
@@ -147,15 +148,19 @@ def test_task_records_follow_the_time_split(run):
   for split in (task_gen.TRAIN_SPLIT, task_gen.EVAL_SPLIT):
     pattern = os.path.join(tasks_uri, f"Split-{split}", "*")
     task_format = task_records.infer_format(pattern)
+    # Training records are padded to a full window's sides, evaluation records to
+    # the caps; with the default settings both are 20 + 20.
     assert (task_format.support_length, task_format.query_length) == (
-        configs.MAX_SUPPORT, configs.MAX_QUERY)
+        task_settings.DEFAULTS.max_support, task_settings.DEFAULTS.max_query)
     records = [tf.train.Example.FromString(r.numpy()) for r in
                tf.data.TFRecordDataset(glob.glob(pattern), compression_type="GZIP")]
     keys = [r.features.feature[task_records.MEMBER_KEY].bytes_list.value[0].decode()
             for r in records]
     sizes = [r.features.feature[task_records.SUPPORT_SIZE].int64_list.value[0] for r in records]
-    assert len(records) == len(set(keys)) == statistics[split]["tasks"]
-    assert np.bincount(sizes, minlength=configs.MAX_SUPPORT + 1).tolist() == (
+    query_sizes = [r.features.feature[task_records.QUERY_SIZE].int64_list.value[0]
+                   for r in records]
+    assert len(records) == statistics[split]["tasks"]
+    assert np.bincount(sizes, minlength=task_settings.DEFAULTS.max_support + 1).tolist() == (
         statistics[split]["support_size"]["histogram"])
     batch = next(iter(task_records.dataset(pattern, task_format, batch_size=len(records))))
     for side in (tensor_layout.SUPPORT, tensor_layout.QUERY):
@@ -167,8 +172,12 @@ def test_task_records_follow_the_time_split(run):
       cold = {k for k, s in zip(keys, sizes) if s == 0}
       assert cold == eval_members - train_members
       assert statistics[split]["cold_start_tasks"] == len(cold) > 0
+      assert len(records) == len(set(keys))
     else:
-      assert set(keys) <= train_members
+      # Windows over each member's history: every training-period interaction is trained on.
+      assert set(keys) == train_members
+      train_rows = len(_csv_rows(f"{data_root}/train/interactions.csv"))
+      assert sum(sizes) + sum(query_sizes) == train_rows
 
 
 def test_both_trainers_report_evaluation_metrics(run):

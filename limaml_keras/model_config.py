@@ -1,0 +1,111 @@
+"""What model to train and how: the one hyperparameter config of LiMAML.
+
+Plain values only (no TensorFlow import), so the CLI reads the defaults
+cheaply. The TFX Trainer (`custom_config`), `limaml pipeline` flags and the
+offline evaluation (`limaml_keras.evaluation`) all use `ModelConfig`;
+`limaml_keras.model_factory.build_model` turns one into a compiled Keras
+model. The defaults are written here only.
+"""
+
+import dataclasses
+from typing import Any, Mapping, Optional, Tuple
+
+#: `model` values: MAML-trained `LiMAMLModel`, the non-personalised
+#: `GlobalModel` baseline, and the wide&deep `IdEmbeddingModel` baseline.
+LIMAML = "limaml"
+GLOBAL = "global"
+ID_EMBEDDING = "id_embedding"
+MODELS = (LIMAML, GLOBAL, ID_EMBEDDING)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Everything that shapes one training run.
+
+  Attributes:
+    model: one of `MODELS`.
+    first_order: first-order MAML (`limaml` only).
+    embedding_dim: size of the meta embedding.
+    meta_hidden: hidden layers of the Meta Block.
+    global_hidden: MLP of the Global Block.
+    item_embedding_dim: size of the item-id embedding.
+    num_cross_layers: DCN-v2 cross layers of the Global Block.
+    learning_rate: Adam learning rate of the outer loop.
+    batch_size: tasks per batch.
+    epochs: passes over the training tasks.
+    inner_steps: MAML inner steps in training and adaptation (`limaml`).
+    inner_lr: MAML inner learning rate (initial value when learnt).
+    learn_inner_lr: learn one inner learning rate per Meta Block parameter.
+    use_history: the Meta Block also reads a summary of the support set.
+    fine_tune_steps: adaptation steps of the `fine_tune` evaluation method.
+    fine_tune_lr: its learning rate.
+    id_l2: L2 penalty of the member-id embedding (`id_embedding`, and
+      `limaml` with `member_id_embedding`).
+    meta_item_interaction: a bilinear meta-embedding x item term in the
+      Global Block (every model).
+    support_items: `limaml`: the Meta Block reads support item ids ("none",
+      "shared" with the Global Block's item embedding, or "own").
+    train_support_sizes: `limaml`: support sizes sampled in meta-training
+      (empty: the tasks' own).
+    max_inner_lr: `limaml`: bound of the learned inner learning rates (None:
+      unbounded).
+    member_id_embedding: `limaml`: also a member-id embedding (the paper's
+      baseline plus the meta embedding).
+    seed: seed of initialisation and shuffling.
+  """
+  model: str = LIMAML
+  first_order: bool = False
+  embedding_dim: int = 16
+  meta_hidden: Tuple[int, ...] = (64,)
+  global_hidden: Tuple[int, ...] = (64, 32)
+  item_embedding_dim: int = 16
+  num_cross_layers: int = 1
+  learning_rate: float = 1e-3
+  batch_size: int = 32
+  epochs: int = 5
+  inner_steps: int = 3
+  inner_lr: float = 0.5
+  learn_inner_lr: bool = False
+  use_history: bool = False
+  fine_tune_steps: int = 3
+  fine_tune_lr: float = 0.1
+  id_l2: float = 1e-4
+  meta_item_interaction: bool = False
+  support_items: str = "none"
+  train_support_sizes: Tuple[int, ...] = ()
+  max_inner_lr: Optional[float] = None
+  member_id_embedding: bool = False
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.model not in MODELS:
+      raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
+    for name in ("epochs", "batch_size"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be >= 1 (a whole number), got {value!r}")
+    if isinstance(self.inner_steps, bool) or not isinstance(self.inner_steps, int) or \
+        self.inner_steps < 0:
+      raise ValueError(f"inner_steps must be >= 0 (a whole number), got {self.inner_steps!r}")
+
+  def to_dict(self) -> dict:
+    """A JSON-serialisable dict (what `from_dict` reads)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+  @classmethod
+  def from_dict(cls, value: Mapping[str, Any]) -> "ModelConfig":
+    """Builds a config from a (partial) dict; unknown keys are an error."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - names)
+    if unknown:
+      raise ValueError(f"unknown model config keys {unknown}; expected some of {sorted(names)}")
+    value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+    return cls(**value)
+
+  def replace(self, **changes) -> "ModelConfig":
+    """A copy with `changes` (validated)."""
+    return dataclasses.replace(self, **changes)
+
+  def baseline(self) -> "ModelConfig":
+    """The global baseline trained alongside: same architecture, no meta-learning."""
+    return self.replace(model=GLOBAL, use_history=False, learn_inner_lr=False)

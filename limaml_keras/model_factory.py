@@ -1,0 +1,45 @@
+"""The one model factory: `ModelConfig` -> compiled Keras model.
+
+The TFX Trainer (`tfx_pipeline.models.trainer`) and the offline evaluation
+(`limaml_keras.evaluation.methods`) both build their models here.
+"""
+
+import tensorflow as tf
+
+from limaml_keras.layers import GlobalBlock, MetaBlock
+from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel, PersonalizedRanker
+from limaml_keras.model_config import GLOBAL, ID_EMBEDDING, LIMAML, ModelConfig
+
+
+def build_model(config: ModelConfig, num_items: int, num_members: int) -> PersonalizedRanker:
+  """The compiled, unbuilt model `config` describes.
+
+  Args:
+    config: the hyperparameters (`config.model` picks the model class).
+    num_items: item-id vocabulary size including the unknown id 0.
+    num_members: member-id vocabulary size including the unknown id 0.
+
+  Returns:
+    The model; it builds on its first task batch.
+  """
+  meta = MetaBlock(hidden_units=config.meta_hidden, embedding_dim=config.embedding_dim)
+  ranker = GlobalBlock(num_items=num_items, item_embedding_dim=config.item_embedding_dim,
+                       num_cross_layers=config.num_cross_layers, hidden_units=config.global_hidden,
+                       meta_item_interaction=config.meta_item_interaction)
+  if config.model == GLOBAL:
+    model = GlobalModel(meta, ranker)
+  elif config.model == ID_EMBEDDING:
+    model = IdEmbeddingModel(meta, ranker, num_members=num_members, id_l2=config.id_l2)
+  elif config.model == LIMAML:
+    model = LiMAMLModel(meta, ranker, inner_steps=config.inner_steps, inner_lr=config.inner_lr,
+                        learn_inner_lr=config.learn_inner_lr, use_history=config.use_history,
+                        support_items=config.support_items,
+                        support_item_dim=config.item_embedding_dim,
+                        train_support_sizes=config.train_support_sizes,
+                        max_inner_lr=config.max_inner_lr,
+                        num_members=num_members if config.member_id_embedding else 0,
+                        id_l2=config.id_l2, first_order=config.first_order)
+  else:  # ModelConfig validates `model`; this guards hand-built objects.
+    raise ValueError(f"unknown model {config.model!r}")
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  return model

@@ -1,0 +1,25 @@
+"""Tests of the one model factory (used by the TFX Trainer and the evaluation)."""
+
+import pytest
+
+from limaml_keras import model as model_lib
+from limaml_keras import model_config
+from limaml_keras import model_factory
+
+
+@pytest.mark.parametrize("config, expected", [
+    (model_config.ModelConfig(), model_lib.LiMAMLModel),
+    (model_config.ModelConfig().baseline(), model_lib.GlobalModel),
+    (model_config.ModelConfig(model=model_config.ID_EMBEDDING), model_lib.IdEmbeddingModel),
+])
+def test_build_model(config, expected):
+  model = model_factory.build_model(config, num_items=5, num_members=7)
+  assert type(model) is expected  # pylint: disable=unidiomatic-typecheck
+  assert model.use_history == config.use_history
+  assert model.meta_block.embedding_dim == config.embedding_dim
+
+
+def test_first_order_flag():
+  model = model_factory.build_model(model_config.ModelConfig(first_order=True), 5, 7)
+  assert model.first_order
+  assert model.inner_steps == model_config.ModelConfig().inner_steps
