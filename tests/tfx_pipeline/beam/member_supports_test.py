@@ -9,6 +9,7 @@ against each other, and reruns against checksums.
 
 import csv
 import glob
+import json
 import os
 import random
 
@@ -180,6 +181,39 @@ def test_bad_csv_gives_a_clear_error_and_no_output(setup, tmp_path, rows, header
     ms.run_csv(setup["model_dir"], setup["transform_dir"], [path], str(output), "v1")
   assert not output.exists()
   assert os.listdir(tmp_path) == ["bad.csv"]  # No staging directory left either.
+
+
+def test_dropped_rows_and_skipped_members_are_counted_and_noted(setup, tmp_path):
+  rows = ROWS + [ROWS[1],  # A duplicate of member 7's row.
+                 (8, "x", 5_000, 1, 41.0, 1990),  # Later than the as-of time.
+                 (11, "y", 6_000, 0, 30.0, 1990),  # Member 11: all rows dropped.
+                 (12, "zz", 12, 1, 30.0, 1990), (12, "ww", 13, 0, 30.0, 1990)]  # Unknown items.
+  path = write_csv(tmp_path / "in.csv", rows)
+  output = str(tmp_path / "out")
+  result = ms.run_csv(setup["model_dir"], setup["transform_dir"], [path], output, "v1",
+                      max_support=MAX_SUPPORT, as_of=1_000)
+  assert result[ms.ROWS_READ] == len(rows) and result[ms.ROWS_KEPT] == len(ROWS) + 2
+  assert result["duplicate_interactions"] == 1 and result["future_interactions"] == 2
+  assert result[ms.MEMBERS_ALL_DROPPED] == 1 and result[ms.MEMBERS_ONLY_UNKNOWN_ITEMS] == 1
+  assert result[embedding_job.MEMBERS] == 3
+  assert sorted(_parquet(output)) == ["7", "8", "9"]
+  notes = result["notes"]
+  assert f"dropped 1 duplicate interaction(s) (same member_id, item_id and timestamp; the " \
+         f"first is kept), e.g. {path} line 10" in notes
+  assert f"dropped 2 interaction(s) later than the as-of time 1000, e.g. {path} line 11 " \
+         f"(timestamp 5000)" in notes
+  assert ("1 member(s) had every row dropped (no embedding for them), e.g. '11'") in notes
+  assert ("skipped 1 member(s) whose interactions all reference items unknown to the model "
+          "(an embedding adapted on out-of-vocabulary items only would be noise; they keep "
+          "their served embedding or the cold-start path), e.g. '12'") in notes
+  with open(os.path.join(output, embedding_job.COUNTERS_FILE)) as f:
+    assert json.load(f)[ms.MEMBERS_ONLY_UNKNOWN_ITEMS] == 1
+
+
+def test_millisecond_timestamps_get_a_hint(setup, tmp_path):
+  path = write_csv(tmp_path / "in.csv", [(7, "x", 1_700_000_000_000, 1, 20.0, 1990)])
+  with pytest.raises(ValueError, match="timestamps look like milliseconds; divide by 1000"):
+    ms.run_csv(setup["model_dir"], setup["transform_dir"], [path], str(tmp_path / "o"), "v1")
 
 
 def test_missing_and_empty_inputs(setup, tmp_path):
