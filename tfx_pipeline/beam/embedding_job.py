@@ -487,12 +487,10 @@ def staged_output(output_dir: str) -> Iterator[str]:
 
 
 def run_pipeline(pipeline: beam.Pipeline, build: Callable[[beam.Pipeline, str], None],
-                 output_dir: str, input_counts: Optional[Mapping[str, int]] = None
-                 ) -> Dict[str, int]:
+                 output_dir: str) -> Dict[str, int]:
   """Builds the job with `build(pipeline, staging_dir)`, runs it and publishes `output_dir`.
 
-  Writes `counters.json` beside the data (the job's counters plus
-  `input_counts`, what the input checks counted); returns the counters.
+  Writes `counters.json` beside the data; returns the counters.
 
   Raises:
     ValueError: the job adapted no member (nothing is published).
@@ -505,7 +503,7 @@ def run_pipeline(pipeline: beam.Pipeline, build: Callable[[beam.Pipeline, str], 
     if not counts[MEMBERS]:
       raise ValueError("the embedding job found no member in its input")
     with tf.io.gfile.GFile(os.path.join(stage, COUNTERS_FILE), "w") as f:
-      f.write(json.dumps({**counts, **(input_counts or {})}, indent=2, sort_keys=True) + "\n")
+      f.write(json.dumps(counts, indent=2, sort_keys=True) + "\n")
   return counts
 
 

@@ -423,7 +423,7 @@ def build_interactions_pipeline(pipeline: beam.Pipeline, interactions: beam.PCol
 
 
 def _run(source, model_dir, output_dir, model_version, max_support, beam_args, batch_size,
-         rows_per_shard, pipeline=None, input_counts=None) -> Dict[str, int]:
+         rows_per_shard, pipeline=None) -> Dict[str, int]:
   embedding_job.check_job_arguments(batch_size, rows_per_shard)
   check_max_support(max_support)
   embedding_job.check_model_dir(model_dir)
@@ -434,7 +434,7 @@ def _run(source, model_dir, output_dir, model_version, max_support, beam_args, b
                                 model_version, max_support, batch_size, rows_per_shard)
 
   return embedding_job.run_pipeline(pipeline or embedding_job.make_pipeline(beam_args), build,
-                                    output_dir, input_counts)
+                                    output_dir)
 
 
 def run_csv(model_dir: str, transform_graph_dir: str, csv_patterns: Sequence[str],
@@ -465,8 +465,7 @@ def run_csv(model_dir: str, transform_graph_dir: str, csv_patterns: Sequence[str
     csv_input = check_csv_input(list(csv_patterns), tft_output.raw_feature_spec(), as_of,
                                 known_items(tft_output))
   counters = _run(lambda p: read_csv_interactions(p, csv_input, transform_graph_dir), model_dir,
-                  output_dir, model_version, max_support, beam_args, batch_size, rows_per_shard,
-                  input_counts=csv_input.counts)
+                  output_dir, model_version, max_support, beam_args, batch_size, rows_per_shard)
   return {**counters, **csv_input.counts, "notes": list(csv_input.notes)}
 
 
