@@ -166,6 +166,20 @@ def test_concurrent_refresh_processes_lose_no_update(refreshed, tmp_path):
     assert not np.allclose(after[member], before[member]), member
 
 
+def test_base_path_lock_waits_then_fails_with_a_clear_error(tmp_path):
+  base = str(tmp_path / "serving")
+  with refresh.base_path_lock(base):
+    holder = subprocess.run(
+        [sys.executable, "-c", "import sys; from tfx_pipeline.ops import refresh\n"
+         "try:\n  with refresh.base_path_lock(sys.argv[1], timeout_s=0.5): pass\n"
+         "except ValueError as e:\n  print(e)", base],
+        capture_output=True, text=True, timeout=300)
+  assert "another refresh of" in holder.stdout and "nothing was pushed" in holder.stdout
+  with refresh.base_path_lock(base, timeout_s=0.1):  # Released: taken at once.
+    pass
+  assert os.listdir(base) == []  # No lock file among the versions.
+
+
 def test_merge_tables_checks_the_embedding_size():
   ids, embeddings, updated, added = refresh.merge_tables(
       ["a", "c"], np.ones([2, 2]), ["c", "b"], np.zeros([2, 2]))
