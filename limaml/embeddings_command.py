@@ -15,12 +15,17 @@ writes `meta_embeddings-*.tfrecord.gz`, `meta_embeddings-*.parquet` and
 `counters.json` under DIR (`tfx_pipeline.beam.embedding_job`); DIR appears only
 when the job succeeds. `refresh` regenerates the embeddings of the members in
 the CSVs, merges them into the served version's table and pushes a new
-version atomically (`tfx_pipeline.ops.refresh`). Both print one JSON line.
+version atomically (`tfx_pipeline.ops.refresh`); concurrent refreshes of one
+base path wait for each other (`--lock-timeout`). Both print one JSON line
+with the counts of the input checks; each fallback taken on the input (rows
+dropped, ids stripped, members skipped, files of a directory skipped) is also
+printed as a `note:` line on stderr, as `limaml pipeline run` does.
 """
 
 import dataclasses
 import json
 import os
+import sys
 
 from limaml import cli
 from limaml_keras import task_settings
@@ -34,6 +39,9 @@ def _add_job_arguments(parser) -> None:
                       "(default: %(default)s)")
   parser.add_argument("--batch-size", type=int, default=256,
                       help="members per `adapt` call (default: %(default)s)")
+  parser.add_argument("--as-of", type=int,
+                      help="with --interactions: drop interactions later than this Unix "
+                      "second (default: now)")
   parser.add_argument("--beam-arg", action="append", metavar="ARG",
                       help="a Beam pipeline argument, repeatable; write it as "
                       "--beam-arg=--runner=DataflowRunner (default: DirectRunner)")
@@ -76,6 +84,9 @@ def register(subparsers) -> None:
                        help="new version number (default: max(now, latest + 1))")
   refresh.add_argument("--spec", help="the data's feature spec JSON, for the new version's "
                        "warmup records (default: features.json beside the first CSV)")
+  refresh.add_argument("--lock-timeout", type=float, default=600.0,
+                       help="seconds to wait for another refresh of the same base path "
+                       "(default: %(default)s)")
   refresh.set_defaults(func=_refresh)
 
 
@@ -84,6 +95,11 @@ def _check_sizes(args) -> None:
     value = getattr(args, flag, 1)
     if value < 1:
       raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+
+
+def _print_notes(notes) -> None:
+  for note in notes:
+    print(f"note: {note}", file=sys.stderr)
 
 
 def _generate(args) -> int:
@@ -95,6 +111,8 @@ def _generate(args) -> int:
   _check_sizes(args)
   version = args.model_version or os.path.basename(os.path.normpath(args.model))
   if args.tasks:
+    if args.as_of is not None:
+      raise ValueError("--as-of goes with --interactions, not --tasks")
     if args.transform_graph:
       raise ValueError("--transform-graph goes with --interactions, not --tasks")
     counters = embedding_job.run(args.model, args.tasks, args.output, version,
@@ -108,7 +126,8 @@ def _generate(args) -> int:
                                        args.output, version, max_support=args.max_support,
                                        beam_args=args.beam_arg or (),
                                        batch_size=args.batch_size,
-                                       rows_per_shard=args.rows_per_shard)
+                                       rows_per_shard=args.rows_per_shard, as_of=args.as_of)
+    _print_notes(counters["notes"])
   print(json.dumps({"output": os.path.abspath(args.output), "model_version": version,
                     **counters}))
   return 0
@@ -123,6 +142,8 @@ def _refresh(args) -> int:
                            args.model_base_path, max_support=args.max_support,
                            beam_args=args.beam_arg or (), batch_size=args.batch_size,
                            version=args.version,
-                           feature_spec=schema.load_spec(args.spec) if args.spec else None)
+                           feature_spec=schema.load_spec(args.spec) if args.spec else None,
+                           as_of=args.as_of, lock_timeout_s=args.lock_timeout)
+  _print_notes(result.notes)
   print(json.dumps(dataclasses.asdict(result)))
   return 0

@@ -79,7 +79,8 @@ def register(subparsers) -> None:
   start.set_defaults(func=_start)
 
   predict = commands.add_parser("predict", help="top-k items for a member")
-  predict.add_argument("--member", required=True, help="the member id")
+  predict.add_argument("--member", required=True,
+                       help="the member id (surrounding spaces are stripped, as in the CSVs)")
   predict.add_argument("--items", help="comma-separated candidate item ids (default: the "
                        f"{_DEFAULT_CANDIDATES} most popular items of --data)")
   predict.add_argument("--data", default=_DEFAULT_DATA,
@@ -178,10 +179,17 @@ def _predict(args) -> int:
   """`limaml serve predict`."""
   # pylint: disable=g-import-not-at-top
   from limaml_keras import catalog as catalog_lib
+  from limaml_keras import raw_data_checks
   from serving import client as client_lib
   # pylint: enable=g-import-not-at-top
   if args.k < 1:
     raise _usage_error(f"--k must be a positive integer, got {args.k}")
+  try:
+    member_id = raw_data_checks.clean_id(args.member, "--member")
+  except ValueError as e:
+    raise _usage_error(str(e)) from None
+  if member_id != args.member:
+    print(f"note: stripped surrounding spaces from --member {args.member!r}", file=sys.stderr)
   item_ids = None
   if args.items is not None:
     item_ids = [i.strip() for i in args.items.split(",") if i.strip()]
@@ -189,7 +197,7 @@ def _predict(args) -> int:
       raise _usage_error("--items names no item")
   with _client(args) as client:
     catalog = catalog_lib.load_catalog(args.data, args.spec)
-    member, known = catalog.member(args.member)
+    member, known = catalog.member(member_id)
     items = catalog.items(item_ids or catalog.popular_items(_DEFAULT_CANDIDATES))
     ranking = client_lib.rank(client, catalog.feature_spec, member, items, args.k)
   if args.json:

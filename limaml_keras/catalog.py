@@ -30,14 +30,15 @@ examples = requests.serialized_examples(member, catalog.items(["i0001", "i0002"]
 """
 
 import collections
-import csv
 import dataclasses
+import logging
 import os
 import statistics
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from limaml_keras import raw_data_checks
 from limaml_keras import schema
 
 _MEMBER = schema.MEMBER_ID_COLUMN
@@ -255,10 +256,19 @@ def rows_from_examples(serialized: Iterable[bytes]) -> List[Dict[str, Any]]:
   return rows
 
 
-def read_csv_rows(path: str) -> List[Dict[str, str]]:
-  """The rows of a raw interactions CSV as dicts of text."""
-  with open(path, newline="", encoding="utf-8") as f:
-    return list(csv.DictReader(f))
+def read_csv_rows(path: str, spec: schema.FeatureSpec) -> List[Dict[str, str]]:
+  """The kept rows of a raw interactions CSV as dicts of text (`spec.all_columns()`).
+
+  Read by the rules of `limaml_keras.raw_data_checks` (bad values are a
+  `ValueError` naming file, line and column; duplicate and future rows are
+  dropped and ids stripped, with the notes logged as warnings).
+  """
+  reader = raw_data_checks.RawCsvReader(spec)
+  columns = spec.all_columns()
+  rows = [dict(zip(columns, row)) for _, row in reader.rows(path)]
+  for note in reader.report.notes():
+    logging.warning("%s", note)
+  return rows
 
 
 def load_catalog(csv_path: str, spec_path: Optional[str] = None,
@@ -272,15 +282,11 @@ def load_catalog(csv_path: str, spec_path: Optional[str] = None,
 
   Raises:
     FileNotFoundError: when the CSV or the spec does not exist.
-    ValueError: when the header lacks a column of the spec.
+    ValueError: bad rows or a header lacking a column of the spec
+      (`limaml_keras.raw_data_checks`).
   """
   if not os.path.isfile(csv_path):
     raise FileNotFoundError(f"no such interactions CSV: {csv_path}")
   spec = schema.load_spec(spec_path or schema.find_spec_file(csv_path))
-  rows = read_csv_rows(csv_path)
-  if rows:
-    missing = [c for c in (_MEMBER, _ITEM, _TIME) + spec.feature_columns() if c not in rows[0]]
-    if missing:
-      raise ValueError(f"{csv_path}: missing columns {missing}; the header has "
-                       f"{list(rows[0])}")
+  rows = read_csv_rows(csv_path, spec)
   return Catalog.from_rows(rows, spec, feature_spec, source=csv_path)

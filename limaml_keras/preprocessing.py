@@ -385,8 +385,9 @@ class Preprocessor:
       return cls.from_config(json.load(f))
 
 
-def read_raw_csv_with_report(path: str, spec: schema.FeatureSpec, as_of: Optional[int] = None
-                             ) -> Tuple[pd.DataFrame, raw_data_checks.CheckReport]:
+def read_raw_csv_frame_with_report(path: str, spec: schema.FeatureSpec,
+                                   as_of: Optional[int] = None
+                                   ) -> Tuple[pd.DataFrame, raw_data_checks.CheckReport]:
   """Reads a raw-schema CSV by the rules of `limaml_keras.raw_data_checks`.
 
   The same rules as the pipeline's input (`tfx_pipeline.ops.input_data`): bad
@@ -395,7 +396,9 @@ def read_raw_csv_with_report(path: str, spec: schema.FeatureSpec, as_of: Optiona
   are dropped and counted in the report.
 
   Args:
-    path: a CSV file with (at least) the columns `spec.all_columns()`.
+    path: a CSV file with (at least) the columns `spec.all_columns()`, or a
+      directory of them (`raw_data_checks.list_csv_files`; its note is the
+      report's first).
     spec: its feature spec.
     as_of: later interactions are dropped (default: now).
 
@@ -404,8 +407,11 @@ def read_raw_csv_with_report(path: str, spec: schema.FeatureSpec, as_of: Optiona
     and categorical values as str (missing categorical values as None),
     `timestamp` and `label` as int64 and numeric features as float64.
   """
+  files, listing_note = raw_data_checks.list_csv_files(path)
   reader = raw_data_checks.RawCsvReader(spec, as_of)
-  rows = [row for _, row in reader.rows(path)]
+  rows = [row for file in files for _, row in reader.rows(file)]
+  if listing_note:
+    reader.report.listing_notes.append(listing_note)
   columns = spec.all_columns()
   values = dict(zip(columns, zip(*rows))) if rows else {c: () for c in columns}
   frame = pd.DataFrame({c: _typed_column(c, values[c], spec) for c in columns},
@@ -423,10 +429,13 @@ def _typed_column(column: str, values: Sequence[str], spec: schema.FeatureSpec) 
   return np.asarray(values, object)
 
 
-def read_raw_csv(path: str, spec: schema.FeatureSpec, as_of: Optional[int] = None
-                 ) -> pd.DataFrame:
-  """`read_raw_csv_with_report(...)[0]`; the report's notes are logged as warnings."""
-  frame, report = read_raw_csv_with_report(path, spec, as_of)
+def read_raw_csv_frame(path: str, spec: schema.FeatureSpec, as_of: Optional[int] = None
+                       ) -> pd.DataFrame:
+  """A raw CSV as a pandas DataFrame: `read_raw_csv_frame_with_report(...)[0]`.
+
+  The report's notes are logged as warnings.
+  """
+  frame, report = read_raw_csv_frame_with_report(path, spec, as_of)
   for note in report.notes():
     logging.warning("%s", note)
   return frame

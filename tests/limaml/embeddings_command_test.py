@@ -43,7 +43,9 @@ def test_generate_from_interaction_csvs(tmp_path):
   summary = json.loads(stdout.getvalue().strip().splitlines()[-1])
   assert summary == {"output": str(tmp_path / "out"), "model_version": "trainer",
                      embedding_job.MEMBERS: 2, embedding_job.EMPTY_SUPPORTS: 0,
-                     embedding_job.TRUNCATED_SUPPORTS: 1}
+                     embedding_job.TRUNCATED_SUPPORTS: 1, "rows_read": 4, "rows_kept": 4,
+                     "duplicate_interactions": 0, "future_interactions": 0,
+                     "members_all_dropped": 0, "members_only_unknown_items": 0, "notes": []}
   ids, embeddings, table = embedding_job.read_table(str(tmp_path / "out"))
   assert ids == ["7", "8"] and embeddings.shape == (2, testing.EMBEDDING_DIM)
   assert table.column(embedding_job.AS_OF_TIMESTAMP).to_pylist() == [4, 2]

@@ -38,6 +38,15 @@ def test_predict_prints_the_top_k_table(server, interactions_csv, capsys):
   assert len(out) == 3 and out[2].split()[1] in ("x", "y")
 
 
+def test_member_with_surrounding_spaces_is_stripped_with_a_note(server, interactions_csv,
+                                                                 capsys):
+  assert _serve("predict", "--member", " 7  ", "--items", "x,y", "--data", interactions_csv,
+                *_grpc(server)) == 0
+  captured = capsys.readouterr()
+  assert captured.out.splitlines()[0] == "member 7 (personalised: adapted meta embedding)"
+  assert "note: stripped surrounding spaces from --member ' 7  '" in captured.err
+
+
 def test_predict_json_over_rest_for_a_cold_start_member(server, interactions_csv, capsys):
   assert _serve("predict", "--member", "123", "--data", interactions_csv, "--json",
                 *_rest(server)) == 0
@@ -74,6 +83,8 @@ def test_unknown_items_and_servers_are_one_line_errors(server, interactions_csv,
 @pytest.mark.parametrize("args, message", [
     (["predict", "--member", "7", "--k", "0"], "--k must be a positive integer"),
     (["predict", "--member", "7", "--items", ","], "--items names no item"),
+    (["predict", "--member", "7\n8"], "--member must not contain control characters"),
+    (["predict", "--member", "  "], "--member must not be empty"),
     (["status", "--timeout", "-1"], "--timeout must be positive"),
     (["status", "--server", "nohost"], "host:port"),
     (["status", "--server", "a:1", "--rest", "http://a:2"], "not allowed with"),

@@ -196,6 +196,6 @@ def test_read_raw_csv_keeps_ids_and_categories_as_strings(tmp_path):
   frame = _frame(member_id=["007", "007", "42", "1"], segment=["1", "1", "2", "01"])
   path = tmp_path / "raw.csv"
   frame.to_csv(path, index=False)
-  loaded = preprocessing.read_raw_csv(str(path), SPEC)
+  loaded = preprocessing.read_raw_csv_frame(str(path), SPEC)
   assert list(loaded["member_id"]) == ["007", "007", "42", "1"]
   assert list(loaded["segment"]) == ["1", "1", "2", "01"]

@@ -156,7 +156,7 @@ def test_a_few_support_interactions_recover_a_clear_margin(data):
 
 def test_write_csv_round_trips(data, tmp_path):
   path = synthetic.write_csv(data, str(tmp_path / "sub" / "synthetic.csv"))
-  frame = preprocessing.read_raw_csv(path, data.spec)
+  frame = preprocessing.read_raw_csv_frame(path, data.spec)
   assert tuple(frame.columns) == data.spec.all_columns()
   for column in frame.columns:
     expected = data.interactions[column].to_numpy()

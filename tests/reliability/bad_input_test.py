@@ -2,25 +2,38 @@
 
 `pipeline` is `tfx_pipeline.ops.input_data.prepare_data_root` (what `limaml
 pipeline run` calls before TFX starts); `pandas` is
-`limaml_keras.preprocessing.read_raw_csv_with_report`. Both must give the same
-verdict: the same error, or the same kept rows and the same counts.
+`limaml_keras.preprocessing.read_raw_csv_frame_with_report`; `embeddings` is
+`tfx_pipeline.beam.member_supports.check_csv_input` (what `limaml embeddings
+generate|refresh` run before their Beam job). All must give the same verdict:
+the same error, or the same kept rows and the same counts.
 """
 
 import csv
+import gzip
 import os
+import shutil
 
 import pytest
+import tensorflow as tf
 
 from limaml import cli
 from limaml_keras import preprocessing
 from limaml_keras import raw_data_checks
 from limaml_keras import schema
+from tfx_pipeline.beam import member_supports
 from tfx_pipeline.ops import input_data
 
 SPEC = schema.FeatureSpec(member_numeric=("age",), item_categorical=("genre",))
 HEADER = list(SPEC.all_columns())
 AS_OF = 1_000
-BOUNDARIES = ("pipeline", "pandas")
+BOUNDARIES = ("pipeline", "pandas", "embeddings")
+# The raw features of a Transform graph trained on SPEC's columns.
+RAW_FEATURE_SPEC = {"member_id": tf.io.FixedLenFeature([], tf.string),
+                    "item_id": tf.io.FixedLenFeature([], tf.string),
+                    "timestamp": tf.io.FixedLenFeature([], tf.int64),
+                    "label": tf.io.FixedLenFeature([], tf.int64),
+                    "age": tf.io.FixedLenFeature([], tf.float32),
+                    "genre": tf.io.FixedLenFeature([], tf.string)}
 
 
 def _good_rows(n=10):
@@ -55,7 +68,11 @@ def _load(boundary, path, tmp_path):
       assert table[0] == HEADER
       rows += [tuple(r) for r in table[1:]]
     return sorted(r[:3] for r in rows), dict(summary.dropped), list(summary.notes)
-  frame, report = preprocessing.read_raw_csv_with_report(path, SPEC, as_of=AS_OF)
+  if boundary == "embeddings":
+    checked = member_supports.check_csv_input([path], RAW_FEATURE_SPEC, as_of=AS_OF)
+    rows = [tuple(row[:3]) for _, row in checked.kept_rows()]
+    return sorted(rows), dict(checked.report.dropped), list(checked.notes)
+  frame, report = preprocessing.read_raw_csv_frame_with_report(path, SPEC, as_of=AS_OF)
   assert list(frame.columns) == HEADER
   rows = [(m, i, str(t)) for m, i, t in zip(frame.member_id, frame.item_id, frame.timestamp)]
   return sorted(rows), dict(report.dropped), report.notes()
@@ -85,6 +102,29 @@ _ERRORS = {
                   "line 6: expected 6 fields, got 5"),
     "NUL byte": (_csv_bytes(_good_rows()).replace(b"i5", b"i\x005"),
                  "line 7: malformed CSV"),
+    "Arabic-Indic digits": (_with_value("timestamp", "\u0661\u0660\u0664"),
+                            "line 6: column 'timestamp' must be written in ASCII digits"),
+    "full-width digits": (_with_value("age", "\uff12\uff10"),
+                          "line 6: column 'age' must be written in ASCII digits"),
+    "digit separators": (_with_value("age", "1_000"),
+                         "line 6: column 'age' must be written in ASCII digits"),
+    "huge negative timestamp": (_with_value("timestamp", "-99999999999999999999"),
+                                "line 6: column 'timestamp' must be a positive Unix second"),
+    "zero timestamp": (_with_value("timestamp", "0"),
+                       "line 6: column 'timestamp' must be a positive Unix second"),
+    "negative timestamp": (_with_value("timestamp", "-5"),
+                           "line 6: column 'timestamp' must be a positive Unix second"),
+    "millisecond timestamps": (
+        _csv_bytes([r[:2] + [str(1_700_000_000_000 + i)] + r[3:]
+                    for i, r in enumerate(_good_rows())]),
+        "line 2: column 'timestamp' .*timestamps look like milliseconds; divide by 1000"),
+    "microsecond timestamp": (_with_value("timestamp", "1700000000000000"),
+                              "timestamps look like microseconds; divide by 1000000"),
+    "id with a newline": (_with_value("member_id", '"m\n1"'),
+                          "line 7: column 'member_id' must not contain control characters"),
+    "id with a tab": (_with_value("item_id", "i\t1"),
+                      "line 6: column 'item_id' must not contain control characters"),
+    "gzip that is not": (b"\x1f\x8b" + b"garbage", "not a readable gzip file"),
 }
 
 
@@ -100,7 +140,9 @@ def test_bad_input_raises_a_named_error(tmp_path, boundary, case):
   assert not os.path.exists(tmp_path / "root" / input_data.TRAIN_DIR)
 
 
-@pytest.mark.parametrize("boundary", BOUNDARIES)
+# `embeddings` rejects extra columns: its columns must be the Transform graph's raw features
+# (tests/tfx_pipeline/beam/member_supports_test.py).
+@pytest.mark.parametrize("boundary", ("pipeline", "pandas"))
 def test_extra_columns_are_ignored_with_a_note(tmp_path, boundary):
   rows = [["x", *r[:2], "y", *r[2:]] for r in _good_rows()]
   path = _write_text(tmp_path / "in.csv",
@@ -153,6 +195,43 @@ def test_byte_order_mark_blank_lines_and_crlf_are_accepted(tmp_path, boundary):
   content = b"\xef\xbb\xbf" + _csv_bytes(_good_rows()).replace(b"\n", b"\r\n") + b"\r\n"
   kept, dropped, notes = _load(boundary, _write_text(tmp_path / "in.csv", content), tmp_path)
   assert kept == sorted(tuple(r[:3]) for r in _good_rows()) and not dropped and not notes
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_ids_with_surrounding_spaces_are_stripped_with_a_note(tmp_path, boundary):
+  rows = _good_rows()
+  rows[2][0], rows[5][1] = f" {rows[2][0]}", f"{rows[5][1]}  "
+  path = _write_text(tmp_path / "in.csv", _csv_bytes(rows))
+  kept, dropped, notes = _load(boundary, path, tmp_path)
+  assert kept == sorted(tuple(r[:3]) for r in _good_rows()) and not dropped
+  assert notes == [f"stripped surrounding spaces from 2 id(s) (member_id, item_id), e.g. "
+                   f"{path} line 4 (' m2')"]
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_gzipped_csv_is_read(tmp_path, boundary):
+  path = str(tmp_path / "in.csv.gz")
+  with gzip.open(path, "wb") as f:
+    f.write(_csv_bytes(_good_rows()))
+  kept, dropped, notes = _load(boundary, path, tmp_path)
+  assert kept == sorted(tuple(r[:3]) for r in _good_rows()) and not dropped and not notes
+
+
+@pytest.mark.parametrize("boundary", ("pipeline", "embeddings"))
+def test_directory_input_says_what_was_read_and_skipped(tmp_path, boundary):
+  rows = _good_rows(12)
+  source = tmp_path / "in"
+  os.makedirs(source / "sub")
+  _write_text(source / "a.csv", _csv_bytes(rows[:3]))
+  _write_text(source / "b.CSV", _csv_bytes(rows[3:6]))
+  with gzip.open(source / "c.csv.gz", "wb") as f:
+    f.write(_csv_bytes(rows[6:9]))
+  _write_text(source / "sub" / "d.csv", _csv_bytes(rows[9:]))
+  _write_text(source / "e.tsv", b"member_id\titem_id\n")
+  kept, _, notes = _load(boundary, str(source), tmp_path)
+  assert kept == sorted(tuple(r[:3]) for r in rows[:9])
+  assert notes == [f"{source}: read 3 file(s) (a.csv, b.CSV, c.csv.gz); skipped e.tsv (not a "
+                   f".csv or .csv.gz file), sub (a subdirectory; subdirectories are not read)"]
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)

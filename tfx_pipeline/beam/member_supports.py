@@ -6,12 +6,22 @@ per-interaction layout (`task_gen.parse_interaction`):
 * `read_transformed`: Transform's `transformed_examples` (gzipped
   `tf.train.Example`s with `member_key`, `member_id`, `item_id`,
   `member_features`, `item_features`, `context_features`, `label`, `timestamp`);
-* `read_raw_csv`: raw interaction CSV files (the raw schema,
+* `read_csv_interactions`: raw interaction CSV files (the raw schema,
   `limaml_keras.schema`; the columns must be exactly the Transform graph's raw
-  features), checked row by row by `limaml_keras.raw_data_checks.RawCsvReader`
-  (the rules of `limaml pipeline run`: duplicates within a file and future
-  rows dropped; it reads local or mounted paths only) and transformed in batches by the Transform graph (`transform_features_layer`,
-  loaded once per worker in `DoFn.setup`), as serving transforms requests.
+  features; local or mounted paths, `.csv.gz` too), first checked in full by
+  `check_csv_input` before the job starts, with the rules of `limaml pipeline
+  run` (`limaml_keras.raw_data_checks`: bad values are errors naming file,
+  line and column; duplicates across all files and rows later than the as-of
+  time are dropped, counted and noted), then read again by the job, which
+  drops exactly the rows the check dropped, and transformed in batches by the
+  Transform graph (`transform_features_layer`, loaded once per worker in
+  `DoFn.setup`), as serving transforms requests.
+
+  Members are left out, counted and noted when every row of theirs was
+  dropped (`MEMBERS_ALL_DROPPED`) or when all their rows reference items the
+  Transform vocabulary does not know (`MEMBERS_ONLY_UNKNOWN_ITEMS`): an
+  embedding adapted on out-of-vocabulary items only is noise, so they keep
+  their served embedding (refresh) or the cold-start path (generate).
 
 `support_records` then keeps each member's latest `max_support` interactions
 by timestamp with a combiner (`LatestInteractionsFn`: bounded memory per
@@ -26,8 +36,9 @@ Counter `truncated_supports` (namespace `embedding_job.NAMESPACE`): members
 with more than `max_support` interactions.
 """
 
-import csv
-from typing import Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
+import dataclasses
+from typing import (AbstractSet, Any, Dict, FrozenSet, Iterable, Iterator, List, Mapping,
+                    Optional, Sequence, Tuple)
 
 import apache_beam as beam
 from apache_beam.metrics import metric as beam_metric
@@ -53,6 +64,12 @@ TRANSFORMED_KEYS = (preprocessing.MEMBER_KEY, tensor_layout.MEMBER_ID, tensor_la
                     tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_FEATURES,
                     tensor_layout.CONTEXT_FEATURES, tensor_layout.LABEL, preprocessing.TIMESTAMP)
 _INTERACTION_KEYS = TRANSFORMED_KEYS[1:]
+#: Counts of `check_csv_input` (with `raw_data_checks.DUPLICATE` and `FUTURE`).
+ROWS_READ = "rows_read"
+ROWS_KEPT = "rows_kept"
+MEMBERS_ALL_DROPPED = "members_all_dropped"
+MEMBERS_ONLY_UNKNOWN_ITEMS = "members_only_unknown_items"
+_EXAMPLES_IN_NOTES = 3
 _ORDER_KEYS = (preprocessing.TIMESTAMP, tensor_layout.ITEM_ID, tensor_layout.LABEL,
                tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES, tensor_layout.MEMBER_FEATURES,
                tensor_layout.MEMBER_ID)
@@ -222,59 +239,133 @@ def validation_spec(raw_feature_spec: Mapping[str, object]) -> schema.FeatureSpe
   return schema.FeatureSpec(member_numeric=numeric, member_categorical=categorical)
 
 
-def _read_header(path: str) -> Tuple[List[str], bool]:
-  """The header of a CSV file and whether a data row follows it."""
-  with tf.io.gfile.GFile(path, "r") as f:
-    reader = csv.reader(f)
-    header = next(reader, None)
-    has_row = any(row for row in reader)
-  return header, has_row
-
-
-def check_csv_files(patterns: Sequence[str],
-                    raw_feature_spec: Mapping[str, object]) -> List[str]:
-  """Expands CSV patterns and checks every header against the raw feature spec.
-
-  The rows are checked while the job reads them (`RawCsvReader`).
-
-  Raises:
-    FileNotFoundError: a pattern matches no file.
-    ValueError: an empty file, a file without data rows, or a header with
-      missing or unknown columns (naming the file and the columns).
-  """
-  files = []
+def _expand(patterns: Sequence[str]) -> Tuple[List[str], List[str]]:
+  """Files matched by `patterns` (a matched directory: its CSVs) and the listing notes."""
+  files, notes = [], []
   for pattern in patterns:
     matched = sorted(tf.io.gfile.glob(pattern))
     if not matched:
       raise FileNotFoundError(f"no interaction file matches {pattern!r}")
-    files.extend(matched)
-  spec = validation_spec(raw_feature_spec)
+    for path in matched:
+      listed, note = raw_data_checks.list_csv_files(path)
+      files.extend(listed)
+      notes.extend([note] if note else [])
+  return sorted(set(files)), notes
+
+
+def _examples(members: Iterable[str]) -> str:
+  return ", ".join(repr(m) for m in sorted(members)[:_EXAMPLES_IN_NOTES])
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvInput:
+  """Raw interaction CSVs checked by `check_csv_input`: what the job reads and reports.
+
+  Attributes:
+    files: the CSV files, sorted.
+    raw_feature_spec: the Transform graph's raw features.
+    report: the checks' report (`as_of` and `duplicate_lines` drive the job's read).
+    skipped_members: members whose rows the job leaves out (only unknown items).
+    counts: `ROWS_READ`, `ROWS_KEPT`, dropped rows by reason,
+      `MEMBERS_ALL_DROPPED`, `MEMBERS_ONLY_UNKNOWN_ITEMS`.
+    notes: one line per fallback taken, for the user to read.
+  """
+  files: Tuple[str, ...]
+  raw_feature_spec: Mapping[str, Any]
+  report: raw_data_checks.CheckReport
+  skipped_members: FrozenSet[str]
+  counts: Mapping[str, int]
+  notes: Tuple[str, ...]
+
+  def kept_rows(self) -> Iterator[Tuple[int, List[str]]]:
+    """`(timestamp, row)` of every row the job reads, in `validation_spec` column order."""
+    reader = raw_data_checks.RawCsvReader(validation_spec(self.raw_feature_spec),
+                                          self.report.as_of, self.report.duplicate_lines)
+    for path in self.files:
+      for timestamp, row in reader.rows(path):
+        if row[0] not in self.skipped_members:
+          yield timestamp, row
+
+
+def known_items(tft_output: tft.TFTransformOutput) -> FrozenSet[str]:
+  """The raw item ids in the Transform graph's item vocabulary."""
+  return frozenset(v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in
+                   tft_output.vocabulary_by_name(preprocessing.ITEM_VOCABULARY))
+
+
+def check_csv_input(patterns: Sequence[str], raw_feature_spec: Mapping[str, Any],
+                    as_of: Optional[int] = None,
+                    known_item_ids: Optional[AbstractSet[str]] = None) -> CsvInput:
+  """Expands CSV patterns and checks every row, as `limaml pipeline run` does.
+
+  Args:
+    patterns: files, glob patterns or directories (`raw_data_checks.list_csv_files`).
+    raw_feature_spec: the Transform graph's raw features (the columns).
+    as_of: later interactions are dropped (default: now).
+    known_item_ids: the item vocabulary (`known_items`); members whose rows
+      all reference other items are skipped. None: no member is skipped.
+
+  Raises:
+    FileNotFoundError: a pattern matches no file.
+    ValueError: an empty file, a file without data rows, a header with
+      missing or unknown columns, a bad value (naming file, line and column),
+      or no member left to adapt.
+  """
+  files, listing_notes = _expand(patterns)
   for path in files:
-    header, has_row = _read_header(path)
-    if not header:
-      raise ValueError(f"{path}: the file is empty (no header)")
-    unknown = [c for c in header if c not in raw_feature_spec]
+    unknown = [c for c in raw_data_checks.read_header(path) if c not in raw_feature_spec]
     if unknown:
       raise ValueError(f"{path}: unknown columns {unknown}: the model's Transform graph has "
                        f"raw features {list(raw_feature_spec)}")
-    raw_data_checks.HeaderChecks(path, header, spec)  # Missing or duplicated columns.
-    if not has_row:
-      raise ValueError(f"{path}: no data rows")
-  return sorted(set(files))
+  reader = raw_data_checks.RawCsvReader(validation_spec(raw_feature_spec), as_of)
+  integer_items = raw_feature_spec[schema.ITEM_ID_COLUMN].dtype != tf.string
+  kept_members, members_with_known_items = set(), set()
+  for path in files:
+    for _, row in reader.rows(path):
+      kept_members.add(row[0])
+      if known_item_ids is not None and (
+          str(int(row[1])) if integer_items else row[1]) in known_item_ids:
+        members_with_known_items.add(row[0])
+  report = reader.report
+  report.listing_notes.extend(listing_notes)
+  if not kept_members:
+    raise ValueError(f"no interaction left after the checks (dropped: {report.dropped})")
+  all_dropped = reader.members_read - kept_members
+  skipped = frozenset(() if known_item_ids is None else kept_members - members_with_known_items)
+  notes = report.notes()
+  if all_dropped:
+    notes.append(f"{len(all_dropped)} member(s) had every row dropped (no embedding for "
+                 f"them), e.g. {_examples(all_dropped)}")
+  if skipped:
+    notes.append(f"skipped {len(skipped)} member(s) whose interactions all reference items "
+                 "unknown to the model (an embedding adapted on out-of-vocabulary items only "
+                 "would be noise; they keep their served embedding or the cold-start path), "
+                 f"e.g. {_examples(skipped)}")
+  if skipped == kept_members:
+    raise ValueError("no member left to adapt: " + notes[-1])
+  counts = {ROWS_READ: report.rows_read, ROWS_KEPT: report.rows_kept,
+            raw_data_checks.DUPLICATE: report.dropped.get(raw_data_checks.DUPLICATE, 0),
+            raw_data_checks.FUTURE: report.dropped.get(raw_data_checks.FUTURE, 0),
+            MEMBERS_ALL_DROPPED: len(all_dropped), MEMBERS_ONLY_UNKNOWN_ITEMS: len(skipped)}
+  return CsvInput(files=tuple(files), raw_feature_spec=dict(raw_feature_spec), report=report,
+                  skipped_members=skipped, counts=counts, notes=tuple(notes))
 
 
 class _ReadCsvFn(beam.DoFn):
-  """A CSV path -> validated raw `tf.train.Example`s (one per kept row)."""
+  """A CSV path -> raw `tf.train.Example`s of the rows `CsvInput` keeps."""
 
-  def __init__(self, raw_feature_spec: Mapping[str, object]):
+  def __init__(self, csv_input: CsvInput):
     super().__init__()
-    self._raw_spec = dict(raw_feature_spec)
+    self._input = csv_input
 
   def process(self, path: str) -> Iterator[bytes]:
-    spec = validation_spec(self._raw_spec)
-    columns = spec.all_columns()
-    for _, row in raw_data_checks.RawCsvReader(spec).rows(path):
-      yield serving_contract.raw_example(dict(zip(columns, row)), self._raw_spec).SerializeToString()
+    raw_spec = self._input.raw_feature_spec
+    columns = validation_spec(raw_spec).all_columns()
+    reader = raw_data_checks.RawCsvReader(validation_spec(raw_spec), self._input.report.as_of,
+                                          self._input.report.duplicate_lines)
+    for _, row in reader.rows(path):
+      if row[0] not in self._input.skipped_members:
+        yield serving_contract.raw_example(dict(zip(columns, row)), raw_spec).SerializeToString()
 
 
 class _TransformFn(beam.DoFn):
@@ -300,21 +391,22 @@ class _TransformFn(beam.DoFn):
       yield member_key, {k: columns[k][j] for k in _INTERACTION_KEYS}
 
 
-def read_raw_csv(pipeline: beam.Pipeline, files: Sequence[str], transform_graph_dir: str,
-                 batch_size: int = 1024) -> beam.PCollection:
+def read_csv_interactions(pipeline: beam.Pipeline, csv_input: CsvInput,
+                          transform_graph_dir: str, batch_size: int = 1024
+                          ) -> beam.PCollection:
   """`(member_key, interaction)` pairs of raw CSV files transformed by the Transform graph.
 
   Args:
     pipeline: the Beam pipeline.
-    files: CSV files checked by `check_csv_files` (a file is read by one worker).
+    csv_input: the files checked by `check_csv_input` (a file is read by one
+      worker; it drops the rows the check dropped).
     transform_graph_dir: the Transform component's `transform_graph`.
     batch_size: rows per Transform call.
   """
-  raw_spec = tft.TFTransformOutput(transform_graph_dir).raw_feature_spec()
   return (pipeline
-          | "CsvFiles" >> beam.Create(list(files))
+          | "CsvFiles" >> beam.Create(list(csv_input.files))
           | "SpreadCsvFiles" >> beam.Reshuffle()
-          | "ReadCsv" >> beam.ParDo(_ReadCsvFn(raw_spec))
+          | "ReadCsv" >> beam.ParDo(_ReadCsvFn(csv_input))
           | "BatchRaw" >> beam.BatchElements(min_batch_size=batch_size,
                                              max_batch_size=batch_size)
           | "Transform" >> beam.ParDo(_TransformFn(transform_graph_dir)))
@@ -353,18 +445,33 @@ def run_csv(model_dir: str, transform_graph_dir: str, csv_patterns: Sequence[str
             output_dir: str, model_version: str,
             max_support: int = task_settings.DEFAULTS.max_support,
             beam_args: Sequence[str] = (), batch_size: int = 256,
-            rows_per_shard: int = embedding_job.DEFAULT_ROWS_PER_SHARD) -> Dict[str, int]:
+            rows_per_shard: int = embedding_job.DEFAULT_ROWS_PER_SHARD,
+            as_of: Optional[int] = None, csv_input: Optional[CsvInput] = None
+            ) -> Dict[str, Any]:
   """The embedding job on raw interaction CSVs (see `embedding_job.run` for the output).
+
+  Args:
+    csv_patterns: files, glob patterns or directories of raw interaction CSVs.
+    as_of: later interactions are dropped (default: now).
+    csv_input: the patterns already checked by `check_csv_input` (then
+      `csv_patterns` and `as_of` are not used).
+    (the others: see `embedding_job.run`)
+
+  Returns:
+    The job's counters, `CsvInput.counts` and `"notes"` (`CsvInput.notes`).
 
   Raises:
     FileNotFoundError: a pattern matches no file.
     ValueError: bad files (empty, missing or unknown columns, bad values, naming
       file, line and column), a model without `adapt`, a non-empty output.
   """
-  tft_output = tft.TFTransformOutput(transform_graph_dir)
-  files = check_csv_files(list(csv_patterns), tft_output.raw_feature_spec())
-  return _run(lambda p: read_raw_csv(p, files, transform_graph_dir), model_dir, output_dir,
-              model_version, max_support, beam_args, batch_size, rows_per_shard)
+  if csv_input is None:
+    tft_output = tft.TFTransformOutput(transform_graph_dir)
+    csv_input = check_csv_input(list(csv_patterns), tft_output.raw_feature_spec(), as_of,
+                                known_items(tft_output))
+  counters = _run(lambda p: read_csv_interactions(p, csv_input, transform_graph_dir), model_dir,
+                  output_dir, model_version, max_support, beam_args, batch_size, rows_per_shard)
+  return {**counters, **csv_input.counts, "notes": list(csv_input.notes)}
 
 
 def run_transformed(model_dir: str, patterns: Sequence[str], output_dir: str,

@@ -26,7 +26,6 @@ staging directory first and moved into place only when complete).
 import csv
 import dataclasses
 import filecmp
-import glob
 import os
 import shutil
 import sys
@@ -69,19 +68,12 @@ class DataSummary:
 
 
 def csv_files(path: str) -> List[str]:
-  """The CSV files at `path`: the file itself, or the `*.csv` in a directory.
+  """The CSV files at `path` (`limaml_keras.raw_data_checks.list_csv_files`, without its note).
 
   Raises:
     FileNotFoundError: when `path` does not exist or holds no CSV file.
   """
-  if os.path.isfile(path):
-    return [path]
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f"no such file or directory: {path}")
-  files = sorted(glob.glob(os.path.join(path, "*.csv")))
-  if not files:
-    raise FileNotFoundError(f"no *.csv file in {path}")
-  return files
+  return raw_data_checks.list_csv_files(path)[0]
 
 
 def is_split_root(path: str) -> bool:
@@ -178,18 +170,21 @@ def _write_data_root(output_dir: str, spec: schema.FeatureSpec,
 
 
 def _summary(output_dir: str, counts: Mapping[str, int], cutoff: Optional[int],
-             report: raw_data_checks.CheckReport) -> DataSummary:
+             report: raw_data_checks.CheckReport, listing_notes: Sequence[Optional[str]]
+             ) -> DataSummary:
   for directory in (TRAIN_DIR, EVAL_DIR):
     if not counts[directory]:
       raise ValueError(f"no interaction left for {directory}/ after the checks "
                        f"(dropped: {report.dropped or 'none'})")
   return DataSummary(data_root=output_dir, num_train=counts[TRAIN_DIR],
                      num_eval=counts[EVAL_DIR], cutoff_timestamp=cutoff,
-                     dropped=dict(sorted(report.dropped.items())), notes=tuple(report.notes()))
+                     dropped=dict(sorted(report.dropped.items())),
+                     notes=tuple(n for n in listing_notes if n) + tuple(report.notes()))
 
 
 def split_by_time(files: Sequence[str], spec: schema.FeatureSpec, output_dir: str,
-                  eval_fraction: float, as_of: Optional[int] = None) -> DataSummary:
+                  eval_fraction: float, as_of: Optional[int] = None,
+                  listing_notes: Sequence[Optional[str]] = ()) -> DataSummary:
   """Checks `files` and writes their kept rows, cut at a time quantile, as a data root.
 
   Args:
@@ -199,6 +194,7 @@ def split_by_time(files: Sequence[str], spec: schema.FeatureSpec, output_dir: st
     eval_fraction: approximate share of interactions, the latest, in the
       evaluation period.
     as_of: later interactions are dropped (default: now).
+    listing_notes: notes on how `files` were found, put first in the summary.
 
   Returns:
     The summary.
@@ -213,7 +209,7 @@ def split_by_time(files: Sequence[str], spec: schema.FeatureSpec, output_dir: st
   counts = _write_data_root(output_dir, spec, (
       (TRAIN_DIR if timestamp < cutoff else EVAL_DIR, row)
       for timestamp, row in _kept_rows(second_pass, files)))
-  return _summary(output_dir, counts, cutoff, second_pass.report)
+  return _summary(output_dir, counts, cutoff, second_pass.report, listing_notes)
 
 
 def copy_split_root(data_root: str, spec: schema.FeatureSpec, output_dir: str,
@@ -224,11 +220,13 @@ def copy_split_root(data_root: str, spec: schema.FeatureSpec, output_dir: str,
   found across both splits), so `output_dir` gets the same layout.
   """
   reader = raw_data_checks.RawCsvReader(spec, as_of)
-  files = {d: csv_files(os.path.join(data_root, d)) for d in (TRAIN_DIR, EVAL_DIR)}
+  listings = {d: raw_data_checks.list_csv_files(os.path.join(data_root, d))
+              for d in (TRAIN_DIR, EVAL_DIR)}
   counts = _write_data_root(output_dir, spec, (
       (directory, row) for directory in (TRAIN_DIR, EVAL_DIR)
-      for _, row in _kept_rows(reader, files[directory])))
-  return _summary(output_dir, counts, None, reader.report)
+      for _, row in _kept_rows(reader, listings[directory][0])))
+  return _summary(output_dir, counts, None, reader.report,
+                  [note for _, note in listings.values()])
 
 
 def prepare_data_root(data_path: str, spec: schema.FeatureSpec, output_dir: str,
@@ -236,7 +234,8 @@ def prepare_data_root(data_path: str, spec: schema.FeatureSpec, output_dir: str,
   """Checks `data_path` and writes it as a data root in `output_dir`, split by time.
 
   Args:
-    data_path: a CSV file, a directory of CSV files, or a data root that is
+    data_path: a CSV file, a directory of CSV files (`*.csv`, `*.csv.gz`;
+      what was read and skipped is in the notes), or a data root that is
       already split (`train/` and `eval/` subdirectories, kept as split).
     spec: the feature spec of the files.
     output_dir: the data root to write.
@@ -253,4 +252,5 @@ def prepare_data_root(data_path: str, spec: schema.FeatureSpec, output_dir: str,
   """
   if os.path.isdir(data_path) and is_split_root(data_path):
     return copy_split_root(data_path, spec, output_dir, as_of)
-  return split_by_time(csv_files(data_path), spec, output_dir, eval_fraction, as_of)
+  files, note = raw_data_checks.list_csv_files(data_path)
+  return split_by_time(files, spec, output_dir, eval_fraction, as_of, [note])

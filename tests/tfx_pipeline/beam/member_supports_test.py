@@ -75,7 +75,10 @@ def _parquet(output):
 
 def test_counters_and_rows(csv_run):
   assert csv_run["counters"] == {embedding_job.MEMBERS: 3, embedding_job.EMPTY_SUPPORTS: 0,
-                                 embedding_job.TRUNCATED_SUPPORTS: 1}
+                                 embedding_job.TRUNCATED_SUPPORTS: 1, ms.ROWS_READ: 8,
+                                 ms.ROWS_KEPT: 8, "duplicate_interactions": 0,
+                                 "future_interactions": 0, ms.MEMBERS_ALL_DROPPED: 0,
+                                 ms.MEMBERS_ONLY_UNKNOWN_ITEMS: 0, "notes": []}
   rows = _parquet(csv_run["output"])
   assert {m: (r[embedding_job.SUPPORT_SIZE], r[embedding_job.AS_OF_TIMESTAMP])
           for m, r in rows.items()} == {"7": (3, 50), "8": (2, 15), "9": (1, 7)}
@@ -112,7 +115,7 @@ def test_transformed_input_and_reruns_give_identical_files(setup, csv_run, tmp_p
   first = str(tmp_path / "first")
   counters = ms.run_transformed(setup["model_dir"], [pattern], first, "v1",
                                 max_support=MAX_SUPPORT, batch_size=2)
-  assert counters == csv_run["counters"]
+  assert counters == {k: csv_run["counters"][k] for k in embedding_job.COUNTERS}
   assert testing.checksums(first) == testing.checksums(csv_run["output"])
   # The same input in another order and file layout, in several shards: identical reruns.
   shuffled = list(setup["transformed"])
@@ -180,6 +183,37 @@ def test_bad_csv_gives_a_clear_error_and_no_output(setup, tmp_path, rows, header
     ms.run_csv(setup["model_dir"], setup["transform_dir"], [path], str(output), "v1")
   assert not output.exists()
   assert os.listdir(tmp_path) == ["bad.csv"]  # No staging directory left either.
+
+
+def test_dropped_rows_and_skipped_members_are_counted_and_noted(setup, tmp_path):
+  rows = ROWS + [ROWS[1],  # A duplicate of member 7's row.
+                 (8, "x", 5_000, 1, 41.0, 1990),  # Later than the as-of time.
+                 (11, "y", 6_000, 0, 30.0, 1990),  # Member 11: all rows dropped.
+                 (12, "zz", 12, 1, 30.0, 1990), (12, "ww", 13, 0, 30.0, 1990)]  # Unknown items.
+  path = write_csv(tmp_path / "in.csv", rows)
+  output = str(tmp_path / "out")
+  result = ms.run_csv(setup["model_dir"], setup["transform_dir"], [path], output, "v1",
+                      max_support=MAX_SUPPORT, as_of=1_000)
+  assert result[ms.ROWS_READ] == len(rows) and result[ms.ROWS_KEPT] == len(ROWS) + 2
+  assert result["duplicate_interactions"] == 1 and result["future_interactions"] == 2
+  assert result[ms.MEMBERS_ALL_DROPPED] == 1 and result[ms.MEMBERS_ONLY_UNKNOWN_ITEMS] == 1
+  assert result[embedding_job.MEMBERS] == 3
+  assert sorted(_parquet(output)) == ["7", "8", "9"]
+  notes = result["notes"]
+  assert f"dropped 1 duplicate interaction(s) (same member_id, item_id and timestamp; the " \
+         f"first is kept), e.g. {path} line 10" in notes
+  assert f"dropped 2 interaction(s) later than the as-of time 1000, e.g. {path} line 11 " \
+         f"(timestamp 5000)" in notes
+  assert ("1 member(s) had every row dropped (no embedding for them), e.g. '11'") in notes
+  assert ("skipped 1 member(s) whose interactions all reference items unknown to the model "
+          "(an embedding adapted on out-of-vocabulary items only would be noise; they keep "
+          "their served embedding or the cold-start path), e.g. '12'") in notes
+
+
+def test_millisecond_timestamps_get_a_hint(setup, tmp_path):
+  path = write_csv(tmp_path / "in.csv", [(7, "x", 1_700_000_000_000, 1, 20.0, 1990)])
+  with pytest.raises(ValueError, match="timestamps look like milliseconds; divide by 1000"):
+    ms.run_csv(setup["model_dir"], setup["transform_dir"], [path], str(tmp_path / "o"), "v1")
 
 
 def test_missing_and_empty_inputs(setup, tmp_path):
