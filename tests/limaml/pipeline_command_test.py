@@ -66,20 +66,26 @@ def test_data_without_spec_says_what_to_do(tmp_path, capsys):
 def test_subcommands_are_registered():
   parser = cli.build_parser()
   run = parser.parse_args(["pipeline", "run", "--epochs", "3", "--beam-arg=--x=1",
-                           "--min-auc-gain", "0.02"])
+                           "--min-gauc-gain", "0.02", "--max-log-loss-increase", "0.05"])
   assert run.func.__name__ == "_run" and run.epochs == 3 and run.beam_arg == ["--x=1"]
-  assert (run.min_auc, run.min_auc_gain) == (configs.MIN_AUC, 0.02)
+  assert (run.min_auc, run.min_gauc_gain, run.max_log_loss_increase) == (
+      configs.MIN_AUC, 0.02, 0.05)
   compile_ = parser.parse_args(["pipeline", "compile", "--output", "spec.json"])
   assert compile_.func.__name__ == "_compile" and compile_.output == "spec.json"
   with pytest.raises(SystemExit):
     parser.parse_args(["pipeline"])
 
 
-def test_bad_threshold_fails_before_tfx(small_csv, tmp_path, capsys):
+@pytest.mark.parametrize("flag, value, message", [
+    ("--min-auc", "2", "min_auc must be in [0, 1], got 2.0"),
+    ("--min-gauc-gain", "1", "min_gauc_gain must be in [-1, 1), got 1.0"),
+    ("--max-log-loss-increase", "-0.1", "max_log_loss_increase must be finite and >= 0, got -0.1"),
+])
+def test_bad_threshold_fails_before_tfx(small_csv, tmp_path, capsys, flag, value, message):
   path, _, _ = small_csv
   code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out"),
-                    "--min-auc", "2"], capsys)
-  assert code == 1 and "min_auc must be in [0, 1], got 2.0" in err
+                    flag, value], capsys)
+  assert code == 1 and message in err
   assert not (tmp_path / "out").exists()
 
 
