@@ -32,7 +32,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from limaml_keras import metrics  # pylint: disable=g-import-not-at-top
-from limaml_keras.evaluation import configs, datasets, protocol  # pylint: disable=g-import-not-at-top
+from limaml_keras.evaluation import tuned as configs, datasets, protocol  # pylint: disable=g-import-not-at-top
 from limaml_keras.evaluation import methods as M  # pylint: disable=g-import-not-at-top
 
 #: Named changes a variant can stack on its method's settings.
