@@ -19,7 +19,8 @@ from typing import List, Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from tfx_pipeline.pipeline import quiet_workers  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable-next=wrong-import-position
+from tfx_pipeline.pipeline import quiet_workers
 
 # Modules that expose `register(subparsers)`, in help order.
 _COMMAND_MODULES = (

@@ -57,7 +57,8 @@ def _model_spec(name: str, is_baseline: bool) -> tfma.ModelSpec:
                         label_key=schema.LABEL_COLUMN, prediction_key=serving_contract.PROBABILITIES)
 
 
-def _gated(class_name: str, threshold: tfma.MetricThreshold, module: str = "") -> tfma.MetricConfig:
+def _gated(class_name: str, threshold: tfma.MetricThreshold,
+           module: str = "") -> tfma.MetricConfig:
   """A metric with `threshold` on the overall slice."""
   return tfma.MetricConfig(class_name=class_name, module=module, per_slice_thresholds=[
       tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)])

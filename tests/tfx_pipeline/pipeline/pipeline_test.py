@@ -179,6 +179,9 @@ def test_both_trainers_report_evaluation_metrics(run):
       metrics = json.load(f)
     assert metrics["model"] == model
     assert 0.0 <= metrics["eval"]["auc"] <= 1.0 and np.isfinite(metrics["eval"]["loss"])
+    # TensorBoard logs where TFX users look first (scalars: trainer_test).
+    model_run = _outputs(run, node_id)["model_run"].uri
+    assert glob.glob(os.path.join(model_run, "train", "events.out.tfevents.*")), node_id
 
 
 def _request_rows(run):
