@@ -17,8 +17,10 @@ import os
 import sys
 from typing import List, Optional
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# pylint: disable-next=wrong-import-position
+from tfx_pipeline.pipeline import quiet_workers
 
 # Modules that expose `register(subparsers)`, in help order.
 _COMMAND_MODULES = (
@@ -61,10 +63,19 @@ def add_command_group(subparsers, name: str, help_text: str, description: str):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  """Runs `limaml`; returns the process exit code."""
+  """Runs `limaml`; returns the process exit code.
+
+  Unless the command has `--verbose` set, the console stays quiet: the
+  environment is set before any command imports TensorFlow, so its C++
+  start-up notices and shutdown noise are not shown, here or in Beam worker
+  processes (`tfx_pipeline.pipeline.quiet_workers`).
+  """
   logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices etc.
   parser = build_parser()
   args = parser.parse_args(argv)
+  if not getattr(args, "verbose", False):
+    quiet_workers.quiet_environment()
+    quiet_workers.install_shutdown_filter()
   try:
     return int(args.func(args) or 0)
   except UsageError as e:

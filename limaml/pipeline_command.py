@@ -6,10 +6,11 @@
 `run` validates and time-splits the data before any TFX component starts
 (`tfx_pipeline.ops.input_data`); without `--data` it generates the synthetic
 data set into the output directory. Reruns with the same inputs reuse the
-cached components. At the end it prints the Evaluator's verdict: AUC of the
-personalised model against the global baseline, overall and per
-member-activity bucket, whether the model was blessed (`--min-auc`,
-`--min-auc-gain`) and the version pushed, if any.
+cached components. At the end it prints the Evaluator's verdict: AUC, gAUC
+and log loss of the personalised model and of the global baseline, overall and
+per member-activity bucket (empty buckets included), the 95 % interval of the
+gAUC gain, whether the model was blessed (`--min-auc`, `--min-gauc-gain`,
+`--max-log-loss-increase`) and the version pushed, if any.
 """
 
 import argparse
@@ -42,10 +43,14 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                       help="do not train the global baseline (the Evaluator then checks "
                       "--min-auc only)")
   parser.add_argument("--min-auc", type=float, default=configs.MIN_AUC,
-                      help="push only if the personalised model's evaluation-period AUC is "
-                      "at least this (default: %(default)s)")
-  parser.add_argument("--min-auc-gain", type=float, default=configs.MIN_AUC_GAIN,
-                      help="...and exceeds the baseline's AUC by at least this "
+                      help="push only if the personalised model's evaluation-period pooled "
+                      "AUC is at least this (default: %(default)s)...")
+  parser.add_argument("--min-gauc-gain", type=float, default=configs.MIN_GAUC_GAIN,
+                      help="...and the lower bound of the 95%% member-bootstrap interval of "
+                      "its gAUC minus the baseline's is above this (default: %(default)s)...")
+  parser.add_argument("--max-log-loss-increase", type=float,
+                      default=configs.MAX_LOG_LOSS_INCREASE,
+                      help="...and its log loss exceeds the baseline's by at most this "
                       "(default: %(default)s)")
   parser.add_argument("--beam-arg", action="append", metavar="ARG",
                       help="a Beam pipeline argument, repeatable, replacing the defaults; "
@@ -93,14 +98,16 @@ def register(subparsers) -> None:
 def _pipeline_kwargs(args) -> dict:
   """`create_pipeline` keyword arguments from the shared options (checked)."""
   from tfx_pipeline.components import evaluation_config  # pylint: disable=g-import-not-at-top
-  evaluation_config.check_thresholds(args.min_auc, args.min_auc_gain)
+  evaluation_config.check_thresholds(args.min_auc, args.min_gauc_gain,
+                                     args.max_log_loss_increase)
   return {
       "task_settings": task_settings.TaskSettings(window=args.window,
                                                   max_support=args.max_support,
                                                   max_query=args.max_query),
       "train_baseline": not args.no_baseline,
       "min_auc": args.min_auc,
-      "min_auc_gain": args.min_auc_gain,
+      "min_gauc_gain": args.min_gauc_gain,
+      "max_log_loss_increase": args.max_log_loss_increase,
       "model_config": model_config.ModelConfig(epochs=args.epochs, batch_size=args.batch_size,
                                                inner_steps=args.inner_steps),
   }

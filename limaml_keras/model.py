@@ -706,7 +706,44 @@ class LiMAMLModel(PersonalizedRanker):
   model.fit(tasks.dataset(batch_size=64), epochs=5)
   embeddings = model.adapt(task_batch)   # [T, 16]
   ```
+
+  Besides loss and AUC, `train_step` reports what the inner loop does
+  (running means over the epoch, so Keras callbacks such as TensorBoard log
+  them per epoch): `support_loss_before` and `support_loss_after` (mean
+  support loss over tasks with support, with θm and with the adapted fast
+  weights), `adaptation_gain` (their difference), `query_loss` (the adapted
+  model's, the outer loss), and with Meta-SGD `inner_lr_<i>`, the mean learned
+  inner learning rate of each adaptable Meta Block weight.
   """
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._adaptation_trackers = {name: tf.keras.metrics.Mean(name=name) for name in (
+        "support_loss_before", "support_loss_after", "adaptation_gain", "query_loss")}
+
+  @property
+  def metrics(self):
+    return super().metrics + list(self._adaptation_trackers.values())
+
+  def _support_loss(self, batch, fast_weights):
+    """Mean support loss over the tasks that have support."""
+    embeddings = self._member_embedding(batch, fast_weights)
+    _, _, _, losses, counts = self._side_losses(batch, F.SUPPORT, embeddings)
+    has_support = tf.cast(counts > 0, tf.float32)
+    return tf.reduce_sum(losses * has_support) / tf.maximum(tf.reduce_sum(has_support), 1.0)
+
+  def _adaptation_results(self, batch, fast, query_loss):
+    """Updates the inner-loop trackers (class docstring); returns their results."""
+    before = self._support_loss(batch, None)
+    after = self._support_loss(batch, [tf.stop_gradient(w) for w in fast])
+    for name, value in (("support_loss_before", before), ("support_loss_after", after),
+                        ("adaptation_gain", before - after), ("query_loss", query_loss)):
+      self._adaptation_trackers[name].update_state(value)
+    results = {name: tracker.result() for name, tracker in self._adaptation_trackers.items()}
+    if self._inner_lrs:
+      results.update({f"inner_lr_{i}": tf.reduce_mean(lr)
+                      for i, lr in enumerate(self._learning_rates())})
+    return results
 
   def train_step(self, data):
     batch = sample_support_sizes(self._checked(data), self.train_support_sizes)
@@ -719,8 +756,9 @@ class LiMAMLModel(PersonalizedRanker):
         fast = self.adapt_weights(batch)
       loss, logits, labels, mask = self._query_loss(batch, fast)
       total = loss + self._regularization()
+    adaptation = self._adaptation_results(batch, fast, loss)  # Before θ moves.
     self._apply(tape, total)
-    return self._update_metrics(loss, logits, labels, mask)
+    return {**self._update_metrics(loss, logits, labels, mask), **adaptation}
 
 
 @tf.keras.utils.register_keras_serializable(package="LiMAML")

@@ -26,9 +26,10 @@ from tfx import v1 as tfx
 from limaml_keras import schema
 from tfx_pipeline.pipeline import configs
 from tfx_pipeline.pipeline import pipeline as pipeline_lib
+from tfx_pipeline.pipeline import quiet_workers
 
 _NODE_CONTEXT_TYPE = "node"
-_TF_CPP_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
+_QUIET_ENVIRONMENT = (quiet_workers.TF_CPP_LOG_LEVEL_ENV, quiet_workers.QUIET_ENV)
 _DONE_STATES = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
 
 
@@ -104,16 +105,17 @@ def _progress(node_ids: Sequence[str], report: Callable[[str], None],
   # verbosity around some calls, which would undo a bare logger level.
   absl_logging.set_verbosity(absl_logging.INFO)
   root.setLevel(forward_level)
-  cpp_level = os.environ.get(_TF_CPP_LOG_LEVEL)
-  if quiet:  # Beam worker processes inherit it: no C++ start-up chatter from each.
-    os.environ[_TF_CPP_LOG_LEVEL] = "3"
+  saved = {name: os.environ.get(name) for name in _QUIET_ENVIRONMENT}
+  if quiet:  # Beam worker processes inherit it (`quiet_workers`).
+    quiet_workers.quiet_environment()
   try:
     yield
   finally:
-    if cpp_level is None:
-      os.environ.pop(_TF_CPP_LOG_LEVEL, None)
-    else:
-      os.environ[_TF_CPP_LOG_LEVEL] = cpp_level
+    for name, value in saved.items():
+      if value is None:
+        os.environ.pop(name, None)
+      else:
+        os.environ[name] = value
     root.setLevel(root_level)
     absl_logging.set_verbosity(verbosity)
     logger.propagate = propagate
@@ -129,7 +131,8 @@ def run(pipeline: tfx.dsl.Pipeline, report: Optional[Callable[[str], None]] = pr
     report: receives one progress line per component start and end; None
       leaves logging as it is.
     quiet: with `report`, show no other log records than errors (otherwise
-      every INFO record of TFX, Beam and TensorFlow).
+      every INFO record of TFX, Beam and TensorFlow), and keep Beam worker
+      processes quiet (`quiet_workers`).
   """
   node_ids = [component.id for component in pipeline.components]
   with _progress(node_ids, report, quiet) if report else contextlib.nullcontext():
@@ -147,7 +150,8 @@ def create_local_pipeline(paths: LocalPaths, data_root: str, feature_spec: schem
     data_root: directory with `train/` and `eval/` CSVs.
     feature_spec: the data's feature spec.
     pipeline_name: the pipeline name.
-    beam_pipeline_args: Beam arguments (DirectRunner, multi-processing).
+    beam_pipeline_args: Beam arguments (DirectRunner, multi-processing);
+      `quiet_workers.BEAM_PLUGIN_ARG` is added (quiet worker shutdown).
     **kwargs: further `create_pipeline` arguments.
   """
   return pipeline_lib.create_pipeline(
@@ -157,7 +161,7 @@ def create_local_pipeline(paths: LocalPaths, data_root: str, feature_spec: schem
       feature_spec=feature_spec,
       serving_model_dir=paths.serving_model_dir,
       metadata_connection_config=paths.metadata_connection_config(),
-      beam_pipeline_args=beam_pipeline_args,
+      beam_pipeline_args=[*beam_pipeline_args, quiet_workers.BEAM_PLUGIN_ARG],
       **kwargs)
 
 

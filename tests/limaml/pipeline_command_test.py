@@ -1,6 +1,9 @@
 """Tests of `limaml pipeline`: argument handling and up-front data validation."""
 
 import csv
+import os
+import subprocess
+import sys
 
 from ml_metadata.proto import metadata_store_pb2
 import pytest
@@ -68,20 +71,26 @@ def test_data_without_spec_says_what_to_do(tmp_path, capsys):
 def test_subcommands_are_registered():
   parser = cli.build_parser()
   run = parser.parse_args(["pipeline", "run", "--epochs", "3", "--beam-arg=--x=1",
-                           "--min-auc-gain", "0.02"])
+                           "--min-gauc-gain", "0.02", "--max-log-loss-increase", "0.05"])
   assert run.func.__name__ == "_run" and run.epochs == 3 and run.beam_arg == ["--x=1"]
-  assert (run.min_auc, run.min_auc_gain) == (configs.MIN_AUC, 0.02)
+  assert (run.min_auc, run.min_gauc_gain, run.max_log_loss_increase) == (
+      configs.MIN_AUC, 0.02, 0.05)
   compile_ = parser.parse_args(["pipeline", "compile", "--output", "spec.json"])
   assert compile_.func.__name__ == "_compile" and compile_.output == "spec.json"
   with pytest.raises(SystemExit):
     parser.parse_args(["pipeline"])
 
 
-def test_bad_threshold_fails_before_tfx(small_csv, tmp_path, capsys):
+@pytest.mark.parametrize("flag, value, message", [
+    ("--min-auc", "2", "min_auc must be in [0, 1], got 2.0"),
+    ("--min-gauc-gain", "1", "min_gauc_gain must be in [-1, 1), got 1.0"),
+    ("--max-log-loss-increase", "-0.1", "max_log_loss_increase must be finite and >= 0, got -0.1"),
+])
+def test_bad_threshold_fails_before_tfx(small_csv, tmp_path, capsys, flag, value, message):
   path, _, _ = small_csv
   code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out"),
-                    "--min-auc", "2"], capsys)
-  assert code == 1 and "min_auc must be in [0, 1], got 2.0" in err
+                    flag, value], capsys)
+  assert code == 1 and message in err
   assert not (tmp_path / "out").exists()
 
 
@@ -132,3 +141,33 @@ def test_as_of_drops_later_interactions_before_tfx(small_csv, tmp_path, capsys):
   assert code == 1
   assert "no interaction left after the checks" in err
   assert not (tmp_path / "out" / "pipeline").exists()
+
+
+_NOISE = ("Traceback", "E external", "Exception ignored")
+
+
+@pytest.mark.slow
+def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
+  """`limaml pipeline run` as a user runs it, on data with no member (or item) features.
+
+  A fresh process with the default multi-processing Beam workers; stderr may
+  hold no error-looking line (TensorFlow's C++ start-up notices, worker
+  shutdown noise), and the feature spec's empty member side must train,
+  evaluate and push (the Meta Block reads support interactions only).
+  """
+  data = synthetic.generate(num_members=40, num_items=20, seed=0)
+  path = str(tmp_path / "input" / "interactions.csv")
+  (tmp_path / "input").mkdir()
+  data.interactions[list(schema.KEY_COLUMNS)].to_csv(path, index=False)
+  schema.save_spec(schema.FeatureSpec(), str(tmp_path / "input" / schema.SPEC_FILE_NAME))
+  env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "LIMAML_QUIET")}
+  result = subprocess.run(
+      [sys.executable, "-m", "limaml.cli", "pipeline", "run", "--data", path,
+       "--output", str(tmp_path / "out"), "--epochs", "1", "--min-auc", "0",
+       "--min-gauc-gain", "-1", "--max-log-loss-increase", "100"],
+      env=env, capture_output=True, text=True, timeout=3600)
+  assert result.returncode == 0, result.stderr[-5000:]
+  assert "[pipeline] blessed: yes" in result.stdout and "gAUC" in result.stdout
+  assert "[pipeline] serving model: pushed version" in result.stdout
+  noisy = [line for line in result.stderr.splitlines() if any(n in line for n in _NOISE)]
+  assert not noisy, result.stderr[-5000:]

@@ -161,6 +161,26 @@ def test_learned_inner_learning_rates_are_trained(batch):
   assert any(not np.allclose(lr.numpy(), 0.2) for lr in lrs)
 
 
+@pytest.mark.parametrize("first_order", [False, True])
+def test_train_step_reports_what_the_inner_loop_does(batch, first_order):
+  model = build(make_model(inner_steps=3, inner_lr=0.3, learn_inner_lr=True,
+                           first_order=first_order), batch)
+  before = float(tf.reduce_mean(support_losses(model, batch, model.meta_block.stack_weights(5))))
+  after = float(tf.reduce_mean(support_losses(model, batch, model.adapt_weights(batch))))
+  used_lrs = [float(tf.reduce_mean(lr)) for lr in model._inner_lrs]  # The step reports these.
+  logs = model.train_on_batch(batch, return_dict=True)
+  assert logs["support_loss_before"] == pytest.approx(before, rel=1e-4)
+  assert logs["support_loss_after"] == pytest.approx(after, rel=1e-4)
+  assert logs["adaptation_gain"] == pytest.approx(before - after, rel=1e-3) and before > after
+  assert logs["query_loss"] == pytest.approx(logs["loss"])
+  lr_keys = sorted(k for k in logs if k.startswith("inner_lr_"))
+  assert len(lr_keys) == len(model.meta_block.adaptable_weights)
+  for key, lr in zip(sorted(lr_keys, key=lambda k: int(k.split("_")[-1])), used_lrs):
+    assert logs[key] == pytest.approx(lr)
+  model.reset_metrics()  # The trackers are epoch means: Keras resets them.
+  assert all(float(t.count) == 0 for t in model._adaptation_trackers.values())
+
+
 NEW_OPTIONS = [
     {},
     {"support_items": "shared", "block_kwargs": {"meta_item_interaction": True}},

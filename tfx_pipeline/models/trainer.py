@@ -5,8 +5,9 @@ model comes from the library's one factory (`limaml_keras.model_factory`).
 The function reads the TaskGen records of the `train` and `eval` splits as
 task batches, fits the model (LiMAML, or the global baseline), evaluates it
 on the evaluation-period tasks (adapting on each member's support when the
-model adapts), writes `metrics.json` to the model-run directory and exports
-the serving SavedModel (`tfx_pipeline.models.export`).
+model adapts), writes `metrics.json` and TensorBoard logs
+(`tensorboard_callback`) to the model-run directory and exports the serving
+SavedModel (`tfx_pipeline.models.export`).
 
 Training survives being killed: `tf.keras.callbacks.BackupAndRestore` backs
 the model and optimizer up every `BACKUP_EVERY_BATCHES` batches, and a rerun
@@ -178,6 +179,19 @@ def train_model(model: tf.keras.Model, train_files: Sequence[str],
                    callbacks=[backup, *callbacks], verbose=2)
 
 
+def tensorboard_callback(log_dir: str) -> tf.keras.callbacks.TensorBoard:
+  """Per-epoch TensorBoard scalars of every training metric under `log_dir` (TFX convention).
+
+  The Trainers write to their `model_run_dir`, as the TFX templates do: open
+  them with `tensorboard --logdir <pipeline root>/Trainer/model_run` (or
+  `BaselineTrainer/`). Scalars are `epoch_<metric>` in the `train/` run:
+  loss and AUC, and for LiMAML the inner loop's `support_loss_before`,
+  `support_loss_after`, `adaptation_gain`, `query_loss` and, with Meta-SGD,
+  `inner_lr_<i>` (`limaml_keras.model.LiMAMLModel`).
+  """
+  return tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False)
+
+
 def backup_dir_for(fn_args: tfx.components.FnArgs) -> str:
   """The backup directory of a Trainer run: stable across reruns with the same inputs.
 
@@ -207,7 +221,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   model = model_factory.build_model(
       config, num_items=tft_output.vocabulary_size_by_name(preprocessing.ITEM_VOCABULARY) + 1,
       num_members=tft_output.vocabulary_size_by_name(preprocessing.MEMBER_VOCABULARY) + 1)
-  history = train_model(model, fn_args.train_files, config, backup_dir_for(fn_args))
+  history = train_model(model, fn_args.train_files, config, backup_dir_for(fn_args),
+                        callbacks=[tensorboard_callback(fn_args.model_run_dir)])
   eval_format = task_records.infer_format(fn_args.eval_files)
   # One epoch in `epoch_order`: the batches (so the batch-averaged loss) do not
   # depend on the order TaskGen wrote the evaluation tasks in.

@@ -1,4 +1,4 @@
-"""Reads the Evaluator's TFMA results: overall and per-activity-slice AUC, and the verdict.
+"""Reads the Evaluator's TFMA results: AUC, gAUC and log loss per activity slice, and the verdict.
 
 Example:
 
@@ -23,19 +23,36 @@ OVERALL = "overall"
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelMetrics:
+  """One model's numbers on one slice (NaN where TFMA could not compute one).
+
+  Attributes:
+    auc: pooled AUC.
+    gauc: member-weighted mean of per-member AUC (members with both labels).
+    log_loss: mean binary cross-entropy.
+  """
+  auc: float
+  gauc: float
+  log_loss: float
+
+
+@dataclasses.dataclass(frozen=True)
 class SliceResult:
   """One slice's numbers.
 
   Attributes:
     name: `OVERALL` or a member-activity bucket (`0`, `1-5`, `6-20`, `>20`).
-    example_count: evaluated examples in the slice.
-    auc: the candidate's (personalised model's) AUC.
-    baseline_auc: the baseline's AUC, None without a baseline.
+    example_count: evaluated examples in the slice (0: an empty slice).
+    candidate: the personalised model's metrics, None for an empty slice.
+    baseline: the baseline's metrics, None without a baseline or examples.
+    gauc_gain_interval: the 95 % bootstrap interval (lower, upper) of the
+      candidate's gAUC minus the baseline's, None without a baseline or examples.
   """
   name: str
   example_count: int
-  auc: float
-  baseline_auc: Optional[float]
+  candidate: Optional[ModelMetrics]
+  baseline: Optional[ModelMetrics] = None
+  gauc_gain_interval: Optional[Tuple[float, float]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +61,7 @@ class EvaluationSummary:
 
   Attributes:
     overall: the overall slice.
-    slices: the member-activity slices with examples, in bucket order.
+    slices: every member-activity slice in bucket order, empty ones included.
     blessed: whether the candidate passed every threshold.
     failures: one line per failed threshold (empty when blessed).
   """
@@ -52,6 +69,10 @@ class EvaluationSummary:
   slices: List[SliceResult]
   blessed: bool
   failures: List[str]
+
+  @property
+  def has_baseline(self) -> bool:
+    return self.overall.baseline is not None
 
 
 def _slice_name(slice_key) -> Optional[str]:
@@ -78,12 +99,43 @@ def _values(metrics_for_slice) -> Dict[Tuple[str, str], float]:
 
 def _failure_line(slice_key, failure) -> str:
   name = _slice_name(slice_key) or str(slice_key).replace("\n", " ")
-  kind = "gain over the baseline" if failure.metric_key.is_diff else "value"
   threshold = failure.metric_threshold
-  bound = (threshold.change_threshold.absolute.value if failure.metric_key.is_diff
-           else threshold.value_threshold.lower_bound.value)
-  return (f"{name}: {failure.metric_key.name} {kind} "
-          f"{failure.metric_value.double_value.value:.4f} < required {bound:.4f}")
+  value = failure.metric_value.double_value.value
+  if failure.metric_key.is_diff:
+    change = threshold.change_threshold
+    if change.direction == tfma.MetricDirection.LOWER_IS_BETTER:
+      return (f"{name}: {failure.metric_key.name} increase over the baseline {value:.4f} > "
+              f"allowed {change.absolute.value:.4f}")
+    return (f"{name}: {failure.metric_key.name} gain over the baseline {value:.4f} < "
+            f"required {change.absolute.value:.4f}")
+  bound = threshold.value_threshold.lower_bound.value
+  if failure.metric_key.name == evaluation_config.GAUC_GAIN_LOWER_BOUND:
+    return (f"{name}: gAUC gain over the baseline not beyond the noise: 95 % bootstrap "
+            f"lower bound {value:.4f} <= {bound:.4f}")
+  return f"{name}: {failure.metric_key.name} value {value:.4f} < required {bound:.4f}"
+
+
+def _model_metrics(values: Dict[Tuple[str, str], float], model: str) -> Optional[ModelMetrics]:
+  if (evaluation_config.AUC, model) not in values:
+    return None
+  nan = float("nan")
+  return ModelMetrics(auc=values[(evaluation_config.AUC, model)],
+                      gauc=values.get((evaluation_config.GAUC, model), nan),
+                      log_loss=values.get((evaluation_config.LOG_LOSS, model), nan))
+
+
+def _slice_result(name: str, values: Dict[Tuple[str, str], float]) -> SliceResult:
+  candidate = evaluation_config.CANDIDATE
+  interval = None
+  if (evaluation_config.GAUC_GAIN_LOWER_BOUND, candidate) in values:
+    interval = (values[(evaluation_config.GAUC_GAIN_LOWER_BOUND, candidate)],
+                values[(evaluation_config.GAUC_GAIN_UPPER_BOUND, candidate)])
+  return SliceResult(
+      name=name,
+      example_count=int(values[(evaluation_config.EXAMPLE_COUNT, candidate)]),
+      candidate=_model_metrics(values, candidate),
+      baseline=_model_metrics(values, evaluation_config.BASELINE),
+      gauc_gain_interval=interval)
 
 
 def read_evaluation(evaluation_uri: str) -> EvaluationSummary:
@@ -106,15 +158,8 @@ def read_evaluation(evaluation_uri: str) -> EvaluationSummary:
   results = {}
   for metrics_for_slice in tfma.load_metrics(evaluation_uri):
     name = _slice_name(metrics_for_slice.slice_key)
-    if name is None:
-      continue
-    values = _values(metrics_for_slice)
-    baseline = values.get((evaluation_config.AUC, evaluation_config.BASELINE))
-    results[name] = SliceResult(
-        name=name,
-        example_count=int(values[(evaluation_config.EXAMPLE_COUNT, evaluation_config.CANDIDATE)]),
-        auc=values[(evaluation_config.AUC, evaluation_config.CANDIDATE)],
-        baseline_auc=baseline)
+    if name is not None:
+      results[name] = _slice_result(name, _values(metrics_for_slice))
   if OVERALL not in results:
     raise ValueError(f"the TFMA metrics in {evaluation_uri} have no overall slice")
   validation = tfma.load_validation_result(evaluation_uri)
@@ -125,31 +170,64 @@ def read_evaluation(evaluation_uri: str) -> EvaluationSummary:
                for spec in validation.missing_slices]
   return EvaluationSummary(
       overall=results[OVERALL],
-      slices=[results[s] for s in evaluation_config.ACTIVITY_SLICES if s in results],
+      slices=[results.get(s, SliceResult(name=s, example_count=0, candidate=None))
+              for s in evaluation_config.ACTIVITY_SLICES],
       blessed=bool(validation.validation_ok),
       failures=failures)
 
 
-def _auc(value: Optional[float]) -> str:
+def _number(value: Optional[float]) -> str:
   if value is None:
-    return "-"
+    return ""
   return "n/a" if math.isnan(value) else f"{value:.4f}"
 
 
+_COLUMNS = ("auc", "gauc", "log_loss")
+_HEADINGS = ("AUC", "gAUC", "log loss")
+
+
+def _interval(interval: Optional[Tuple[float, float]]) -> str:
+  if interval is None:
+    return ""
+  return "[" + ", ".join("n/a" if math.isnan(v) else f"{v:+.4f}" for v in interval) + "]"
+
+
+def _model_cells(model: Optional[ModelMetrics]) -> List[str]:
+  return [_number(getattr(model, column) if model else None) for column in _COLUMNS]
+
+
 def report_lines(summary: EvaluationSummary) -> List[str]:
-  """Human-readable lines: overall AUCs, the per-slice table, the verdict."""
-  overall = summary.overall
-  has_baseline = overall.baseline_auc is not None
-  headline = f"evaluation (TFMA, evaluation period, {overall.example_count} examples): " \
-             f"personalised AUC {_auc(overall.auc)}"
+  """Human-readable lines: the headline, the per-slice table, the verdict.
+
+  The table has a row for the overall slice and for every activity bucket,
+  empty buckets included (their cells left blank), with AUC, gAUC and log
+  loss of the personalised model and, with a baseline, of the baseline and the
+  95 % interval of the gAUC gain.
+  """
+  overall, has_baseline = summary.overall, summary.has_baseline
+  candidate = overall.candidate
+  headline = (f"evaluation (TFMA, evaluation period, {overall.example_count} examples): "
+              f"personalised gAUC {_number(candidate.gauc)}, AUC {_number(candidate.auc)}, "
+              f"log loss {_number(candidate.log_loss)}")
   if has_baseline:
-    headline += f" vs global baseline {_auc(overall.baseline_auc)} " \
-                f"({overall.auc - overall.baseline_auc:+.4f})"
-  lines = [headline, f"  {'member activity':<16} {'examples':>9} {'personalised':>13}"
-           + (f" {'baseline':>9}" if has_baseline else "")]
-  for result in summary.slices:
-    lines.append(f"  {result.name:<16} {result.example_count:>9} {_auc(result.auc):>13}"
-                 + (f" {_auc(result.baseline_auc):>9}" if has_baseline else ""))
+    headline += (f"; global baseline gAUC {_number(overall.baseline.gauc)}, AUC "
+                 f"{_number(overall.baseline.auc)}, log loss {_number(overall.baseline.log_loss)}"
+                 f"; gAUC gain 95 % interval {_interval(overall.gauc_gain_interval)}")
+  models = ["personalised"] + (["baseline"] if has_baseline else [])
+  header = [f"{'member activity':<16}", f"{'examples':>9}"]
+  header += [f"{model[:4] + ' ' + heading:>14}" for model in models for heading in _HEADINGS]
+  if has_baseline:
+    header.append(f"{'gAUC gain 95 % interval':>26}")
+  lines = [headline, "  " + " ".join(header)]
+  for result in [overall] + summary.slices:
+    row = [f"{result.name:<16}", f"{result.example_count:>9}"]
+    cells = _model_cells(result.candidate)
+    if has_baseline:
+      cells += _model_cells(result.baseline)
+    row += [f"{cell:>14}" for cell in cells]
+    if has_baseline:
+      row.append(f"{_interval(result.gauc_gain_interval):>26}")
+    lines.append(("  " + " ".join(row)).rstrip())
   lines.append("blessed: " + ("yes" if summary.blessed else "no"))
   lines += [f"  failed: {failure}" for failure in summary.failures]
   return lines

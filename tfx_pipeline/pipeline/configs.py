@@ -15,10 +15,13 @@ EVALUATOR_ID = "Evaluator"
 PUSHER_ID = "Pusher"
 
 #: The Evaluator's gate (overall slice, `tfx_pipeline.components.evaluation_config`): the
-#: personalised model's AUC must be at least MIN_AUC and, with a baseline,
-#: exceed the baseline's AUC by at least MIN_AUC_GAIN.
+#: personalised model's pooled AUC must be at least MIN_AUC and, with a
+#: baseline, the lower bound of the 95 % member-bootstrap interval of its gAUC
+#: minus the baseline's must be above MIN_GAUC_GAIN, and its log loss may
+#: exceed the baseline's by at most MAX_LOG_LOSS_INCREASE.
 MIN_AUC = 0.5
-MIN_AUC_GAIN = 0.001
+MIN_GAUC_GAIN = 0.0
+MAX_LOG_LOSS_INCREASE = 0.01
 
 # The evaluation period's share, the task settings and the model config have
 # their defaults in the library: `limaml_keras.task_settings` (EVAL_FRACTION,

@@ -13,9 +13,10 @@
                        interactions, and the personalised serving model
     ActivitySlices     the raw `eval` split, each example tagged with its member's
                        activity bucket (`member_activity`)
-    Evaluator          TFMA on that split: personalised model vs baseline, AUC overall
-                       and per activity bucket; blesses the personalised model only if
-                       it passes `evaluation_config`'s gate
+    Evaluator          TFMA on that split: personalised model vs baseline, AUC, gAUC
+                       and log loss overall and per activity bucket; blesses the
+                       personalised model only if its gAUC gain is beyond the noise
+                       and its log loss no worse (`evaluation_config`'s gate)
     Pusher             the personalised model, if blessed, atomically to
                        `<serving_model_dir>/<version>/` (`atomic_pusher`)
 
@@ -83,7 +84,8 @@ def create_pipeline(
     model_config: Optional[model_config_lib.ModelConfig] = None,
     train_baseline: bool = True,
     min_auc: float = configs.MIN_AUC,
-    min_auc_gain: float = configs.MIN_AUC_GAIN,
+    min_gauc_gain: float = configs.MIN_GAUC_GAIN,
+    max_log_loss_increase: float = configs.MAX_LOG_LOSS_INCREASE,
     tolerated_anomaly_types: Sequence[str] = configs.TOLERATED_ANOMALY_TYPES,
     enable_cache: bool = True,
     metadata_connection_config=None,
@@ -105,9 +107,12 @@ def create_pipeline(
     train_baseline: also train the global baseline (`BaselineTrainer`), the
       Evaluator's baseline; without it the `min_auc` gate alone decides.
     min_auc: the personalised model is pushed only if its overall
-      evaluation-period AUC is at least this...
-    min_auc_gain: ...and (with the baseline) exceeds the baseline's by at
-      least this.
+      evaluation-period pooled AUC is at least this...
+    min_gauc_gain: ...and (with the baseline) the lower bound of the 95 %
+      member-bootstrap interval of its gAUC minus the baseline's is above
+      this...
+    max_log_loss_increase: ...and its log loss exceeds the baseline's by at
+      most this (`tfx_pipeline.components.evaluation_config`).
     tolerated_anomaly_types: ExampleValidator anomaly types that do not stop
       the run.
     enable_cache: reuse the outputs of components whose inputs and settings
@@ -169,8 +174,9 @@ def create_pipeline(
       examples=sliced.outputs["sliced_examples"],
       model=personalized_model,
       baseline_model=baseline.outputs["model"] if baseline else None,
-      eval_config=evaluation_config.eval_config(with_baseline=baseline is not None,
-                                                min_auc=min_auc, min_auc_gain=min_auc_gain),
+      eval_config=evaluation_config.eval_config(
+          with_baseline=baseline is not None, min_auc=min_auc, min_gauc_gain=min_gauc_gain,
+          max_log_loss_increase=max_log_loss_increase),
       example_splits=[EVAL_SPLIT]).with_id(configs.EVALUATOR_ID)
   pusher = atomic_pusher.AtomicPusher(
       model=personalized_model,

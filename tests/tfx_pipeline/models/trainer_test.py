@@ -132,6 +132,31 @@ def test_resume_position_without_a_backup(tmp_path):
   assert trainer.resume_position(str(tmp_path / "none"), 6) == (0, 0)
 
 
+def _scalar_tags(log_dir):
+  tags = set()
+  for path in tf.io.gfile.glob(os.path.join(log_dir, "train", "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+@pytest.mark.parametrize("config", [CONFIG, CONFIG.baseline()], ids=["limaml", "global"])
+def test_training_writes_tensorboard_scalars_per_epoch(tmp_path, train_files, config):
+  tf.keras.utils.set_random_seed(config.seed)
+  model = trainer.build_model(config, num_items=NUM_ITEMS, num_members=NUM_TASKS + 1)
+  log_dir = str(tmp_path / "model_run")
+  trainer.train_model(model, train_files, config, str(tmp_path / "backup"),
+                      callbacks=[trainer.tensorboard_callback(log_dir)])
+  tags = _scalar_tags(log_dir)
+  assert {"epoch_loss", "epoch_auc"} <= tags
+  maml = {"epoch_support_loss_before", "epoch_support_loss_after", "epoch_adaptation_gain",
+          "epoch_query_loss", "epoch_inner_lr_0"}
+  if config.model == model_config.LIMAML:
+    assert config.learn_inner_lr and maml <= tags
+  else:
+    assert not maml & tags
+
+
 def test_backup_dir_is_stable_across_reruns_and_keyed_by_inputs(tmp_path):
   def fn_args(run, config):
     return tfx.components.FnArgs(

@@ -1,9 +1,16 @@
-"""Tests of reading TFMA results, on real TFMA runs of the pipeline's EvalConfig.
+"""Tests of the gate and of reading TFMA results, on real TFMA runs of the pipeline's EvalConfig.
 
 The evaluated SavedModels serve `serving_default` on serialized tf.Examples
 like the pipeline's models, but their `probabilities` are a score column of
-the example, so the scores, hence the expected AUCs and verdicts, are chosen
-by the test.
+the example, so the scores, hence the expected metrics and verdicts, are
+chosen by the test. The data: members with very different positive rates,
+and labels that also depend on an item-level signal within each member.
+
+* `offset` knows only each member's positive rate (what a model that learned
+  per-member offsets predicts): it wins pooled AUC but orders no member's
+  items (gAUC 0.5).
+* `ranker` knows only the within-member signal (no member offset).
+* `both` knows both.
 """
 
 import numpy as np
@@ -12,30 +19,41 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 from limaml_keras import metrics
+from limaml_keras import schema
+from limaml_keras import serving_contract
 from tfx_pipeline.components import activity_slices
 from tfx_pipeline.components import evaluation_config
 from tfx_pipeline.ops import evaluation_results
-from limaml_keras import serving_contract
 
-BUCKETS = ("0", "1-5", ">20")  # "6-20" has no example: absent from the table.
+BUCKETS = ("0", "1-5", ">20")  # "6-20" has no example: an empty row in the table.
+MEMBERS, PER_MEMBER = 60, 12
 
 
-def _data(num=240, seed=0):
+def _data(seed=0):
   rng = np.random.default_rng(seed)
-  labels = rng.integers(0, 2, num)
-  buckets = np.asarray(BUCKETS)[np.arange(num) % len(BUCKETS)]
-  # Scores on a 0.05 grid (exact under TFMA's threshold-bucketed AUC).
-  good = np.round(np.clip(0.5 + (labels - 0.5) * 0.5 + rng.normal(0, 0.25, num), 0, 1) * 20) / 20
-  weak = np.round(np.clip(0.5 + (labels - 0.5) * 0.1 + rng.normal(0, 0.25, num), 0, 1) * 20) / 20
-  return labels, buckets, good, weak
+  member = np.repeat(np.arange(MEMBERS), PER_MEMBER)
+  rate = np.linspace(0.03, 0.97, MEMBERS)[rng.permutation(MEMBERS)]
+  signal = rng.normal(0, 1, member.size)
+  logit = np.log(rate / (1 - rate))[member] + signal
+  labels = (rng.random(member.size) < 1 / (1 + np.exp(-logit))).astype(int)
+  buckets = np.asarray(BUCKETS)[member % len(BUCKETS)]
+  scores = {
+      "offset": rate[member],
+      "ranker": 1 / (1 + np.exp(-signal)),
+      "both": 1 / (1 + np.exp(-logit)),
+  }
+  # Scores on a 0.001 grid: exact under TFMA's threshold-bucketed pooled AUC.
+  scores = {name: np.clip(np.round(s, 3), 0.001, 0.999) for name, s in scores.items()}
+  return member, labels, buckets, scores
 
 
-def _write(path, labels, buckets, scores):
+def _write(path, member, labels, buckets, scores):
   with tf.io.TFRecordWriter(path) as writer:
     for i, label in enumerate(labels):
       example = tf.train.Example()
       feature = example.features.feature
-      feature["label"].int64_list.value.append(int(label))
+      feature[schema.LABEL_COLUMN].int64_list.value.append(int(label))
+      feature[schema.MEMBER_ID_COLUMN].bytes_list.value.append(f"m{member[i]}".encode())
       feature[activity_slices.ACTIVITY_FEATURE].bytes_list.value.append(buckets[i].encode())
       for name, values in scores.items():
         feature[f"p_{name}"].float_list.value.append(float(values[i]))
@@ -55,79 +73,121 @@ class _ScoreColumnModel(tf.Module):
     return {serving_contract.PROBABILITIES: parsed[self._column]}
 
 
-def _score_column_model(path, column):
-  model = _ScoreColumnModel(column)
-  tf.saved_model.save(model, path, signatures={serving_contract.SERVING_SIGNATURE: model.serve})
-  return path
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+  """The data as TFRecords and one score-column SavedModel per score."""
+  root = tmp_path_factory.mktemp("scored")
+  member, labels, buckets, scores = _data()
+  _write(str(root / "data.tfrecord"), member, labels, buckets, scores)
+  models = {}
+  for name in scores:
+    model = _ScoreColumnModel(f"p_{name}")
+    models[name] = str(root / name)
+    tf.saved_model.save(model, models[name],
+                        signatures={serving_contract.SERVING_SIGNATURE: model.serve})
+  return {"root": root, "models": models, "data": (member, labels, buckets, scores)}
 
 
-def _evaluate(tmp_path, scores, with_baseline=True, **thresholds):
-  """Runs TFMA with the pipeline's config on score-column models; returns the summary."""
-  labels, buckets, _, _ = _data()
-  tmp_path.mkdir(exist_ok=True)
-  _write(str(tmp_path / "data.tfrecord"), labels, buckets, scores)
-  config = evaluation_config.eval_config(with_baseline=with_baseline, **thresholds)
-  models = [tfma.default_eval_shared_model(
-      eval_saved_model_path=_score_column_model(str(tmp_path / spec.name), f"p_{spec.name}"),
-      model_name=spec.name, eval_config=config) for spec in config.model_specs]
+def _evaluate(scored, out, candidate, baseline=None, **thresholds):
+  """Runs TFMA with the pipeline's config; returns the summary."""
+  config = evaluation_config.eval_config(with_baseline=baseline is not None, **thresholds)
+  paths = {evaluation_config.CANDIDATE: scored["models"][candidate],
+           evaluation_config.BASELINE: scored["models"].get(baseline)}
+  models = [tfma.default_eval_shared_model(eval_saved_model_path=paths[spec.name],
+                                           model_name=spec.name, eval_config=config)
+            for spec in config.model_specs]
+  output = str(scored["root"] / out)
   tfma.run_model_analysis(eval_shared_model=models, eval_config=config,
-                          data_location=str(tmp_path / "data.tfrecord"),
-                          output_path=str(tmp_path / "out"))
-  return evaluation_results.read_evaluation(str(tmp_path / "out"))
+                          data_location=str(scored["root"] / "data.tfrecord"),
+                          output_path=output)
+  return evaluation_results.read_evaluation(output)
 
 
-def _expected_auc(labels, scores, mask=None):
-  mask = np.ones(len(labels), bool) if mask is None else mask
-  return metrics.auc(labels[mask], scores[mask])
+def _log_loss(labels, scores):
+  return float(-np.mean(labels * np.log(scores) + (1 - labels) * np.log(1 - scores)))
 
 
-def test_better_candidate_is_blessed_and_every_number_is_read(tmp_path):
-  labels, buckets, good, weak = _data()
-  summary = _evaluate(tmp_path, {evaluation_config.CANDIDATE: good,
-                                 evaluation_config.BASELINE: weak})
-  assert summary.blessed and summary.failures == []
-  assert summary.overall.name == evaluation_results.OVERALL
-  assert summary.overall.example_count == len(labels)
-  assert summary.overall.auc == pytest.approx(_expected_auc(labels, good), abs=1e-3)
-  assert summary.overall.baseline_auc == pytest.approx(_expected_auc(labels, weak), abs=1e-3)
-  assert [s.name for s in summary.slices] == list(BUCKETS)
-  for result in summary.slices:
-    mask = buckets == result.name
-    assert result.example_count == mask.sum()
-    assert result.auc == pytest.approx(_expected_auc(labels, good, mask), abs=1e-3)
-    assert result.baseline_auc == pytest.approx(_expected_auc(labels, weak, mask), abs=1e-3)
-  lines = evaluation_results.report_lines(summary)
-  assert lines[0].startswith(f"evaluation (TFMA, evaluation period, {len(labels)} examples): "
-                             f"personalised AUC {summary.overall.auc:.4f} vs global baseline "
-                             f"{summary.overall.baseline_auc:.4f}")
-  assert any(line.split() == [">20", str((buckets == ">20").sum()),
-                              f"{summary.slices[-1].auc:.4f}",
-                              f"{summary.slices[-1].baseline_auc:.4f}"] for line in lines)
-  assert "blessed: yes" in lines
-
-
-def test_candidate_worse_than_baseline_is_not_blessed(tmp_path):
-  _, _, good, weak = _data()
-  summary = _evaluate(tmp_path, {evaluation_config.CANDIDATE: weak,
-                                 evaluation_config.BASELINE: good})
+def test_offset_model_wins_pooled_auc_but_loses_gauc_and_is_not_blessed(scored):
+  member, labels, _, scores = scored["data"]
+  # The construction does what the test needs.
+  assert metrics.auc(labels, scores["offset"]) > metrics.auc(labels, scores["ranker"]) + 0.02
+  assert metrics.gauc(member, labels, scores["offset"]) == pytest.approx(0.5)
+  summary = _evaluate(scored, "offset_vs_ranker", "offset", "ranker")
+  overall = summary.overall
+  assert overall.candidate.auc > overall.baseline.auc + 0.02
+  assert overall.candidate.gauc == pytest.approx(0.5)
+  assert overall.baseline.gauc == pytest.approx(metrics.gauc(member, labels, scores["ranker"]))
+  low, high = overall.gauc_gain_interval
+  assert low < high < 0
   assert not summary.blessed
-  [failure] = summary.failures
-  gain = summary.overall.auc - summary.overall.baseline_auc
-  assert failure == (f"overall: auc gain over the baseline {gain:.4f} < required "
-                     f"{evaluation_config.configs.MIN_AUC_GAIN:.4f}")
+  assert any(f.startswith("overall: gAUC gain over the baseline not beyond the noise: 95 % "
+                          f"bootstrap lower bound {low:.4f} <= 0.0000") for f in summary.failures)
   assert "blessed: no" in evaluation_results.report_lines(summary)
 
 
-def test_without_baseline_the_value_threshold_decides(tmp_path):
-  _, _, good, _ = _data()
-  summary = _evaluate(tmp_path, {evaluation_config.CANDIDATE: good}, with_baseline=False)
-  assert summary.blessed and summary.overall.baseline_auc is None
-  assert all(s.baseline_auc is None for s in summary.slices)
+def test_model_that_wins_gauc_is_blessed_and_every_number_is_read(scored):
+  member, labels, buckets, scores = scored["data"]
+  summary = _evaluate(scored, "both_vs_offset", "both", "offset")
+  assert summary.blessed and summary.failures == []
+  overall = summary.overall
+  assert overall.name == evaluation_results.OVERALL
+  assert overall.example_count == len(labels)
+  for model, name in ((overall.candidate, "both"), (overall.baseline, "offset")):
+    assert model.auc == pytest.approx(metrics.auc(labels, scores[name]), abs=1e-3)
+    assert model.gauc == pytest.approx(metrics.gauc(member, labels, scores[name]), abs=1e-9)
+    assert model.log_loss == pytest.approx(_log_loss(labels, scores[name]), abs=1e-4)
+  gain = overall.candidate.gauc - overall.baseline.gauc
+  low, high = overall.gauc_gain_interval
+  assert 0 < low < gain < high
+  assert [s.name for s in summary.slices] == list(evaluation_config.ACTIVITY_SLICES)
+  for result in summary.slices:
+    mask = buckets == result.name
+    assert result.example_count == mask.sum()
+    if not mask.any():  # The empty slice is kept, with no numbers.
+      assert (result.candidate, result.baseline, result.gauc_gain_interval) == (None, None, None)
+      continue
+    assert result.candidate.gauc == pytest.approx(
+        metrics.gauc(member[mask], labels[mask], scores["both"][mask]), abs=1e-9)
+    assert result.baseline.auc == pytest.approx(
+        metrics.auc(labels[mask], scores["offset"][mask]), abs=1e-3)
+  lines = evaluation_results.report_lines(summary)
+  assert lines[0].startswith(
+      f"evaluation (TFMA, evaluation period, {len(labels)} examples): personalised gAUC "
+      f"{overall.candidate.gauc:.4f}, AUC {overall.candidate.auc:.4f}, log loss "
+      f"{overall.candidate.log_loss:.4f}; global baseline gAUC {overall.baseline.gauc:.4f}")
+  rows = {line.split()[0]: line.split() for line in lines[2:-1]}
+  assert rows["6-20"] == ["6-20", "0"]
+  heavy = summary.slices[-1]
+  assert rows[">20"][:8] == [">20", str(heavy.example_count)] + [
+      f"{v:.4f}" for v in (heavy.candidate.auc, heavy.candidate.gauc, heavy.candidate.log_loss,
+                           heavy.baseline.auc, heavy.baseline.gauc, heavy.baseline.log_loss)]
+  assert "blessed: yes" in lines
+
+
+def test_log_loss_worse_than_the_tolerance_is_not_blessed(scored):
+  """`ranker` beats `offset` on gAUC but is uncalibrated: its log loss is far worse."""
+  summary = _evaluate(scored, "ranker_vs_both_loss", "ranker", "offset")
+  overall = summary.overall
+  assert overall.gauc_gain_interval[0] > 0
+  increase = overall.candidate.log_loss - overall.baseline.log_loss
+  assert increase > 0.01
+  assert not summary.blessed
+  assert summary.failures == [
+      f"overall: binary_crossentropy increase over the baseline {increase:.4f} > allowed 0.0100"]
+  tolerant = _evaluate(scored, "ranker_vs_both_tolerant", "ranker", "offset",
+                       max_log_loss_increase=1.0)
+  assert tolerant.blessed
+
+
+def test_without_baseline_the_auc_floor_decides(scored):
+  summary = _evaluate(scored, "alone", "both")
+  assert summary.blessed and not summary.has_baseline
+  assert summary.overall.gauc_gain_interval is None
   assert "baseline" not in "\n".join(evaluation_results.report_lines(summary))
-  strict = _evaluate(tmp_path / "strict", {evaluation_config.CANDIDATE: good},
-                     with_baseline=False, min_auc=0.99)
+  strict = _evaluate(scored, "alone_strict", "both", min_auc=0.99)
   assert not strict.blessed
-  assert strict.failures == [f"overall: auc value {strict.overall.auc:.4f} < required 0.9900"]
+  assert strict.failures == [
+      f"overall: auc value {strict.overall.candidate.auc:.4f} < required 0.9900"]
 
 
 def test_missing_results_are_named(tmp_path):
