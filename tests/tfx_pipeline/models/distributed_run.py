@@ -3,14 +3,15 @@
 Run by `distribution_test.py` in a fresh process (the logical-device split
 and the multi-worker gRPC server must not leak into other tests):
 
-    python distributed_run.py STRATEGY RECORDS OUT_DIR [LOGICAL_CPUS]
+    python distributed_run.py STRATEGIES RECORDS OUT_DIR [LOGICAL_CPUS]
 
-STRATEGY is a `tfx_pipeline.models.distribution` name (`multi_worker` reads
-`TF_CONFIG`). Each model trains through the Trainer's `train_model` (its
+STRATEGIES: comma-separated `tfx_pipeline.models.distribution` names, trained
+one after the other in this process (`auto` and `multi_worker` read
+`TF_CONFIG`; a multi-worker strategy must come first). Each model trains through the Trainer's `train_model` (its
 datasets, `BackupAndRestore`) with plain SGD, so a mis-scaled loss shows as a
 different step (Adam would hide a constant factor), then is saved as a
 SavedModel, reloaded, and scores a fixed interaction batch. Writes
-`OUT_DIR/<task>.npz`: `<model>/weight_<i>` (trainable weights),
+`OUT_DIR/<task>-<strategy>.npz`: `<model>/weight_<i>` (trainable weights),
 `<model>/history_<metric>` (per epoch) and `<model>/scores`.
 """
 
@@ -67,36 +68,42 @@ def scoring_batch() -> dict:
                                                       tf.float32)}
 
 
-def main(strategy_name: str, records: str, out_dir: str, logical_cpus: int = 1) -> None:
-  if logical_cpus > 1:
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+def train(strategy_name: str, records: str, out_dir: str) -> None:
+  """Trains, saves and reloads every model under one strategy; writes the `.npz`."""
   strategy = distribution.make_strategy(strategy_name)
   task = distribution.tf_config().get("task", {})
-  name = f"{task.get('type', 'local')}-{task.get('index', 0)}"
+  name = f"{task.get('type', 'local')}-{task.get('index', 0)}-{strategy_name}"
   out = {"replicas": np.array(strategy.num_replicas_in_sync)}
   for model_name in MODELS:
     tf.keras.utils.set_random_seed(CONFIG.seed)
     with strategy.scope():
       model = make_model(model_name)
       model.compile(optimizer=tf.keras.optimizers.SGD(0.5))
-    backup_dir = os.path.join(out_dir, f"backup-{model_name}")
+    backup_dir = os.path.join(out_dir, f"backup-{strategy_name}-{model_name}")
     history = trainer.train_model(model, [records], CONFIG, backup_dir)
     for i, weight in enumerate(model.trainable_weights):
       out[f"{model_name}/weight_{i}"] = weight.numpy()
     for key, values in history.history.items():  # Metrics aggregated over replicas.
       out[f"{model_name}/history_{key}"] = np.array(values)
-    print(model_name, "trained", time.time() - START, flush=True)
+    print(name, model_name, "trained", round(time.time() - START), flush=True)
     if model_name not in SAVED:
       continue
-    saved = distribution.worker_output_dir(os.path.join(out_dir, f"saved-{model_name}"), strategy)
+    saved = distribution.worker_output_dir(
+        os.path.join(out_dir, f"saved-{strategy_name}-{model_name}"), strategy)
     model.save(saved, save_format="tf")
     loaded = tf.saved_model.load(saved)
     scores = loaded.signatures["serving_default"](**scoring_batch())
     out[f"{model_name}/scores"] = next(iter(scores.values())).numpy()
-    print(model_name, "saved", time.time() - START, flush=True)
   np.savez(os.path.join(out_dir, f"{name}.npz"), **out)
+
+
+def main(strategies: str, records: str, out_dir: str, logical_cpus: int = 1) -> None:
+  if logical_cpus > 1:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+  for strategy_name in strategies.split(","):
+    train(strategy_name, records, out_dir)
 
 
 if __name__ == "__main__":
