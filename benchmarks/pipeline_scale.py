@@ -12,7 +12,11 @@ CLI, Beam's worker processes) every `--sample-s` seconds. Prints one JSON object
                time_per_interaction_us
     time_per_interaction_ratio, peak_rss_ratio: largest size / smallest size
     (with the default sizes: `time_per_interaction_1m / time_per_interaction_100k`
-    and `peak_rss_1m / peak_rss_100k`)
+    and `peak_rss_1m / peak_rss_100k`); only when every run finished
+
+A run stopped by `--timeout-s` reports what finished (`timed_out_after_s`,
+`running_when_stopped`) instead of failing. `load_average` shows how shared
+the machine was.
 
 Usage: python benchmarks/pipeline_scale.py [--sizes 100000 1000000] [--epochs 1]
        [--workdir DIR] [--timeout-s 1800] [--keep]
@@ -23,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +42,7 @@ from process_memory import PeakRss  # pylint: disable=g-import-not-at-top,wrong-
 
 #: `[3/14] Transform: done (12.3 s)` (and `cached`), as `limaml pipeline run` prints them.
 _PROGRESS = re.compile(r"\[\d+/\d+\] (?P<component>[\w.-]+): (?:done|cached) \((?P<s>[\d.]+) s\)")
+_STARTED = re.compile(r"\[\d+/\d+\] (?P<component>[\w.-]+): running")
 _SAMPLE_MEMBERS = 2000
 
 
@@ -48,6 +54,18 @@ def component_seconds(lines: Iterable[str]) -> Dict[str, float]:
     if match:
       seconds[match.group("component")] = float(match.group("s"))
   return seconds
+
+
+def running_component(lines: Iterable[str]) -> Optional[str]:
+  """The component that had started and not finished (None when none)."""
+  running = None
+  for line in lines:
+    match = _STARTED.search(line)
+    if match:
+      running = match.group("component")
+    elif _PROGRESS.search(line):
+      running = None
+  return running
 
 
 def members_for(interactions: int, seed: int = 0) -> int:
@@ -77,21 +95,27 @@ def run_pipeline(data: str, output: str, epochs: int, timeout_s: float, sample_s
   command = [sys.executable, "-m", "limaml.cli", "pipeline", "run", "--data", data, "--output",
              output, "--no-cache", "--epochs", str(epochs), *extra_args]
   started = time.time()
-  process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  # Its own session, so a timeout stops Beam's worker processes too.
+  process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
   rss = PeakRss(process.pid, sample_s)
+  timed_out = False
   try:
     output_text, _ = process.communicate(timeout=timeout_s)
   except subprocess.TimeoutExpired:
-    process.kill()
+    timed_out = True
+    os.killpg(process.pid, signal.SIGKILL)
     output_text, _ = process.communicate()
-    rss.stop()
-    raise RuntimeError(f"pipeline run exceeded {timeout_s} s:\n{output_text[-3000:]}") from None
   total = time.time() - started
   peak = rss.stop()
-  if process.returncode:
+  if process.returncode and not timed_out:
     raise RuntimeError(f"pipeline run failed ({process.returncode}):\n{output_text[-3000:]}")
-  return {"components_s": component_seconds(output_text.splitlines()), "total_s": round(total, 1),
-          "peak_rss_mb": round(peak / 2**20, 1)}
+  result = {"components_s": component_seconds(output_text.splitlines()),
+            "total_s": round(total, 1), "peak_rss_mb": round(peak / 2**20, 1)}
+  if timed_out:  # What finished before the limit, honestly labelled.
+    result["timed_out_after_s"] = timeout_s
+    result["running_when_stopped"] = running_component(output_text.splitlines())
+  return result
 
 
 def _ratio_names(sizes: List[int]) -> Optional[tuple]:
@@ -130,14 +154,17 @@ def main() -> None:
   finally:
     if not args.keep and not args.workdir:
       shutil.rmtree(workdir, ignore_errors=True)
+  out = {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+         "epochs": args.epochs, "sizes": results}
   small, large = results[str(min(args.sizes))], results[str(max(args.sizes))]
-  out = {"cpus": os.cpu_count(), "epochs": args.epochs, "sizes": results,
-         "time_per_interaction_ratio": round(
-             large["time_per_interaction_us"] / small["time_per_interaction_us"], 3),
-         "peak_rss_ratio": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3)}
-  names = _ratio_names(args.sizes)
-  if names:
-    out[names[0]], out[names[1]] = out["time_per_interaction_ratio"], out["peak_rss_ratio"]
+  complete = not any("timed_out_after_s" in r for r in (small, large))
+  if len(results) > 1 and complete:
+    out["time_per_interaction_ratio"] = round(
+        large["time_per_interaction_us"] / small["time_per_interaction_us"], 3)
+    out["peak_rss_ratio"] = round(large["peak_rss_mb"] / small["peak_rss_mb"], 3)
+    names = _ratio_names(args.sizes)
+    if names:
+      out[names[0]], out[names[1]] = out["time_per_interaction_ratio"], out["peak_rss_ratio"]
   print(json.dumps(out))
 
 

@@ -25,3 +25,10 @@ def test_component_seconds_from_progress_lines():
            "[pipeline] [3/3] BaselineTrainer: done (102.0 s)", "[pipeline] finished in 130 s"]
   assert bench.component_seconds(lines) == {"CsvExampleGen": 21.5, "Transform": 0.3,
                                             "BaselineTrainer": 102.0}
+
+
+def test_running_component_is_the_one_started_last_and_not_finished():
+  lines = ["[1/3] CsvExampleGen: running", "[1/3] CsvExampleGen: done (2.0 s)",
+           "[2/3] StatisticsGen: running"]
+  assert bench.running_component(lines) == "StatisticsGen"
+  assert bench.running_component(lines[:2]) is None
