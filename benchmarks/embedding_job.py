@@ -22,12 +22,20 @@ second) is amortised at a realistic scale (default 20,000 members).
 Each side runs `--repeats` times and the fastest run counts, as the
 benchmark machine may be shared.
 
+With `--rss-members 100000 1000000` it also runs the job alone in a fresh
+process on that many members and reports the peak resident memory of the
+process tree (`peak_rss_mb`, and `peak_rss_ratio`: largest / smallest count;
+target <= 1.3: the job streams members, it does not hold them).
+
 Usage: python benchmarks/embedding_job.py [--members 20000] [--batch-size 256] [--repeats 2]
+       [--rss-members 100000 1000000]
 """
 
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -129,13 +137,40 @@ def _members_per_s(members: int, function, repeats: int) -> float:
   return members / best
 
 
+def job_peak_rss_mb(model_dir: str, root: str, members: int, batch_size: int) -> float:
+  """Peak RSS (MB) of the job run alone, in a fresh process, on `members` synthetic members."""
+  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from process_memory import PeakRss
+  # pylint: enable=g-import-not-at-top
+  tasks = os.path.join(root, f"rss-{members}.gz")
+  write_task_records(tasks, members)
+  process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--job-only", model_dir,
+                              tasks, os.path.join(root, f"rss-out-{members}"),
+                              "--batch-size", str(batch_size)])
+  sampler = PeakRss(process.pid, interval_s=0.5)
+  if process.wait():
+    raise RuntimeError(f"the embedding job on {members} members failed ({process.returncode})")
+  os.remove(tasks)
+  return round(sampler.stop() / 2**20, 1)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--members", type=int, default=20000)
   parser.add_argument("--batch-size", type=int, default=256)
   parser.add_argument("--repeats", type=int, default=2,
                       help="runs of each side; the fastest counts (default: %(default)s)")
+  parser.add_argument("--rss-members", type=int, nargs="*", default=[],
+                      help="also measure the job's peak RSS at these member counts")
+  parser.add_argument("--job-only", nargs=3, metavar=("MODEL", "TASKS", "OUTPUT"),
+                      help=argparse.SUPPRESS)  # The child process of --rss-members.
   args = parser.parse_args()
+  if args.job_only:
+    embedding_job.run(*args.job_only, "bench", batch_size=args.batch_size)
+    return
+  if min([args.members, args.batch_size, args.repeats] + args.rss_members) < 1:
+    parser.error("--members, --batch-size, --repeats and --rss-members must be >= 1")
   with tempfile.TemporaryDirectory() as root:
     model_dir = os.path.join(root, "model")
     export_tiny_model(model_dir)
@@ -149,11 +184,17 @@ def main() -> None:
     beam = _members_per_s(args.members, lambda: embedding_job.run(
         model_dir, pattern, os.path.join(root, f"out{next(outputs)}"), "bench",
         batch_size=args.batch_size), args.repeats)
-  print(json.dumps({"members": args.members, "batch_size": args.batch_size,
-                    "repeats": args.repeats,
-                    "beam_members_per_s": round(beam, 1),
-                    "inprocess_members_per_s": round(inprocess, 1),
-                    "beam_vs_inprocess": round(beam / inprocess, 3)}))
+    rss = {str(n): job_peak_rss_mb(model_dir, root, n, args.batch_size)
+           for n in args.rss_members}
+  out = {"members": args.members, "batch_size": args.batch_size, "repeats": args.repeats,
+         "beam_members_per_s": round(beam, 1),
+         "inprocess_members_per_s": round(inprocess, 1),
+         "beam_vs_inprocess": round(beam / inprocess, 3)}
+  if rss:
+    counts = sorted(args.rss_members)
+    out["peak_rss_mb"] = rss
+    out["peak_rss_ratio"] = round(rss[str(counts[-1])] / rss[str(counts[0])], 3)
+  print(json.dumps(out))
 
 
 if __name__ == "__main__":

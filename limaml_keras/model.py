@@ -161,6 +161,41 @@ def sample_support_sizes(batch, sizes: Sequence[int], seed=None):
   return out
 
 
+def _replica_context():
+  """The replica context of a multi-replica `tf.distribute` step, else None."""
+  context = tf.distribute.get_replica_context()
+  return context if context is not None and context.num_replicas_in_sync > 1 else None
+
+
+def global_mean(numerator, denominator):
+  """This replica's share of a mean over the *global* batch.
+
+  `numerator / sum over replicas of denominator`: summed over replicas (what
+  the optimizer does with replicas' gradients) it is the mean over the global
+  batch, so a step on R replicas equals one step on one device with the same
+  global batch. Without distribution (one replica) it is `numerator / denominator`.
+  Denominators below 1 count as 1 (a batch without any target has loss 0).
+  """
+  context = _replica_context()
+  if context is not None:
+    denominator = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(denominator))
+  return numerator / tf.maximum(denominator, 1.0)
+
+
+def sum_over_replicas(value):
+  """`value` summed over the replicas of a distributed step (a constant); `value` otherwise."""
+  context = _replica_context()
+  if context is None:
+    return value
+  return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(value))
+
+
+def replica_share(value):
+  """`value / replicas in sync`: a per-replica term (regularisation) counted once in total."""
+  context = _replica_context()
+  return value if context is None else value / context.num_replicas_in_sync
+
+
 def masked_task_losses(logits, labels, mask):
   """Per-task mean binary cross-entropy over real (mask=1) interactions.
 
@@ -289,6 +324,9 @@ class PersonalizedRanker(tf.keras.Model):
     self._loss_tracker = tf.keras.metrics.Mean(name="loss")
     self._regularization_tracker = tf.keras.metrics.Mean(name="regularization_loss")
     self._auc = tf.keras.metrics.AUC(name="auc", from_logits=True)
+    # Under tf.distribute every replica returns the same, all-reduced step results
+    # (`_update_metrics`): Keras reports one replica's instead of their sum.
+    self.distribute_reduction_method = "first"
 
   # ---------------------------------------------------------------- building
   @tf.autograph.experimental.do_not_convert
@@ -518,7 +556,8 @@ class PersonalizedRanker(tf.keras.Model):
     embeddings = self._member_embedding(batch, fast_weights)
     logits, labels, mask, losses, counts = self._side_losses(batch, F.QUERY, embeddings)
     has_query = tf.cast(counts > 0, tf.float32)
-    loss = tf.reduce_sum(losses * has_query) / tf.maximum(tf.reduce_sum(has_query), 1.0)
+    # Under tf.distribute: this replica's share of the global batch's mean.
+    loss = global_mean(tf.reduce_sum(losses * has_query), tf.reduce_sum(has_query))
     return loss, logits, labels, mask
 
   # ------------------------------------------------------------ Keras steps
@@ -540,9 +579,13 @@ class PersonalizedRanker(tf.keras.Model):
     return tf.add_n(self.losses) if self.losses else tf.constant(0.0)
 
   def _update_metrics(self, loss, logits, labels, mask):
-    """Updates the trackers and returns the step's results (running means over the epoch)."""
-    self._loss_tracker.update_state(loss)
-    self._regularization_tracker.update_state(self._regularization())
+    """Updates the trackers and returns the step's results (running means over the epoch).
+
+    `loss` is this replica's share of the global batch's loss (`global_mean`).
+    """
+    self._loss_tracker.update_state(sum_over_replicas(loss))
+    self._regularization_tracker.update_state(
+        sum_over_replicas(replica_share(self._regularization())))
     self._auc.update_state(labels, logits, sample_weight=mask)
     loss, regularization = self._loss_tracker.result(), self._regularization_tracker.result()
     return {"loss": loss, "auc": self._auc.result(), "regularization_loss": regularization,
@@ -755,7 +798,7 @@ class LiMAMLModel(PersonalizedRanker):
       else:
         fast = self.adapt_weights(batch)
       loss, logits, labels, mask = self._query_loss(batch, fast)
-      total = loss + self._regularization()
+      total = loss + replica_share(self._regularization())
     adaptation = self._adaptation_results(batch, fast, loss)  # Before θ moves.
     self._apply(tape, total)
     return {**self._update_metrics(loss, logits, labels, mask), **adaptation}
@@ -786,8 +829,8 @@ class GlobalModel(PersonalizedRanker):
       mask = tf.concat([s[2] for s in sides], axis=1)
       losses, counts = masked_task_losses(logits, labels, mask)
       # Every real interaction weighs the same, as in ordinary training.
-      loss = tf.reduce_sum(losses * counts) / tf.maximum(tf.reduce_sum(counts), 1.0)
-      total = loss + self._regularization()
+      loss = global_mean(tf.reduce_sum(losses * counts), tf.reduce_sum(counts))
+      total = loss + replica_share(self._regularization())
     self._apply(tape, total)
     return self._update_metrics(loss, logits, labels, mask)
 

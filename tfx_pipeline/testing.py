@@ -50,6 +50,11 @@ RAW_FEATURE_SPEC = {
 ROWS = ((7, b"x", 1, 1, 20.0, 1990), (8, b"y", 2, 0, 40.0, 2000), (7, b"y", 3, 1, 30.0, 2010))
 #: Member ids in the table of `personalized_model` (9 and others are unknown).
 MEMBERS = ("7", "8")
+#: Beam's portable runner path with an in-process job service and workers: the
+#: protocol Flink and Spark run Python pipelines through (pickled DoFns, Fn API
+#: data and state channels), without a cluster. Tests run the Beam jobs on it.
+PORTABLE_RUNNER_ARGS = ("--runner=PortableRunner", "--job_endpoint=embed",
+                        "--environment_type=LOOPBACK")
 EMBEDDING_DIM = 4
 
 

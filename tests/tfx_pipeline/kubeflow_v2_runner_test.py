@@ -68,3 +68,51 @@ def test_meta_embedding_gen_gets_raw_examples_and_spec_for_warmup(spec):
   raw = task["inputs"]["artifacts"]["raw_examples"]["taskOutputArtifact"]
   assert (raw["producerTask"], raw["outputArtifactKey"]) == ("CsvExampleGen", "examples")
   assert "member_segment" in json.dumps(task["inputs"]["parameters"]["feature_spec"])
+
+
+def _string_in(value):
+  """The first string inside a compiled parameter (its JSON-encoded constant)."""
+  if isinstance(value, str):
+    return value
+  for item in (value.values() if isinstance(value, dict) else value):
+    found = _string_in(item)
+    if found is not None:
+      return found
+  return None
+
+
+def test_vertex_worker_pool_runs_the_trainers(tmp_path):
+  vertex = kubeflow_v2_runner.vertex_training_config(
+      "my-project", "europe-west4", "gcr.io/p/limaml:1", replica_count=3,
+      machine_type="n1-highmem-16", accelerator_type="NVIDIA_TESLA_T4", accelerator_count=2)
+  path = tmp_path / "vertex.json"
+  kubeflow_v2_runner.compile_pipeline(str(path), "gs://bucket/root", "gs://bucket/data",
+                                      synthetic.SPEC, vertex_training=vertex)
+  pipeline_spec = json.loads(path.read_text())["pipelineSpec"]
+  executors = pipeline_spec["deploymentSpec"]["executors"]
+  trainers = [name for name in pipeline_spec["root"]["dag"]["tasks"] if "Trainer" in name]
+  assert len(trainers) == 2  # LiMAML and the baseline.
+  for name in trainers:
+    assert "google_cloud_ai_platform.trainer.executor.GenericExecutor" in json.dumps(
+        executors[f"{name}_executor"])
+    config = json.loads(_string_in(
+        pipeline_spec["root"]["dag"]["tasks"][name]["inputs"]["parameters"]["custom_config"]))
+    pools = config["ai_platform_training_args"]["worker_pool_specs"]
+    assert [p["replica_count"] for p in pools] == [1, 2]
+    assert pools[1]["machine_spec"] == {"machine_type": "n1-highmem-16",
+                                        "accelerator_type": "NVIDIA_TESLA_T4",
+                                        "accelerator_count": 2}
+    assert config["distribution"] == "multi_worker" and config["epochs"] >= 1
+  assert "GenericExecutor" not in json.dumps(executors["TaskGen_executor"])
+
+
+def test_vertex_training_config_pools_and_errors():
+  one = kubeflow_v2_runner.vertex_training_config("p", "r", "img")
+  pools = one["ai_platform_training_args"]["worker_pool_specs"]
+  assert [p["replica_count"] for p in pools] == [1]
+  assert pools[0]["machine_spec"] == {"machine_type": kubeflow_v2_runner.DEFAULT_MACHINE_TYPE}
+  assert one["distribution"] == "auto"
+  with pytest.raises(ValueError, match="replica_count"):
+    kubeflow_v2_runner.vertex_training_config("p", "r", "img", replica_count=0)
+  with pytest.raises(ValueError, match="accelerator_type"):
+    kubeflow_v2_runner.vertex_training_config("p", "r", "img", accelerator_count=1)

@@ -305,6 +305,9 @@ def build_task_pipeline(pipeline: beam.Pipeline, input_uris: Mapping[str, str],
          | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
              os.path.join(output_uri, f"Split-{split}", _RECORD_PREFIX),
              file_name_suffix=".gz"))
+  # Memory per worker stays bounded at any scale: GroupByMember holds one member's
+  # interactions, the statistics combine into fixed-size histograms (combiner
+  # lifting), and "Gather" lists one summary per split (two), not per member.
   _ = (made[_SUMMARY]
        | "SummariseSplits" >> beam.CombinePerKey(_TaskStatisticsFn(settings))
        | "Gather" >> beam.combiners.ToList()

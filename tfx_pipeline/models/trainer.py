@@ -20,6 +20,11 @@ model matches an uninterrupted run (up to floating-point summation order).
 The backup lives beside the model-run directories, under a fingerprint of
 the inputs and config (a TFX rerun gets a new model-run directory), and is
 deleted when training completes.
+
+Training distributes with `tf.distribute` (`tfx_pipeline.models.distribution`):
+`custom_config["distribution"]` picks the strategy (`auto`: multi-worker when
+`TF_CONFIG` names a cluster), the model is built under its scope, and under
+multi-worker training only the chief writes `metrics.json` and the export.
 """
 
 import hashlib
@@ -36,6 +41,7 @@ from tfx import v1 as tfx
 from limaml_keras import tensor_layout
 from limaml_keras import model_config
 from limaml_keras import model_factory
+from tfx_pipeline.models import distribution
 from tfx_pipeline.models import export
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline.components import task_records
@@ -127,8 +133,14 @@ def training_batches(files: Sequence[str], task_format: task_records.TaskFormat,
     batches = batches.take(0)
   for epoch in range(start_epoch + 1, epochs):
     batches = batches.concatenate(epoch_batches(epoch))
+  # Under tf.distribute, every worker reads all records and keeps its replicas'
+  # shares of each global batch (not a subset of the files): the global batches
+  # stay those of one device, in the same order.
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   return batches.map(lambda serialized: tf.io.parse_example(serialized, spec),
-                     num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+                     num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+                         tf.data.AUTOTUNE).with_options(options)
 
 
 def _build(model: tf.keras.Model, task_format: task_records.TaskFormat) -> None:
@@ -173,7 +185,8 @@ def train_model(model: tf.keras.Model, train_files: Sequence[str],
   task_format = task_records.infer_format(files)
   dataset = training_batches(files, task_format, config.batch_size, config.seed, config.epochs,
                              start_epoch, start_step)
-  _build(model, task_format)
+  with model.distribute_strategy.scope():
+    _build(model, task_format)
   backup = tf.keras.callbacks.BackupAndRestore(backup_dir, save_freq=backup_every)
   return model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps,
                    callbacks=[backup, *callbacks], verbose=2)
@@ -214,13 +227,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       `transform_output`, `custom_config`, `model_run_dir` and
       `serving_model_dir`.
   """
-  config = model_config.ModelConfig.from_dict(fn_args.custom_config or {})
-  logging.info("Training %s", config)
+  distribution_name, settings = distribution.split_custom_config(fn_args.custom_config)
+  strategy = distribution.make_strategy(distribution_name)
+  config = model_config.ModelConfig.from_dict(settings)
+  logging.info("Training %s with %s (%d replicas)", config, type(strategy).__name__,
+               strategy.num_replicas_in_sync)
   tf.keras.utils.set_random_seed(config.seed)
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
-  model = model_factory.build_model(
-      config, num_items=tft_output.vocabulary_size_by_name(preprocessing.ITEM_VOCABULARY) + 1,
-      num_members=tft_output.vocabulary_size_by_name(preprocessing.MEMBER_VOCABULARY) + 1)
+  with strategy.scope():
+    model = model_factory.build_model(
+        config, num_items=tft_output.vocabulary_size_by_name(preprocessing.ITEM_VOCABULARY) + 1,
+        num_members=tft_output.vocabulary_size_by_name(preprocessing.MEMBER_VOCABULARY) + 1)
   history = train_model(model, fn_args.train_files, config, backup_dir_for(fn_args),
                         callbacks=[tensorboard_callback(fn_args.model_run_dir)])
   eval_format = task_records.infer_format(fn_args.eval_files)
@@ -234,7 +251,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
              "train": {k: float(v[-1]) for k, v in history.history.items()},
              "config": config.to_dict()}
   logging.info("Evaluation-period query metrics of %s: %s", config.model, summary["eval"])
-  tf.io.gfile.makedirs(fn_args.model_run_dir)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, METRICS_FILE), "w") as f:
-    json.dump(summary, f, indent=2)
-  export.export_serving_model(model, tft_output, fn_args.serving_model_dir)
+  if distribution.writes_outputs(strategy):
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, METRICS_FILE), "w") as f:
+      json.dump(summary, f, indent=2)
+  export_dir = distribution.worker_output_dir(fn_args.serving_model_dir, strategy)
+  export.export_serving_model(model, tft_output, export_dir)
+  if export_dir != fn_args.serving_model_dir:  # A non-chief worker's copy.
+    tf.io.gfile.rmtree(export_dir)

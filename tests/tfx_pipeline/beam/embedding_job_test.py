@@ -234,6 +234,18 @@ def test_reruns_are_byte_identical_whatever_the_file_layout(job, tmp_path):
       for suffix in (embedding_job.PARQUET_SUFFIX, embedding_job.TFRECORD_SUFFIX))
 
 
+def test_portable_runner_writes_the_same_files(job, tmp_path):
+  """The runner path of Flink and Spark: byte-identical files and the same counters."""
+  outputs = {}
+  for name, beam_args in (("direct", ["--runner=DirectRunner"]),
+                          ("portable", list(testing.PORTABLE_RUNNER_ARGS))):
+    outputs[name] = str(tmp_path / name)
+    counters = embedding_job.run(job["model_dir"], job["tasks"], outputs[name], VERSION,
+                                 beam_args=beam_args, batch_size=8, rows_per_shard=10)
+    assert counters[embedding_job.MEMBERS] == NUM_MEMBERS, name
+  assert testing.checksums(outputs["direct"]) == testing.checksums(outputs["portable"])
+
+
 def test_a_failed_run_leaves_no_output(job, tmp_path):
   # The same members twice: the job fails while writing (duplicate member ids).
   with pytest.raises(Exception, match="appears in more than one input record"):

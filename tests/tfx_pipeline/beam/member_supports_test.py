@@ -132,6 +132,17 @@ def test_transformed_input_and_reruns_give_identical_files(setup, csv_run, tmp_p
   assert sorted(_parquet(str(tmp_path / "second"))) == ["7", "8", "9"]
 
 
+def test_portable_runner_writes_what_the_direct_runner_writes(setup, csv_run, tmp_path):
+  """CSV reading, the Transform graph, the per-member combiner and the side input, on the
+  runner path of Flink and Spark: byte-identical files and the same counters."""
+  output = str(tmp_path / "portable")
+  counters = ms.run_csv(setup["model_dir"], setup["transform_dir"], [csv_run["csv"]], output,
+                        "v1", max_support=MAX_SUPPORT, batch_size=2,
+                        beam_args=list(testing.PORTABLE_RUNNER_ARGS))
+  assert counters == csv_run["counters"]
+  assert testing.checksums(output) == testing.checksums(csv_run["output"])
+
+
 def test_latest_interactions_combiner_is_order_independent():
   rng = np.random.default_rng(0)
   interactions = [{preprocessing.TIMESTAMP: np.array([t]), tensor_layout.ITEM_ID: np.array([t % 3]),

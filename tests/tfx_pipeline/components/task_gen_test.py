@@ -16,6 +16,7 @@ from limaml_keras import tensor_layout
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline.components import task_gen
 from tfx_pipeline.components import task_records
+from tfx_pipeline import testing
 
 SETTINGS = task_settings.TaskSettings(window=4, support_fraction=0.5, max_support=3, max_query=2,
                                       min_interactions=2)
@@ -132,8 +133,8 @@ def _write_split(directory, rows, shards=1):
   return str(directory)
 
 
-def _run_task_gen(inputs, output):
-  options = PipelineOptions(["--direct_running_mode=in_memory"])
+def _run_task_gen(inputs, output, beam_args=("--direct_running_mode=in_memory",)):
+  options = PipelineOptions(list(beam_args))
   with beam.Pipeline(options=options) as pipeline:
     task_gen.build_task_pipeline(pipeline, inputs, output, SETTINGS)
 
@@ -204,3 +205,21 @@ def test_rerun_on_the_same_examples_writes_the_same_records(tmp_path):
   with open(os.path.join(outputs[0], task_gen.STATISTICS_FILE), "rb") as a, open(
       os.path.join(outputs[1], task_gen.STATISTICS_FILE), "rb") as b:
     assert a.read() == b.read()
+
+
+def test_portable_runner_writes_what_the_direct_runner_writes(tmp_path):
+  """The runner path of Flink and Spark (Fn API, pickled transforms) gives the same tasks."""
+  train = [(f"m{i % 5}", i, 10 * i, float(i % 2)) for i in range(1, 21)]
+  evaluation = [(f"m{i % 7}", 30 + i, 300 + i, 1.0) for i in range(8)]
+  inputs = {task_gen.TRAIN_SPLIT: _write_split(tmp_path / "in" / "train", train, shards=2),
+            task_gen.EVAL_SPLIT: _write_split(tmp_path / "in" / "eval", evaluation)}
+  outputs = {}
+  for name, beam_args in (("direct", ("--runner=DirectRunner",)),
+                          ("portable", testing.PORTABLE_RUNNER_ARGS)):
+    outputs[name] = str(tmp_path / name)
+    _run_task_gen(inputs, outputs[name], beam_args)
+  for split in (task_gen.TRAIN_SPLIT, task_gen.EVAL_SPLIT):
+    direct = task_gen.read_records(outputs["direct"], split)
+    assert direct and direct == task_gen.read_records(outputs["portable"], split)
+  assert task_gen.read_statistics(outputs["direct"]) == task_gen.read_statistics(
+      outputs["portable"])

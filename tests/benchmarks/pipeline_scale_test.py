@@ -1,0 +1,34 @@
+"""`benchmarks/pipeline_scale.py`: parsing the CLI's component times (the full runs are the
+benchmark itself)."""
+
+import importlib.util
+import os
+
+
+_BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(f"{name}_benchmark",
+                                                os.path.join(_BENCHMARKS, f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+bench = _load("pipeline_scale")
+
+
+def test_component_seconds_from_progress_lines():
+  lines = ["[pipeline] generated synthetic data", "[pipeline] [1/3] CsvExampleGen: running",
+           "[pipeline] [1/3] CsvExampleGen: done (21.5 s)", "[2/3] Transform: cached (0.3 s)",
+           "[pipeline] [3/3] BaselineTrainer: done (102.0 s)", "[pipeline] finished in 130 s"]
+  assert bench.component_seconds(lines) == {"CsvExampleGen": 21.5, "Transform": 0.3,
+                                            "BaselineTrainer": 102.0}
+
+
+def test_running_component_is_the_one_started_last_and_not_finished():
+  lines = ["[1/3] CsvExampleGen: running", "[1/3] CsvExampleGen: done (2.0 s)",
+           "[2/3] StatisticsGen: running"]
+  assert bench.running_component(lines) == "StatisticsGen"
+  assert bench.running_component(lines[:2]) is None

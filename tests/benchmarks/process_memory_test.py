@@ -1,0 +1,31 @@
+"""`benchmarks/process_memory.py`: the peak RSS of a process tree."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import psutil
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "process_memory.py")
+_SPEC = importlib.util.spec_from_file_location("process_memory_benchmark", _PATH)
+memory = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(memory)
+
+
+def test_peak_rss_covers_child_processes():
+  # A child that holds ~200 MB: the tree's peak must include it, the parent's alone would not.
+  child = subprocess.Popen([sys.executable, "-c",
+                            "import sys, time; b = bytearray(200 * 2**20); "
+                            "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(30)"],
+                           stdout=subprocess.PIPE, text=True)
+  try:
+    assert child.stdout.readline().strip() == "ready"
+    sampler = memory.PeakRss(os.getpid(), interval_s=0.05)
+    own = psutil.Process().memory_info().rss
+    peak = sampler.stop()
+    assert peak >= own + 190 * 2**20
+  finally:
+    child.kill()
+    child.wait()
+  assert memory.tree_rss_bytes(child.pid) == 0  # Exited: nothing left to count.
