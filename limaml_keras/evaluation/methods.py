@@ -13,7 +13,7 @@ method                 what it is
 """
 
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -44,6 +44,11 @@ class Hyperparameters:
   fine_tune_steps: int = 3      # fine_tune
   fine_tune_lr: float = 0.1     # fine_tune
   id_l2: float = 1e-4           # id_embedding
+  meta_item_interaction: bool = False  # all: bilinear meta-embedding x item term in the Global Block
+  support_items: str = "none"   # limaml*: Meta Block reads support item ids ("none"/"shared"/"own")
+  train_support_sizes: Tuple[int, ...] = ()  # limaml*: support sizes sampled in meta-training
+  max_inner_lr: Optional[float] = None  # limaml*: bound of the learned inner learning rates
+  member_id_embedding: bool = False  # limaml*: also the member-ID embedding (paper: baseline + meta)
 
   def replace(self, **changes) -> "Hyperparameters":
     return dataclasses.replace(self, **changes)
@@ -54,7 +59,8 @@ def build_model(trained_as: str, hp: Hyperparameters, num_items: int,
   """A compiled, un-trained model for one of the `TRAINED_AS` values."""
   meta = MetaBlock(hidden_units=hp.meta_hidden, embedding_dim=hp.embedding_dim)
   ranker = GlobalBlock(num_items=num_items, item_embedding_dim=hp.item_embedding_dim,
-                       num_cross_layers=hp.num_cross_layers, hidden_units=hp.global_hidden)
+                       num_cross_layers=hp.num_cross_layers, hidden_units=hp.global_hidden,
+                       meta_item_interaction=hp.meta_item_interaction)
   if trained_as == "global":
     model = GlobalModel(meta, ranker)
   elif trained_as == "id_embedding":
@@ -62,6 +68,12 @@ def build_model(trained_as: str, hp: Hyperparameters, num_items: int,
   elif trained_as in ("limaml", "limaml_first_order"):
     model = LiMAMLModel(meta, ranker, inner_steps=hp.inner_steps, inner_lr=hp.inner_lr,
                         learn_inner_lr=hp.learn_inner_lr, use_history=hp.use_history,
+                        support_items=hp.support_items,
+                        support_item_dim=hp.item_embedding_dim,
+                        train_support_sizes=hp.train_support_sizes,
+                        max_inner_lr=hp.max_inner_lr,
+                        num_members=num_members if hp.member_id_embedding else 0,
+                        id_l2=hp.id_l2,
                         first_order=trained_as == "limaml_first_order")
   else:
     raise ValueError(f"unknown model kind {trained_as!r}; expected one of {sorted(set(TRAINED_AS.values()))}")
