@@ -34,7 +34,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from limaml_keras import features as F
+from limaml_keras import tensor_layout as F
 from limaml_keras import schema
 from limaml_keras.preprocessing import MEMBER_KEY, TIMESTAMP, Preprocessor
 from limaml_keras.tasks import Tasks, build_tasks

@@ -475,7 +475,7 @@ import tensorflow as tf
 from limaml_keras.layers import GlobalBlock, MetaBlock
 from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel
 from limaml_keras.testing import random_task_batch
-from limaml_keras import features as F
+from limaml_keras import tensor_layout as F
 
 path = sys.argv[1]
 batch = random_task_batch(num_tasks=5, support=6, query=4, seed=1, member_dim=0)
