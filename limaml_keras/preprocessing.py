@@ -19,7 +19,7 @@ import dataclasses
 import json
 import logging
 import zlib
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -344,7 +344,8 @@ class Preprocessor:
       return cls.from_config(json.load(f))
 
 
-def read_raw_csv_with_report(path: str, spec: schema.FeatureSpec, as_of: Optional[int] = None
+def read_raw_csv_with_report(path: Union[str, Sequence[str]], spec: schema.FeatureSpec,
+                             as_of: Optional[int] = None
                              ) -> Tuple[pd.DataFrame, raw_data_checks.CheckReport]:
   """Reads a raw-schema CSV by the rules of `limaml_keras.raw_data_checks`.
 
@@ -354,7 +355,8 @@ def read_raw_csv_with_report(path: str, spec: schema.FeatureSpec, as_of: Optiona
   are dropped and counted in the report.
 
   Args:
-    path: a CSV file with (at least) the columns `spec.all_columns()`.
+    path: a CSV file with (at least) the columns `spec.all_columns()`, or a
+      sequence of them, read as one input (duplicates found across files).
     spec: its feature spec.
     as_of: later interactions are dropped (default: now).
 
@@ -364,7 +366,8 @@ def read_raw_csv_with_report(path: str, spec: schema.FeatureSpec, as_of: Optiona
     `timestamp` and `label` as int64 and numeric features as float64.
   """
   reader = raw_data_checks.RawCsvReader(spec, as_of)
-  rows = [row for _, row in reader.rows(path)]
+  paths = [path] if isinstance(path, str) else list(path)
+  rows = [row for one_path in paths for _, row in reader.rows(one_path)]
   columns = spec.all_columns()
   values = dict(zip(columns, zip(*rows))) if rows else {c: () for c in columns}
   frame = pd.DataFrame({c: _typed_column(c, values[c], spec) for c in columns},
