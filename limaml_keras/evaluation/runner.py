@@ -20,9 +20,7 @@ from limaml_keras.tasks import Tasks
 Log = Callable[[str], None]
 
 #: Metrics kept per seed, overall, per segment and per few-shot n.
-SCORES = ("auc", "gauc", "log_loss", "ece", "mean_prediction", "positive_rate")
-#: The subset shown in tables.
-TABLE_SCORES = ("gauc", "auc", "log_loss", "ece")
+SCORES = ("gauc", "auc", "log_loss", "ece", "mean_prediction", "positive_rate")
 
 
 def metric_record(scored: Mapping[str, np.ndarray]) -> Dict:
@@ -181,7 +179,7 @@ def summary_tables(results: Mapping[str, Dict]) -> Sequence[Dict]:
   if not results:
     return []
   first = next(iter(results.values()))
-  overall = {"title": "Overall (mean ± std over seeds)",
+  overall = {"title": "Overall",
              "columns": ["method"] + [_TITLES[s] for s in SCORES],
              "rows": [[m] + [format_mean_std(mean_std(e[s])) for s in SCORES]
                       for m, e in results.items()]}
