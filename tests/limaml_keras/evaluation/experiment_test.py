@@ -3,12 +3,14 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from limaml import cli
 from limaml_keras import metrics
 from limaml_keras import synthetic
-from limaml_keras.evaluation import datasets, methods, protocol, report, runner, tuning
+from limaml_keras.evaluation import datasets, experiment, methods, protocol, report, runner
+from limaml_keras.evaluation import tuned, tuning
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +54,23 @@ def test_results_json_and_report_build(tmp_path, results, small_split):
     assert set(entry["segments"]) == {"0", "1-5", "6-20", ">20"}
     assert isinstance(entry["segments"]["1-5"]["members"], int)
   page = open(report.write_html(record, str(tmp_path)), encoding="utf-8").read()
-  assert page.count("<img") == 2 and "data:image/png;base64," in page
+  assert page.count("<img") == 4 and "data:image/png;base64," in page
   assert "limaml_first_order" in page
 
 
+def test_every_method_has_the_few_shot_curve_and_calibration(results):
+  for entry in results.values():
+    assert set(entry["few_shot"]) == {str(n) for n in protocol.FEW_SHOT_SIZES}
+    for record in [entry, *entry["segments"].values(), *entry["few_shot"].values()]:
+      assert len(record["log_loss"]) == len(record["ece"]) == 2
+  # Without adaptation the global model's scores do not depend on n; with it, fine-tuning's do.
+  assert len({tuple(v["auc"]) for v in results["global"]["few_shot"].values()}) == 1
+  assert len({tuple(v["auc"]) for v in results["fine_tune"]["few_shot"].values()}) > 1
+
+
 def test_table_has_one_row_per_method(results):
-  table = runner.format_table(results)
-  assert table.count("\n") == len(methods.METHODS) + 1
+  table = runner.format_table(results).split("\n\n")[0]
+  assert table.count("\n") == len(methods.METHODS) + 3
   assert "±" in table
 
 
@@ -90,3 +102,44 @@ def test_unknown_dataset_is_named():
 def test_unknown_method_is_named(small_split):
   with pytest.raises(ValueError, match="unknown methods"):
     runner.run_methods(small_split, {}, seeds=[0], methods=["magic"])
+
+
+@pytest.fixture(scope="module")
+def small_frame():
+  data = synthetic.generate(num_members=150, num_items=60, seed=5)
+  return data.interactions, data.spec
+
+
+def test_held_out_protocol_scores_only_held_out_members(small_frame):
+  frame, spec = small_frame
+  split, scored = experiment.make_split(frame, spec, "member-heldout")
+  held_out = set(split.held_out_members)
+  assert held_out and set(np.asarray(scored.member_ids).astype(str)) == held_out
+  assert not held_out & set(np.asarray(split.train["member_key"]).astype(str))
+  record = experiment.protocol_record("member-heldout", split, scored)
+  assert record["scored_members"] == len(held_out) == record["held_out_members"]
+  assert record["cutoff_date"] is None
+
+
+@pytest.mark.parametrize("name", ["time", "member", "member-heldout"])
+def test_baselines_train_on_every_training_interaction(small_frame, name):
+  frame, spec = small_frame
+  split, _ = experiment.make_split(frame, spec, name)
+  tasks = protocol.training_tasks(split.train, window=methods.Hyperparameters().window)
+  assert tasks.support_sizes.sum() + tasks.query_sizes.sum() == len(split.train["label"])
+
+
+def test_cutoff_is_printed_as_a_date():
+  assert experiment.cutoff_date(889237269) == "1998-03-07 02:21:09 UTC"
+
+
+def test_unknown_protocol_is_named(small_frame):
+  with pytest.raises(ValueError, match="unknown protocol"):
+    experiment.make_split(*small_frame, "random")
+
+
+def test_unknown_settings_print_a_note():
+  notes = []
+  chosen = experiment.choose_hyperparameters("my-data", notes.append)
+  assert chosen == tuned.untuned()
+  assert len(notes) == 1 and "no tuned settings for 'my-data'" in notes[0]
