@@ -41,9 +41,12 @@ CHANGES = {
     "ownitems": {"support_items": "own"},       # ... with its own item table
     "bilinear": {"meta_item_interaction": True},  # (W e)·item term in the Global Block logit
     "sizes": {"train_support_sizes": (0, 1, 2, 5, 10, 20)},  # sampled support sizes, 0 included
+    "sizes50": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50)},  # ... up to the evaluation cap
     "sizes1": {"train_support_sizes": (1, 2, 5, 10, 20)},    # ... without zero-support tasks
     "id": {"member_id_embedding": True},         # the paper's setting: ID embedding + meta embedding
     "hist": {"use_history": True},
+    "hist50": {"task_history": 50, "window": 20},  # history tasks: support = previous 50, query = 20
+    "hist20": {"task_history": 20, "window": 20},
     "nohist": {"use_history": False},
     "steps0": {"inner_steps": 0},               # no inner loop: the Meta Block reads the support only
     "steps1": {"inner_steps": 1},
@@ -144,9 +147,10 @@ def main(argv=None) -> dict:
       kind = M.TRAINED_AS[method]
       key = (kind, train_hp.replace(fine_tune_steps=0, fine_tune_lr=0.0))
       if key not in trained:
-        if train_hp.window not in tasks_by_window:
-          tasks_by_window[train_hp.window] = protocol.training_tasks(split.train, train_hp.window)
-        trained[key] = M.train(kind, train_hp, tasks_by_window[train_hp.window],
+        tasks_key = (kind.startswith("limaml"), train_hp.window, train_hp.task_history)
+        if tasks_key not in tasks_by_window:
+          tasks_by_window[tasks_key] = M.training_tasks(kind, train_hp, split.train)
+        trained[key] = M.train(kind, train_hp, tasks_by_window[tasks_key],
                                split.preprocessor.num_items, split.preprocessor.num_members,
                                seed)[0]
       model = trained[key]

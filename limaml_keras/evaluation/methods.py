@@ -22,6 +22,7 @@ from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
 from limaml_keras.evaluation.method_names import METHODS, TRAINED_AS
 from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel, PersonalizedRanker
+from limaml_keras.evaluation import protocol
 from limaml_keras.tasks import Tasks
 
 
@@ -49,6 +50,7 @@ class Hyperparameters:
   train_support_sizes: Tuple[int, ...] = ()  # limaml*: support sizes sampled in meta-training
   max_inner_lr: Optional[float] = None  # limaml*: bound of the learned inner learning rates
   member_id_embedding: bool = False  # limaml*: also the member-ID embedding (paper: baseline + meta)
+  task_history: int = 0         # limaml*: meta-train on history tasks (see protocol.training_tasks)
 
   def replace(self, **changes) -> "Hyperparameters":
     return dataclasses.replace(self, **changes)
@@ -79,6 +81,17 @@ def build_model(trained_as: str, hp: Hyperparameters, num_items: int,
     raise ValueError(f"unknown model kind {trained_as!r}; expected one of {sorted(set(TRAINED_AS.values()))}")
   model.compile(optimizer=tf.keras.optimizers.Adam(hp.learning_rate))
   return model
+
+
+def training_tasks(trained_as: str, hp: Hyperparameters, train_arrays: Dict[str, np.ndarray]
+                   ) -> Tasks:
+  """The training tasks of one model kind.
+
+  Baselines always get the plain windows (every interaction a target once);
+  MAML models get history tasks when `hp.task_history > 0`.
+  """
+  history = hp.task_history if trained_as.startswith("limaml") else 0
+  return protocol.training_tasks(train_arrays, window=hp.window, history=history)
 
 
 def train(trained_as: str, hp: Hyperparameters, tasks: Tasks, num_items: int, num_members: int,

@@ -14,7 +14,7 @@ import tensorflow as tf
 from limaml_keras import metrics
 from limaml_keras.evaluation import methods as M
 from limaml_keras.evaluation import protocol
-from limaml_keras.evaluation.protocol import Split, training_tasks
+from limaml_keras.evaluation.protocol import Split
 from limaml_keras.tasks import Tasks
 
 Log = Callable[[str], None]
@@ -63,8 +63,8 @@ def run_methods(split: Split,
                 tensorboard_dir: Optional[str] = None) -> Dict:
   """Trains and evaluates every method for every seed on `split`.
 
-  Every model (baselines included) trains on `protocol.training_tasks` of
-  `split.train`, which hold every training interaction exactly once.
+  Every model trains on `methods.training_tasks` of `split.train`: the
+  baselines on windows that hold every training interaction exactly once.
 
   Args:
     split: the protocol's split (training data + evaluation tasks).
@@ -103,9 +103,10 @@ def run_methods(split: Split,
       kind = M.TRAINED_AS[method]
       train_hp = hyperparameters[kind if kind == "global" else method]
       if kind not in models:
-        if train_hp.window not in task_cache:
-          task_cache[train_hp.window] = training_tasks(split.train, window=train_hp.window)
-        tasks = task_cache[train_hp.window]
+        cache_key = (kind.startswith("limaml"), train_hp.window, train_hp.task_history)
+        if cache_key not in task_cache:
+          task_cache[cache_key] = M.training_tasks(kind, train_hp, split.train)
+        tasks = task_cache[cache_key]
         models[kind] = M.train(kind, train_hp, tasks, pre.num_items, pre.num_members, seed,
                                callbacks=_callbacks(tensorboard_dir, method, seed, kind, tasks))
       model, curve = models[kind]
