@@ -90,12 +90,25 @@ def protocol_record(protocol_name: str, split: protocol.Split, scored: Tasks) ->
   }
 
 
-def choose_hyperparameters(settings: Optional[str], log: Callable[[str], None]
-                           ) -> Dict[str, M.Hyperparameters]:
-  """Tuned settings named `settings`, or the untuned defaults with a printed note."""
-  if settings in tuned.TUNED:
-    return tuned.hyperparameters(settings)
-  log(f"note: no tuned settings for {settings!r} (tuned: {sorted(tuned.TUNED)}); every method "
+def choose_hyperparameters(dataset: str, log: Callable[[str], None],
+                           settings_from: Optional[str] = None) -> Dict[str, M.Hyperparameters]:
+  """The settings an evaluation uses.
+
+  Args:
+    dataset: the data's name; its tuned settings when it has them, else the
+      untuned defaults with a printed note.
+    log: where the note goes.
+    settings_from: a tuned dataset name to use instead (an unknown one is an
+      error).
+
+  Raises:
+    ValueError: `settings_from` has no tuned settings.
+  """
+  if settings_from is not None:
+    return tuned.hyperparameters(settings_from)
+  if dataset in tuned.TUNED:
+    return tuned.hyperparameters(dataset)
+  log(f"note: no tuned settings for {dataset!r} (tuned: {sorted(tuned.TUNED)}); every method "
       "uses the untuned defaults of methods.Hyperparameters (pass --tune to search, or "
       "--settings-from NAME to borrow a dataset's)")
   return tuned.untuned()
@@ -139,7 +152,7 @@ def evaluate(dataset: str,
     raise ValueError(f"unknown protocol {protocol_name!r}; choose from {list(PROTOCOLS)}")
   frame, spec = data if data is not None else datasets.load(dataset, data_dir)
   log(f"{dataset}: {len(frame)} interactions, {frame['member_id'].nunique()} members")
-  hyperparameters = choose_hyperparameters(settings_from or dataset, log)
+  hyperparameters = choose_hyperparameters(dataset, log, settings_from)
   trials = []
   if tune:
     validation, _ = make_split(frame, spec, protocol_name, validation=True)

@@ -145,3 +145,7 @@ def test_unknown_settings_print_a_note():
   chosen = experiment.choose_hyperparameters("my-data", notes.append)
   assert chosen == tuned.untuned()
   assert len(notes) == 1 and "no tuned settings for 'my-data'" in notes[0]
+  assert experiment.choose_hyperparameters("my-data", notes.append, "synthetic") == (
+      tuned.hyperparameters("synthetic"))
+  with pytest.raises(ValueError, match="no tuned settings for 'typo'"):
+    experiment.choose_hyperparameters("my-data", notes.append, "typo")
