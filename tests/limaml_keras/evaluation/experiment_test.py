@@ -12,7 +12,6 @@ from limaml_keras import synthetic
 from limaml_keras.evaluation import datasets, experiment, methods, protocol, report, runner
 from limaml_keras.evaluation import tuned, tuning
 
-pytestmark = pytest.mark.slow
 _FEW_SHOT = (0, 2)  # two points of the curve keep the test short
 
 
@@ -29,6 +28,7 @@ def results(small_split):
                             few_shot_sizes=_FEW_SHOT)
 
 
+@pytest.mark.slow  # trains models
 def test_every_method_reports_every_segment_for_every_seed(results):
   assert list(results) == list(methods.METHODS)
   for entry in results.values():
@@ -39,11 +39,13 @@ def test_every_method_reports_every_segment_for_every_seed(results):
     assert all(len(curve) == 1 for curve in entry["training_loss"])
 
 
+@pytest.mark.slow  # trains models
 def test_global_and_fine_tune_share_the_model_but_not_the_scores(results):
   assert results["global"]["training_loss"] == results["fine_tune"]["training_loss"]
   assert results["global"]["auc"] != results["fine_tune"]["auc"]
 
 
+@pytest.mark.slow  # trains models
 def test_results_json_and_report_build(tmp_path, results, small_split):
   record = {"dataset": "synthetic", "seeds": [0, 1], "results": results,
             "protocol": {"cutoff": small_split.cutoff}}
@@ -60,6 +62,7 @@ def test_results_json_and_report_build(tmp_path, results, small_split):
   assert "limaml_first_order" in page
 
 
+@pytest.mark.slow  # trains models
 def test_every_method_has_the_few_shot_curve_and_calibration(results):
   for entry in results.values():
     assert set(entry["few_shot"]) == {str(n) for n in _FEW_SHOT}
@@ -70,6 +73,7 @@ def test_every_method_has_the_few_shot_curve_and_calibration(results):
   assert len({tuple(v["auc"]) for v in results["fine_tune"]["few_shot"].values()}) > 1
 
 
+@pytest.mark.slow  # trains models
 def test_table_has_one_row_per_method(results):
   title, table = runner.format_table(results).split("\n\n")[:2]
   assert title == "**Overall**"
@@ -77,6 +81,7 @@ def test_table_has_one_row_per_method(results):
   assert "±" in table
 
 
+@pytest.mark.slow  # trains models
 def test_tuning_picks_from_the_search_space(small_split):
   tiny = methods.Hyperparameters(epochs=1, meta_hidden=(8,), global_hidden=(8,), embedding_dim=4)
   space = {"fine_tune": (("fine_tune_steps", (1, 2)),)}
