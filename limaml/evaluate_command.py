@@ -54,6 +54,10 @@ def register(subparsers) -> None:
   parser.add_argument("--settings-from", metavar="NAME",
                       help="use the tuned settings of this dataset (default: the dataset's "
                       "own; untuned defaults, with a note, when it has none)")
+  parser.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+                      dest="overrides", help="change one setting of one method, repeatable, "
+                      "e.g. --set limaml.task_history=50 --set limaml.train_support_sizes=0,1,5 "
+                      "(fields: limaml_keras.evaluation.methods.Hyperparameters)")
   parser.add_argument("--tune", action="store_true",
                       help="search hyper-parameters on a validation split first")
   parser.add_argument("--epochs", type=_positive_int, help="override every method's epochs")
@@ -108,7 +112,7 @@ def _run(args) -> int:
                                methods=args.methods, tune=args.tune, epochs=args.epochs,
                                log=log, protocol_name=args.protocol, data=data,
                                settings_from=args.settings_from,
-                               tensorboard_dir=tensorboard_dir)
+                               tensorboard_dir=tensorboard_dir, overrides=args.overrides)
   print(f"wrote {args.output}/results.json and {args.output}/report.html "
         f"({record['seconds']} s)")
   if record["tensorboard"]:

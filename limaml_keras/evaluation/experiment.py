@@ -114,6 +114,45 @@ def choose_hyperparameters(dataset: str, log: Callable[[str], None],
   return tuned.untuned()
 
 
+def apply_overrides(hyperparameters: Dict[str, M.Hyperparameters],
+                    overrides: Sequence[str]) -> Dict[str, M.Hyperparameters]:
+  """Applies `METHOD.FIELD=VALUE` overrides (`--set`) to the chosen settings.
+
+  VALUE is a Python literal (`true`/`false` are accepted too; anything else
+  that is not a literal is a string). A tuple field takes a comma list.
+
+  Raises:
+    ValueError: malformed override, unknown method or field.
+  """
+  fields = {f.name: f for f in dataclasses.fields(M.Hyperparameters)}
+  chosen = dict(hyperparameters)
+  for text in overrides:
+    target, sep, raw = text.partition("=")
+    method, dot, name = target.partition(".")
+    if not sep or not dot:
+      raise ValueError(f"--set {text!r}: expected METHOD.FIELD=VALUE")
+    if method not in chosen:
+      raise ValueError(f"--set {text!r}: unknown method {method!r}; choose from {list(chosen)}")
+    if name not in fields:
+      raise ValueError(f"--set {text!r}: unknown field {name!r}; fields: {sorted(fields)}")
+    value = _literal(raw)
+    if isinstance(getattr(chosen[method], name), tuple) and not isinstance(value, tuple):
+      value = tuple(value) if isinstance(value, list) else (value,)
+    chosen[method] = chosen[method].replace(**{name: value})
+  return chosen
+
+
+def _literal(raw: str):
+  import ast  # pylint: disable=g-import-not-at-top
+  lowered = raw.strip().lower()
+  if lowered in ("true", "false"):
+    return lowered == "true"
+  try:
+    return ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    return raw
+
+
 def evaluate(dataset: str,
              output_dir: str,
              data_dir: Optional[str] = None,
@@ -125,7 +164,8 @@ def evaluate(dataset: str,
              protocol_name: str = "time",
              data: Optional[Tuple] = None,
              settings_from: Optional[str] = None,
-             tensorboard_dir: Optional[str] = "") -> Dict:
+             tensorboard_dir: Optional[str] = "",
+             overrides: Sequence[str] = ()) -> Dict:
   """Runs the comparison and writes `results.json` and `report.html` to `output_dir`.
 
   Args:
@@ -143,6 +183,7 @@ def evaluate(dataset: str,
       defaults, with a printed note, when there are none).
     tensorboard_dir: TensorBoard log root; "" (default) is
       `<output_dir>/tensorboard`, None writes no logs.
+    overrides: `METHOD.FIELD=VALUE` changes applied last (`apply_overrides`).
 
   Returns:
     The report dict written to `results.json`.
@@ -160,6 +201,7 @@ def evaluate(dataset: str,
     hyperparameters, trials = tuning.tune(validation, methods, hyperparameters, log=log)
   if epochs is not None:
     hyperparameters = {m: hp.replace(epochs=epochs) for m, hp in hyperparameters.items()}
+  hyperparameters = apply_overrides(hyperparameters, overrides)
   split, scored = make_split(frame, spec, protocol_name)
   described = protocol_record(protocol_name, split, scored)
   when = f"cutoff {described['cutoff_date']}" if split.cutoff is not None else protocol_name
@@ -178,6 +220,7 @@ def evaluate(dataset: str,
       "hyperparameters": {m: dataclasses.asdict(hp) for m, hp in hyperparameters.items()
                           if m in methods},
       "tuned_now": bool(tune),
+      "overrides": list(overrides),
       "tuning_trials": [{"method": m, "changes": c, "objective": o} for m, c, o in trials],
       "tensorboard": tensorboard_dir,
       "seconds": round(time.perf_counter() - started, 1),

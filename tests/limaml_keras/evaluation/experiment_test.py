@@ -155,3 +155,22 @@ def test_unknown_settings_print_a_note():
       tuned.hyperparameters("synthetic"))
   with pytest.raises(ValueError, match="no tuned settings for 'typo'"):
     experiment.choose_hyperparameters("my-data", notes.append, "typo")
+
+
+def test_overrides_change_one_method_and_parse_literals():
+  base = tuned.untuned()
+  chosen = experiment.apply_overrides(base, [
+      "limaml.support_items=shared", "limaml.meta_item_interaction=true",
+      "limaml.task_history=50", "limaml.train_support_sizes=0,1,5", "limaml.max_inner_lr=0.5"])
+  hp = chosen["limaml"]
+  assert (hp.support_items, hp.meta_item_interaction, hp.task_history) == ("shared", True, 50)
+  assert hp.train_support_sizes == (0, 1, 5) and hp.max_inner_lr == 0.5
+  assert chosen["global"] == base["global"]
+
+
+@pytest.mark.parametrize("bad, message", [("limaml.epochs", "METHOD.FIELD=VALUE"),
+                                          ("magic.epochs=1", "unknown method"),
+                                          ("limaml.speed=1", "unknown field")])
+def test_bad_override_is_named(bad, message):
+  with pytest.raises(ValueError, match=message):
+    experiment.apply_overrides(tuned.untuned(), [bad])
