@@ -3,8 +3,11 @@
 * `auc`: ROC AUC over all interactions, optionally weighted.
 * `gauc`: group (per-member) AUC, the personalisation metric: each member's
   AUC, averaged with weights equal to that member's number of interactions.
-* `evaluate_by_segment`: both, overall and per member-activity segment (how many
-  support interactions the member had), to see who benefits from adaptation.
+* `log_loss`, `expected_calibration_error`: whether the predicted
+  probabilities (sigmoid of the logits) can be read as probabilities.
+* `evaluate_by_segment`: all of them, overall and per member-activity segment
+  (how many support interactions the member had), to see who benefits from
+  adaptation.
 
 All AUCs count a tied positive/negative pair as half a correctly ordered pair,
 which equals the Mann-Whitney statistic with average ranks for ties.
@@ -14,6 +17,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
+#: Equal-width probability bins of `expected_calibration_error`.
+CALIBRATION_BINS = 10
 #: Member-activity segments by support size, in order.
 SEGMENTS = ("0", "1-5", "6-20", ">20")
 # Smallest support size of every segment after the first.
@@ -151,6 +156,46 @@ def gauc(member_ids, labels, scores) -> float:
   return _gauc_from_codes(codes.astype(np.int64), len(members), labels, scores)
 
 
+def log_loss(labels, logits) -> float:
+  """Mean binary cross-entropy of `sigmoid(logits)` (natural log), NaN on no data.
+
+  Computed from the logits (`softplus(z) - y * z`), so confident predictions
+  never produce `log(0)`.
+  """
+  labels, logits = _validate(labels, logits)
+  if not len(labels):
+    return float("nan")
+  return float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
+
+
+def sigmoid(logits) -> np.ndarray:
+  """`1 / (1 + exp(-z))`, without overflow warnings for large |z|."""
+  logits = np.asarray(logits, np.float64)
+  return np.exp(-np.logaddexp(0.0, -logits))
+
+
+def expected_calibration_error(labels, logits, bins: int = CALIBRATION_BINS) -> float:
+  """ECE: |mean prediction − positive rate| per probability bin, weighted by bin size.
+
+  Args:
+    labels: [N] binary labels.
+    logits: [N] finite logits (predicted probability = sigmoid).
+    bins: equal-width bins over [0, 1].
+
+  Returns:
+    The ECE in [0, 1], or NaN when there is no data.
+  """
+  labels, logits = _validate(labels, logits)
+  if not len(labels):
+    return float("nan")
+  probabilities = sigmoid(logits)
+  index = np.minimum((probabilities * bins).astype(np.int64), bins - 1)
+  count = np.bincount(index, minlength=bins)
+  gap = np.abs(np.bincount(index, probabilities, minlength=bins) -
+               np.bincount(index, labels, minlength=bins))
+  return float(gap.sum() / count.sum())
+
+
 def segment_of(support_sizes) -> np.ndarray:
   """Member-activity segment of every support size.
 
@@ -174,18 +219,20 @@ def segment_of(support_sizes) -> np.ndarray:
 
 def evaluate_by_segment(member_ids, labels, scores,
                         support_sizes_per_interaction) -> Dict[str, object]:
-  """AUC and GAUC overall and per member-activity segment.
+  """Ranking and calibration metrics overall and per member-activity segment.
 
   Args:
     member_ids: [N] member of every interaction.
     labels: [N] binary labels.
-    scores: [N] finite scores.
+    scores: [N] finite logits (AUC and gAUC use only their order; log loss
+      and calibration read them as log-odds).
     support_sizes_per_interaction: [N] support size of the interaction's member
       (see `segment_of`).
 
   Returns:
-    `{"auc": float, "gauc": float, "segments": {segment: {"auc": float,
-    "gauc": float, "members": int, "interactions": int}}}` with every segment of
+    `{**summary, "segments": {segment: summary}}` where a summary is
+    `{"auc", "gauc", "log_loss", "ece", "mean_prediction", "positive_rate":
+    float, "members": int, "interactions": int}`, with every segment of
     `SEGMENTS` present (NaN metrics and zero counts when a segment is empty).
     "members" counts distinct members with interactions in the segment.
   """
@@ -198,13 +245,18 @@ def evaluate_by_segment(member_ids, labels, scores,
     return {
         "auc": auc(labels[mask], scores[mask]),
         "gauc": _gauc_from_codes(codes[mask], len(members), labels[mask], scores[mask]),
+        "log_loss": log_loss(labels[mask], scores[mask]),
+        "ece": expected_calibration_error(labels[mask], scores[mask]),
+        "mean_prediction": _mean(sigmoid(scores[mask])),
+        "positive_rate": _mean(labels[mask]),
         "members": int(len(np.unique(codes[mask]))),
         "interactions": int(np.sum(mask)),
     }
 
   overall = summary(np.ones(len(labels), dtype=bool))
-  return {
-      "auc": overall["auc"],
-      "gauc": overall["gauc"],
-      "segments": {segment: summary(segments == segment) for segment in SEGMENTS},
-  }
+  overall["segments"] = {segment: summary(segments == segment) for segment in SEGMENTS}
+  return overall
+
+
+def _mean(values: np.ndarray) -> float:
+  return float(np.mean(values)) if len(values) else float("nan")

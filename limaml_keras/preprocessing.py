@@ -31,7 +31,7 @@ import dataclasses
 import json
 import logging
 import zlib
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -385,7 +385,7 @@ class Preprocessor:
       return cls.from_config(json.load(f))
 
 
-def read_raw_csv_frame_with_report(path: str, spec: schema.FeatureSpec,
+def read_raw_csv_frame_with_report(path: Union[str, Sequence[str]], spec: schema.FeatureSpec,
                                    as_of: Optional[int] = None
                                    ) -> Tuple[pd.DataFrame, raw_data_checks.CheckReport]:
   """Reads a raw-schema CSV by the rules of `limaml_keras.raw_data_checks`.
@@ -398,7 +398,8 @@ def read_raw_csv_frame_with_report(path: str, spec: schema.FeatureSpec,
   Args:
     path: a CSV file with (at least) the columns `spec.all_columns()`, or a
       directory of them (`raw_data_checks.list_csv_files`; its note is the
-      report's first).
+      report's first), or a sequence of files and directories read as one
+      input (duplicates are found across files).
     spec: its feature spec.
     as_of: later interactions are dropped (default: now).
 
@@ -407,11 +408,14 @@ def read_raw_csv_frame_with_report(path: str, spec: schema.FeatureSpec,
     and categorical values as str (missing categorical values as None),
     `timestamp` and `label` as int64 and numeric features as float64.
   """
-  files, listing_note = raw_data_checks.list_csv_files(path)
   reader = raw_data_checks.RawCsvReader(spec, as_of)
-  rows = [row for file in files for _, row in reader.rows(file)]
-  if listing_note:
-    reader.report.listing_notes.append(listing_note)
+  paths = [path] if isinstance(path, str) else list(path)
+  rows = []
+  for one_path in paths:
+    files, listing_note = raw_data_checks.list_csv_files(one_path)
+    rows.extend(row for file in files for _, row in reader.rows(file))
+    if listing_note:
+      reader.report.listing_notes.append(listing_note)
   columns = spec.all_columns()
   values = dict(zip(columns, zip(*rows))) if rows else {c: () for c in columns}
   frame = pd.DataFrame({c: _typed_column(c, values[c], spec) for c in columns},

@@ -1,7 +1,7 @@
-"""The datasets `limaml evaluate` knows, loaded into the raw schema."""
+"""The data `limaml evaluate` reads: the built-in datasets, or the user's raw-schema CSVs."""
 
 import os
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from limaml_keras import schema
 
@@ -39,3 +39,26 @@ def load(name: str, data_dir: Optional[str] = None, seed: int = 0
     data = movielens.load_movielens(data_dir)
     return data.frame, data.spec
   raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}")
+
+
+def load_csv(files: Sequence[str], spec: schema.FeatureSpec, as_of: Optional[int] = None
+             ) -> Tuple["pd.DataFrame", List[str]]:
+  """Reads raw-schema CSVs by the pipeline's rules (`limaml_keras.raw_data_checks`).
+
+  Args:
+    files: the CSV files, read as one input.
+    spec: their feature spec.
+    as_of: later interactions are dropped (default: now).
+
+  Returns:
+    `(interactions, notes)`: the notes name every fallback taken (ignored
+    extra columns, dropped duplicate or future interactions).
+
+  Raises:
+    ValueError: on bad input, naming the file, line, column and value.
+  """
+  from limaml_keras import preprocessing  # pylint: disable=g-import-not-at-top
+  if not files:
+    raise ValueError("no CSV file to read")
+  frame, report = preprocessing.read_raw_csv_frame_with_report(list(files), spec, as_of)
+  return frame, report.notes()

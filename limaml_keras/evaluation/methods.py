@@ -13,7 +13,7 @@ method                 what it is
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -74,12 +74,16 @@ def training_tasks(trained_as: str, hp: Hyperparameters, train_arrays: Dict[str,
 
 
 def train(trained_as: str, hp: Hyperparameters, tasks: Tasks, num_items: int, num_members: int,
-          seed: int) -> Tuple[PersonalizedRanker, List[float]]:
-  """Trains one model; returns it and its per-epoch training loss."""
+          seed: int, callbacks: Sequence[tf.keras.callbacks.Callback] = ()
+          ) -> Tuple[PersonalizedRanker, List[float]]:
+  """Trains one model; returns it and its per-epoch training loss.
+
+  `callbacks` go to `fit` (e.g. TensorBoard, `tensorboard_logs.MamlProbe`).
+  """
   tf.keras.utils.set_random_seed(seed)
   model = build_model(trained_as, hp, num_items, num_members)
   history = model.fit(tasks.dataset(hp.batch_size, shuffle=True, seed=seed), epochs=hp.epochs,
-                      verbose=0)
+                      verbose=0, callbacks=list(callbacks))
   return model, [float(x) for x in history.history["loss"]]
 
 
@@ -91,14 +95,18 @@ def configure_for(method: str, model: PersonalizedRanker, hp: Hyperparameters) -
     model.inner_steps = 0
 
 
-def score(model: PersonalizedRanker, tasks: Tasks, batch_size: int = 256) -> Dict[str, np.ndarray]:
+def score(model: PersonalizedRanker, tasks: Tasks, batch_size: int = 256,
+          score_fn=None) -> Dict[str, np.ndarray]:
   """Scores every real query interaction of `tasks` after per-task adaptation.
+
+  `score_fn`: a `tf.function` of `model.score_query` to reuse across calls
+  (scoring several task sets with one trace); made fresh when None.
 
   Returns:
     Per-interaction arrays: `member` (task member key), `label`, `score`
     (logit) and `support_size` (of the interaction's task).
   """
-  score_fn = tf.function(model.score_query, reduce_retracing=True)
+  score_fn = score_fn or tf.function(model.score_query, reduce_retracing=True)
   logits = np.concatenate([score_fn(b).numpy() for b in tasks.dataset(batch_size)], axis=0)
   mask = tasks.arrays[F.side_key(F.QUERY, F.MASK)] > 0
   rows = np.nonzero(mask)[0]

@@ -51,26 +51,50 @@ def _png(figure) -> str:
   return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _segment_plot(results: Mapping[str, Dict]) -> str:
+def _segment_plot(results: Mapping[str, Dict], score: str, title: str) -> str:
+  """Bars of `score` (mean ± std over seeds) per member-activity segment and overall."""
   figure, axis = plt.subplots(figsize=(8, 4))
   names = list(metrics.SEGMENTS) + ["all"]
   width = 0.8 / max(len(results), 1)
   for i, (method, entry) in enumerate(results.items()):
-    per_segment = [entry["segments"][s]["auc"] for s in metrics.SEGMENTS] + [entry["auc"]]
+    per_segment = [entry["segments"][s][score] for s in metrics.SEGMENTS] + [entry[score]]
     means, stds = zip(*map(runner.mean_std, per_segment))
-    stds = np.nan_to_num(stds)  # no error bar where a segment has no value
+    stds = np.nan_to_num(stds)  # no error bar with one seed or where a segment has no value
     axis.bar(np.arange(len(names)) + i * width, means, width, yerr=stds, label=method, capsize=2)
   axis.set_xticks(np.arange(len(names)) + 0.4 - width / 2)
   first = next(iter(results.values()))
   axis.set_xticklabels([f"{s}\n({first['segments'][s]['members']} members)"
                         if s in first["segments"] else s for s in names])
   axis.set_xlabel("member activity (support interactions)")
-  axis.set_ylabel("query AUC (mean ± std over seeds)")
-  finite = [v for e in results.values() for v in e["auc"] if v is not None and math.isfinite(v)]
+  axis.set_ylabel(f"query {title} (mean ± std over seeds)")
+  finite = [v for e in results.values() for v in e[score] if v is not None and math.isfinite(v)]
   if finite:
     axis.set_ylim(max(0.0, min(finite) - 0.12), min(1.0, max(finite) + 0.06))
   axis.legend(fontsize=8, ncol=3)
-  axis.set_title("AUC by member-activity segment")
+  axis.set_title(f"{title} by member-activity segment")
+  return _png(figure)
+
+
+def _few_shot_plot(results: Mapping[str, Dict]) -> str:
+  """gAUC and log loss against the support size n, one line per method."""
+  figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for method, entry in results.items():
+    sizes = sorted(entry.get("few_shot", {}), key=int)
+    if not sizes:
+      continue
+    for axis, score in zip(axes, ("gauc", "log_loss")):
+      means, stds = map(np.asarray, zip(*(runner.mean_std(entry["few_shot"][n][score])
+                                          for n in sizes)))
+      axis.errorbar(np.arange(len(sizes)), means, yerr=np.nan_to_num(stds), marker="o",
+                    capsize=2, label=method)
+      axis.set_xticks(np.arange(len(sizes)))
+      axis.set_xticklabels(sizes)
+  for axis, label in zip(axes, ("query gAUC", "query log loss")):
+    axis.set_xlabel("support interactions used (the member's latest n)")
+    axis.set_ylabel(label)
+  axes[0].legend(fontsize=8)
+  axes[0].set_title("Few-shot curve: gAUC vs n")
+  axes[1].set_title("Calibration: log loss vs n")
   return _png(figure)
 
 
@@ -90,35 +114,58 @@ def _curve_plot(results: Mapping[str, Dict]) -> str:
   return _png(figure)
 
 
-def _table_html(results: Mapping[str, Dict]) -> str:
-  rows = runner.summary_rows(results)
-  columns = [c for c in rows[0] if c != "method"]
-  head = "".join(f"<th>{html.escape(c)}</th>" for c in ["method"] + columns)
-  body = []
-  for row in rows:
-    cells = "".join(f"<td>{runner.format_mean_std(row[c])}</td>" for c in columns)
-    body.append(f"<tr><td>{html.escape(row['method'])}</td>{cells}</tr>")
-  return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+def _tables_html(results: Mapping[str, Dict]) -> str:
+  blocks = []
+  for table in runner.summary_tables(results):
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table["columns"])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in table["rows"])
+    blocks.append(f"<h3>{html.escape(table['title'])}</h3><table><tr>{head}</tr>{body}</table>")
+  return "\n".join(blocks)
+
+
+_PROTOCOL_TEXT = {
+    "time": "Time protocol: train before one global cutoff, adapt on each member's latest "
+            "pre-cutoff interactions, score their post-cutoff interactions.",
+    "member": "Member protocol: each member's latest 20 % of interactions (at least one) are "
+              "scored; everything earlier is training data and the member's support.",
+    "member-heldout": "Held-out members: the member protocol with a seeded 20 % of members "
+                      "kept out of training; only they are scored, adapted from their own "
+                      "earlier interactions.",
+}
+
+
+def _image(alt: str, data: str) -> str:
+  return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def write_html(report: Mapping, output_dir: str) -> str:
   """Writes `report.html` (plots embedded, no external files); returns its path."""
   results = report["results"]
+  described = dict(report.get("protocol", {}))
+  name = described.get("name", "time")
   protocol_items = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
-                           for k, v in report.get("protocol", {}).items())
+                           for k, v in described.items())
+  seeds = report["seeds"]
+  spread = ("mean ± sample std over seeds" if len(seeds) > 1 else
+            "one seed: no spread is shown")
+  few_shot = any(e.get("few_shot") for e in results.values())
   page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>LiMAML evaluation: {html.escape(report['dataset'])}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+table{{border-collapse:collapse;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
 td:first-child{{text-align:left}}</style></head><body>
-<h1>LiMAML vs baselines on {html.escape(report['dataset'])}</h1>
-<p>Seeds: {html.escape(str(report['seeds']))}. Time-based protocol: train before the cutoff,
-adapt on each member's latest pre-cutoff interactions, score their post-cutoff interactions.</p>
+<h1>LiMAML vs baselines on {html.escape(report['dataset'])} ({html.escape(name)} protocol)</h1>
+<p>Seeds: {html.escape(str(seeds))} ({spread}). {html.escape(_PROTOCOL_TEXT.get(name, ''))}
+gAUC: each member's AUC, weighted by their scored interactions. ECE: expected calibration error
+over {metrics.CALIBRATION_BINS} probability bins. "{runner.EMPTY}": a slice with no examples.</p>
 <ul>{protocol_items}</ul>
-<img alt="AUC by segment" src="data:image/png;base64,{_segment_plot(results)}">
-<h2>Summary (mean ± std over seeds)</h2>{_table_html(results)}
-<img alt="training curves" src="data:image/png;base64,{_curve_plot(results)}">
-<h2>Hyper-parameters (tuned on a validation split inside the training period)</h2>
+{_image("gAUC by segment", _segment_plot(results, "gauc", "gAUC"))}
+{_image("AUC by segment", _segment_plot(results, "auc", "AUC"))}
+{_image("few-shot curve", _few_shot_plot(results)) if few_shot else ""}
+<h2>Results ({spread})</h2>{_tables_html(results)}
+{_image("training curves", _curve_plot(results))}
+<h2>Hyper-parameters</h2>
 <pre>{html.escape(json.dumps(report.get('hyperparameters', {}), indent=1))}</pre>
 </body></html>"""
   path = os.path.join(output_dir, "report.html")

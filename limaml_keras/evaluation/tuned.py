@@ -28,6 +28,17 @@ TUNED: Dict[str, Dict[str, dict]] = {
 
 
 def hyperparameters(dataset: str) -> Dict[str, Hyperparameters]:
-  """The tuned `Hyperparameters` of every method on `dataset` (defaults where untuned)."""
-  overrides = TUNED.get(dataset, {})
+  """The tuned `Hyperparameters` of every method on `dataset` (defaults where untuned).
+
+  Raises:
+    ValueError: `dataset` has no tuned settings (use `untuned()` explicitly).
+  """
+  if dataset not in TUNED:
+    raise ValueError(f"no tuned settings for {dataset!r}; tuned: {sorted(TUNED)}")
+  overrides = TUNED[dataset]
   return {m: _BASE.replace(**overrides.get(m, {})) for m in METHODS}
+
+
+def untuned() -> Dict[str, Hyperparameters]:
+  """`Hyperparameters()` for every method (for data nothing was tuned on)."""
+  return {m: _BASE for m in METHODS}

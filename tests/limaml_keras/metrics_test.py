@@ -154,3 +154,26 @@ class TestSegments:
       segment = result["segments"][empty]
       assert (segment["members"], segment["interactions"]) == (0, 0)
       assert math.isnan(segment["auc"]) and math.isnan(segment["gauc"])
+
+
+class TestCalibration:
+
+  def test_log_loss_from_logits(self):
+    assert metrics.log_loss([1, 0], [0.0, 0.0]) == pytest.approx(math.log(2))
+    # Stable for confident logits: no log(0).
+    assert metrics.log_loss([0], [1000.0]) == pytest.approx(1000.0)
+    assert math.isnan(metrics.log_loss([], []))
+
+  def test_expected_calibration_error(self):
+    logits = np.log(np.array([0.2, 0.2, 0.8, 0.8]) / (1 - np.array([0.2, 0.2, 0.8, 0.8])))
+    # Bin 0.2: rate 0.5 (gap 0.3); bin 0.8: rate 1.0 (gap 0.2) -> weighted 0.25.
+    assert metrics.expected_calibration_error([0, 1, 1, 1], logits) == pytest.approx(0.25)
+    assert metrics.expected_calibration_error([0, 1], [0.0, 0.0]) == pytest.approx(0.0)
+
+  def test_segments_carry_calibration(self):
+    result = metrics.evaluate_by_segment(["a", "a", "b"], [0, 1, 1], [-1.0, 1.0, 2.0], [0, 0, 3])
+    assert result["log_loss"] == pytest.approx(metrics.log_loss([0, 1, 1], [-1.0, 1.0, 2.0]))
+    assert result["positive_rate"] == pytest.approx(2 / 3)
+    assert result["mean_prediction"] == pytest.approx(np.mean(metrics.sigmoid([-1.0, 1.0, 2.0])))
+    empty = result["segments"][">20"]
+    assert math.isnan(empty["log_loss"]) and math.isnan(empty["ece"]) and empty["members"] == 0

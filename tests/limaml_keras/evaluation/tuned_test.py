@@ -1,0 +1,22 @@
+"""Tuned settings: known names give them, unknown names are an error, never a silent default."""
+
+import pytest
+
+from limaml_keras.evaluation import methods, tuned
+
+
+def test_known_dataset_gets_its_overrides():
+  settings = tuned.hyperparameters("movielens-100k")
+  assert set(settings) == set(methods.METHODS)
+  for method, overrides in tuned.TUNED["movielens-100k"].items():
+    for name, value in overrides.items():
+      assert getattr(settings[method], name) == value
+
+
+def test_unknown_dataset_is_an_error():
+  with pytest.raises(ValueError, match="no tuned settings for 'my-data'"):
+    tuned.hyperparameters("my-data")
+
+
+def test_untuned_is_the_defaults():
+  assert all(hp == methods.Hyperparameters() for hp in tuned.untuned().values())
