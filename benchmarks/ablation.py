@@ -41,6 +41,7 @@ CHANGES = {
     "ownitems": {"support_items": "own"},       # ... with its own item table
     "bilinear": {"meta_item_interaction": True},  # (W e)·item term in the Global Block logit
     "sizes": {"train_support_sizes": (0, 1, 2, 5, 10, 20)},  # sampled support sizes, 0 included
+    "sizes50": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50)},  # ... up to the evaluation cap
     "sizes1": {"train_support_sizes": (1, 2, 5, 10, 20)},    # ... without zero-support tasks
     "id": {"member_id_embedding": True},         # the paper's setting: ID embedding + meta embedding
     "hist": {"use_history": True},
@@ -156,9 +157,12 @@ def main(argv=None) -> dict:
       M.configure_for(method, model, eval_hp)
       results[variant].append(evaluate(model, evaluation, args.few_shot))
       seconds[variant].append(round(time.perf_counter() - t0, 1))
-      all_ = results[variant][-1]["all"]
-      print(f"seed {seed} {variant:<40} gauc {all_['gauc']:.4f} auc {all_['auc']:.4f} "
-            f"log_loss {all_['log_loss']:.4f} ({seconds[variant][-1]} s)", file=sys.stderr)
+      last = results[variant][-1]
+      few_shot = " ".join(f"n={n}:{last[str(n)]['gauc']:.4f}/{last[str(n)]['log_loss']:.3f}"
+                          for n in args.few_shot)
+      print(f"seed {seed} {variant:<40} gauc {last['all']['gauc']:.4f} auc {last['all']['auc']:.4f} "
+            f"log_loss {last['all']['log_loss']:.4f} ({seconds[variant][-1]} s) gauc/log_loss by "
+            f"support size: {few_shot}", file=sys.stderr)
   record = {
       "dataset": args.dataset,
       "protocol": "member (validation split inside the training data)",
