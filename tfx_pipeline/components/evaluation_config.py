@@ -44,8 +44,9 @@ GAUC_GAIN_LOWER_BOUND = gauc_metrics.GAUC_GAIN_LOWER_BOUND
 GAUC_GAIN_UPPER_BOUND = gauc_metrics.GAUC_GAIN_UPPER_BOUND
 LOG_LOSS = "binary_crossentropy"
 EXAMPLE_COUNT = "example_count"
+MEAN_LABEL = "mean_label"
 #: Pooled metrics computed besides the gated ones (TFMA class names).
-REPORTED_METRICS = ("ExampleCount", "BinaryAccuracy", "Calibration")
+REPORTED_METRICS = ("ExampleCount", "MeanLabel", "BinaryAccuracy", "Calibration")
 #: The activity slices, in report order.
 ACTIVITY_SLICES = metrics.SEGMENTS
 _GAUC_MODULE = gauc_metrics.__name__

@@ -119,7 +119,10 @@ def _model_metrics(values: Dict[Tuple[str, str], float], model: str) -> Optional
   if (evaluation_config.AUC, model) not in values:
     return None
   nan = float("nan")
-  return ModelMetrics(auc=values[(evaluation_config.AUC, model)],
+  auc = values[(evaluation_config.AUC, model)]
+  if values.get((evaluation_config.MEAN_LABEL, model)) in (0.0, 1.0):
+    auc = nan  # One class only: TFMA reports 0, but there is no AUC.
+  return ModelMetrics(auc=auc,
                       gauc=values.get((evaluation_config.GAUC, model), nan),
                       log_loss=values.get((evaluation_config.LOG_LOSS, model), nan))
 

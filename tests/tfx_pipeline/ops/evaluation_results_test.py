@@ -193,3 +193,13 @@ def test_without_baseline_the_auc_floor_decides(scored):
 def test_missing_results_are_named(tmp_path):
   with pytest.raises(FileNotFoundError, match="no TFMA metrics in"):
     evaluation_results.read_evaluation(str(tmp_path))
+
+
+def test_a_one_class_slice_has_no_auc():
+  """TFMA reports AUC 0 for a slice with one class only (a cold-start slice of one example)."""
+  values = {(evaluation_config.AUC, evaluation_config.CANDIDATE): 0.0,
+            (evaluation_config.MEAN_LABEL, evaluation_config.CANDIDATE): 1.0,
+            (evaluation_config.EXAMPLE_COUNT, evaluation_config.CANDIDATE): 1.0}
+  result = evaluation_results._slice_result("0", values)  # pylint: disable=protected-access
+  assert np.isnan(result.candidate.auc) and np.isnan(result.candidate.gauc)
+  assert result.baseline is None and result.example_count == 1
