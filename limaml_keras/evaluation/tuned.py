@@ -3,6 +3,9 @@
 Tuning applies the evaluation protocol *inside* the training period
 (`protocol.validation_split`) and never looks at the query period. The values
 below are what that search picked; rerun it with `limaml evaluate --tune`.
+MovieLens-100K's LiMAML settings add the model changes chosen by
+`benchmarks/ablation.py` on the same validation split
+(docs/results/ablation/README.md).
 """
 
 from typing import Dict
@@ -22,7 +25,10 @@ TUNED: Dict[str, Dict[str, dict]] = {
         "id_embedding": {"epochs": 10},
         "fine_tune": {"fine_tune_steps": 5, "fine_tune_lr": 0.5},
         "limaml_first_order": {"embedding_dim": 32, "inner_steps": 1},
-        "limaml": {"embedding_dim": 32, "inner_lr": 1.0, "learn_inner_lr": True},
+        "limaml": {"embedding_dim": 32, "inner_lr": 1.0, "learn_inner_lr": True,
+                   "support_items": "shared", "meta_item_interaction": True,
+                   "task_history": 50, "window": 20,
+                   "train_support_sizes": (0, 1, 2, 5, 10, 20, 50)},
     },
 }
 
