@@ -140,8 +140,8 @@ def _members_per_s(members: int, function, repeats: int) -> float:
 def job_peak_rss_mb(model_dir: str, root: str, members: int, batch_size: int) -> float:
   """Peak RSS (MB) of the job run alone, in a fresh process, on `members` synthetic members."""
   # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  from process_memory import PeakRss
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from benchmarks.process_memory import PeakRss
   # pylint: enable=g-import-not-at-top
   tasks = os.path.join(root, f"rss-{members}.gz")
   write_task_records(tasks, members)

@@ -37,8 +37,9 @@ from typing import Dict, Iterable, List, Optional
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from process_memory import PeakRss  # pylint: disable=g-import-not-at-top,wrong-import-position
+# The repository root, not this folder: `benchmarks/serving.py` must not shadow the `serving` package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.process_memory import PeakRss  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 #: `[3/14] Transform: done (12.3 s)` (and `cached`), as `limaml pipeline run` prints them.
 _PROGRESS = re.compile(r"\[\d+/\d+\] (?P<component>[\w.-]+): (?:done|cached) \((?P<s>[\d.]+) s\)")
