@@ -23,6 +23,10 @@ class MetaBlock(tf.keras.layers.Layer):
 
   * with its own variables (`fast_weights=None`): `member_features` is
     `[B, Dm]` and the output `[B, embedding_dim]` — the cold-start embedding;
+  * with no inputs at all (`[B, 0]`, e.g. a dataset without member
+    features and no history): the block reads a constant 1, so its output is
+    a learned vector — the meta-learned initial embedding that the inner loop
+    adapts. (No matmul ever sees a 0-width operand, which oneDNN rejects.)
   * with externally supplied per-task weights (`fast_weights`, the list that
     `stack_weights(T)` returns and the inner loop updates): every tensor has a
     leading task axis T, `member_features` is `[T, Dm]`, and the layers are
@@ -66,7 +70,7 @@ class MetaBlock(tf.keras.layers.Layer):
     return self._embedding_dim
 
   def build(self, input_shape):
-    fan_in = int(input_shape[-1])
+    fan_in = max(1, int(input_shape[-1]))
     self._kernels, self._biases = [], []
     for i, units in enumerate(self._hidden_units + [self._embedding_dim]):
       self._kernels.append(self.add_weight(
@@ -100,6 +104,8 @@ class MetaBlock(tf.keras.layers.Layer):
 
   def call(self, member_features, fast_weights: Optional[List[tf.Tensor]] = None):
     x = tf.convert_to_tensor(member_features, tf.float32)
+    if x.shape[-1] == 0:
+      x = tf.ones(tf.concat([tf.shape(x)[:-1], [1]], axis=0))
     weights = self.adaptable_weights if fast_weights is None else list(fast_weights)
     if len(weights) != len(self.adaptable_weights):
       raise ValueError(f"MetaBlock expects {len(self.adaptable_weights)} fast weights "
@@ -145,6 +151,10 @@ class GlobalBlock(tf.keras.layers.Layer):
     hidden_units: MLP sizes after the cross layers.
     activation: MLP activation.
     use_member_features: also feed the raw member features to the ranker.
+    meta_item_interaction: add a bilinear term `(W e)·v` to the logit, where e
+      is the meta embedding and v the item representation (item-id embedding
+      and item features, concatenated), so the meta embedding re-orders items
+      directly instead of acting mostly as a member-level offset.
   """
 
   def __init__(self,
@@ -155,6 +165,7 @@ class GlobalBlock(tf.keras.layers.Layer):
                hidden_units: Sequence[int] = (64, 32),
                activation: str = "relu",
                use_member_features: bool = True,
+               meta_item_interaction: bool = False,
                **kwargs):
     super().__init__(**kwargs)
     if int(num_items) < 0:
@@ -178,10 +189,36 @@ class GlobalBlock(tf.keras.layers.Layer):
     self._dense = [tf.keras.layers.Dense(u, activation=activation, name=f"dense_{i}")
                    for i, u in enumerate(self._hidden_units)]
     self._logit = tf.keras.layers.Dense(1, name="logit")
+    self._meta_item_interaction = bool(meta_item_interaction)
+    self._meta_projection = None  # built in `build`: its width is the item representation's
 
   @property
   def num_items(self) -> int:
     return self._num_items
+
+  @property
+  def item_embedding(self) -> Optional[tf.keras.layers.Embedding]:
+    """The item-id embedding layer (None when `num_items` is 0)."""
+    return self._item_embedding
+
+  def build(self, input_shape):
+    if self._meta_item_interaction:
+      width = int(input_shape[F.ITEM_FEATURES][-1])
+      width += self._item_embedding_dim if self._item_embedding is not None else 0
+      if width == 0:
+        raise ValueError("`meta_item_interaction` needs an item representation: item features "
+                         "or an item-id embedding (num_items > 0).")
+      self._meta_projection = tf.keras.layers.Dense(
+          width, use_bias=False, kernel_initializer="zeros", name="meta_item_projection")
+      self._meta_projection.build(tf.TensorShape([None, input_shape[F.META_EMBEDDING][-1]]))
+    super().build(input_shape)
+
+  def lookup_items(self, item_id) -> tf.Tensor:
+    """Item-id embeddings of `item_id` (any shape); out-of-vocabulary ids use row 0."""
+    item_id = tf.cast(item_id, tf.int64)
+    # Ids beyond the vocabulary (e.g. from a newer catalogue) share the unknown slot.
+    item_id = tf.where((item_id >= 0) & (item_id < self._num_items), item_id, 0)
+    return self._item_embedding(item_id)
 
   def call(self, inputs: Dict[str, tf.Tensor]):
     parts = [tf.cast(inputs[F.META_EMBEDDING], tf.float32),
@@ -189,18 +226,21 @@ class GlobalBlock(tf.keras.layers.Layer):
              tf.cast(inputs[F.CONTEXT_FEATURES], tf.float32)]
     if self._use_member_features:
       parts.append(tf.cast(inputs[F.MEMBER_FEATURES], tf.float32))
+    item_parts = [parts[1]]
     if self._item_embedding is not None:
-      item_id = tf.cast(inputs[F.ITEM_ID], tf.int64)
-      # Ids beyond the vocabulary (e.g. from a newer catalogue) share the unknown slot.
-      item_id = tf.where((item_id >= 0) & (item_id < self._num_items), item_id, 0)
-      parts.append(self._item_embedding(item_id))
+      item_parts.append(self.lookup_items(inputs[F.ITEM_ID]))
+      parts.append(item_parts[-1])
     x0 = tf.concat(parts, axis=-1)
     x = x0
     for cross in self._crosses:
       x = cross(x0, x)
     for dense in self._dense:
       x = dense(x)
-    return tf.squeeze(self._logit(x), axis=-1)
+    logit = tf.squeeze(self._logit(x), axis=-1)
+    if self._meta_projection is not None:
+      item = tf.concat(item_parts, axis=-1)
+      logit += tf.reduce_sum(self._meta_projection(parts[0]) * item, axis=-1)
+    return logit
 
   def get_config(self):
     config = {
@@ -211,5 +251,6 @@ class GlobalBlock(tf.keras.layers.Layer):
         "hidden_units": self._hidden_units,
         "activation": self._activation,
         "use_member_features": self._use_member_features,
+        "meta_item_interaction": self._meta_item_interaction,
     }
     return {**super().get_config(), **config}

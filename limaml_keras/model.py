@@ -21,7 +21,7 @@ The user-facing contract is Keras': `compile(optimizer)`, `fit`, `evaluate`,
 
 import dataclasses
 import itertools
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +30,8 @@ from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
 
 _SIDES = (F.SUPPORT, F.QUERY)
+#: Values of `PersonalizedRanker(support_items=...)`.
+SUPPORT_ITEMS = ("none", "shared", "own")
 # Expected rank and dtype kind ("int" or "float") of every task-batch key.
 _TASK_RANKS = {F.MEMBER_ID: (1, "int"), F.MEMBER_FEATURES: (2, "float")}
 _SIDE_RANKS = {F.ITEM_ID: (2, "int"), F.ITEM_FEATURES: (3, "float"),
@@ -114,14 +116,26 @@ def support_history(batch) -> tf.Tensor:
   interactions, then `log1p` of their counts. Padding has no effect; an
   empty support gives zeros.
   """
-  item_features = tf.cast(batch[F.side_key(F.SUPPORT, F.ITEM_FEATURES)], tf.float32)
+  return labelled_support_pool(batch, batch[F.side_key(F.SUPPORT, F.ITEM_FEATURES)])
+
+
+def labelled_support_pool(batch, values) -> tf.Tensor:
+  """Masked means of `values` `[T, L, D]` over positive and over negative support, and log-counts.
+
+  Returns `[T, 2 * D + 2]`: mean over the positive support interactions, mean
+  over the negative ones, `log1p` of both counts. Padding has no effect; an
+  empty support gives zeros. With D = 0 no 0-width product is ever formed.
+  """
   label = tf.cast(batch[F.side_key(F.SUPPORT, F.LABEL)], tf.float32)
   mask = tf.cast(batch[F.side_key(F.SUPPORT, F.MASK)], tf.float32)
-  item_features = tf.where(mask[..., tf.newaxis] > 0, item_features, 0.0)
+  values = tf.cast(values, tf.float32)
+  width = values.shape[-1]
+  values = tf.where(mask[..., tf.newaxis] > 0, values, 0.0)
   parts, counts = [], []
   for weight in (label * mask, (1.0 - label) * mask):
     count = tf.reduce_sum(weight, axis=1, keepdims=True)
-    parts.append(tf.einsum("tl,tld->td", weight, item_features) / tf.maximum(count, 1.0))
+    if width != 0:
+      parts.append(tf.einsum("tl,tld->td", weight, values) / tf.maximum(count, 1.0))
     counts.append(tf.math.log1p(count))
   return tf.concat(parts + counts, axis=-1)
 
@@ -159,6 +173,27 @@ def replica_share(value):
   """`value / replicas in sync`: a per-replica term (regularisation) counted once in total."""
   context = _replica_context()
   return value if context is None else value / context.num_replicas_in_sync
+
+
+def sample_support_sizes(batch, sizes: Sequence[int], seed=None):
+  """Keeps each task's latest k support interactions, k drawn uniformly from `sizes`.
+
+  Support slots are left-aligned and chronological, so the latest k real
+  interactions are the slots `[n - k, n)` of a task with n. Only the support
+  mask changes (masked slots have no effect anywhere). Empty `sizes`: the
+  batch is returned unchanged.
+  """
+  if not sizes:
+    return batch
+  key = F.side_key(F.SUPPORT, F.MASK)
+  mask = tf.cast(batch[key], tf.float32)
+  real = tf.reduce_sum(mask, axis=1, keepdims=True)
+  choice = tf.random.uniform(tf.shape(mask)[:1], 0, len(sizes), dtype=tf.int32, seed=seed)
+  keep = tf.gather(tf.constant(list(sizes), tf.float32), choice)[:, tf.newaxis]
+  slot = tf.cast(tf.range(tf.shape(mask)[1]), tf.float32)[tf.newaxis]
+  out = dict(batch)
+  out[key] = mask * tf.cast(slot >= real - keep, tf.float32)
+  return out
 
 
 def masked_task_losses(logits, labels, mask):
@@ -199,6 +234,25 @@ class PersonalizedRanker(tf.keras.Model):
       interactions (`support_history`): the mean item features of their
       positive and of their negative interactions and the log-counts. Cold
       start (no support, or scoring without a support set) sees zeros.
+    support_items: the Meta Block also reads the member's support items
+      themselves: item-id embeddings averaged over the positive and over the
+      negative support interactions, plus log-counts (a labelled "bag of
+      recent items"). "none" (off), "shared" (the Global Block's item-id
+      embedding table; needs `num_items > 0`) or "own" (a separate table of
+      `support_item_dim` columns). Cold start sees zeros.
+    support_item_dim: width of the "own" table.
+    train_support_sizes: support sizes sampled (uniformly, per task and step)
+      during meta-training: each task keeps only its latest k support
+      interactions, so training matches the few-shot curve; 0 trains the
+      un-adapted Meta Block as the cold-start prior. Empty: the full support.
+    max_inner_lr: upper bound of the learned inner learning rates (Meta-SGD
+      rates are clipped to [0, max_inner_lr]); None: unbounded.
+    num_members: > 0 adds a wide&deep member-ID embedding (vocabulary size
+      including the unknown id 0) to the meta embedding — the ID-embedding
+      baseline, or with MAML the paper's "baseline plus meta embedding".
+      Members outside the vocabulary (id 0 or >= `num_members`) share row 0.
+    id_l2: L2 penalty on the member-ID embedding rows a batch uses (an
+      activity regulariser, so its cost does not grow with the table).
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
@@ -212,6 +266,12 @@ class PersonalizedRanker(tf.keras.Model):
                learn_inner_lr: bool = False,
                first_order: bool = False,
                use_history: bool = False,
+               support_items: str = "none",
+               support_item_dim: int = 16,
+               train_support_sizes: Sequence[int] = (),
+               max_inner_lr: Optional[float] = None,
+               num_members: int = 0,
+               id_l2: float = 0.0,
                **kwargs):
     super().__init__(**kwargs)
     if int(inner_steps) < 0:
@@ -225,6 +285,39 @@ class PersonalizedRanker(tf.keras.Model):
     self.learn_inner_lr = bool(learn_inner_lr)
     self.first_order = bool(first_order)
     self.use_history = bool(use_history)
+    if support_items not in SUPPORT_ITEMS:
+      raise ValueError(f"`support_items` must be one of {SUPPORT_ITEMS}, got {support_items!r}.")
+    if support_items == "shared" and global_block.item_embedding is None:
+      raise ValueError("`support_items='shared'` needs the Global Block's item-id embedding "
+                       "(GlobalBlock(num_items > 0)).")
+    if int(support_item_dim) <= 0:
+      raise ValueError(f"`support_item_dim` must be positive, got {support_item_dim}.")
+    self.support_items = support_items
+    self.support_item_dim = int(support_item_dim)
+    self.train_support_sizes = [int(k) for k in train_support_sizes]
+    if any(k < 0 for k in self.train_support_sizes):
+      raise ValueError(f"`train_support_sizes` must be >= 0, got {self.train_support_sizes}.")
+    if max_inner_lr is not None and not (np.isfinite(max_inner_lr) and max_inner_lr > 0):
+      raise ValueError(f"`max_inner_lr` must be a finite number > 0 or None, got {max_inner_lr}.")
+    self.max_inner_lr = None if max_inner_lr is None else float(max_inner_lr)
+    if int(num_members) < 0:
+      raise ValueError(f"`num_members` must be >= 0, got {num_members}.")
+    if not (np.isfinite(id_l2) and id_l2 >= 0):
+      raise ValueError(f"`id_l2` must be a finite number >= 0, got {id_l2}.")
+    self.num_members = int(num_members)
+    self.id_l2 = float(id_l2)
+    self.member_embedding = None
+    if self.num_members:
+      self.member_embedding = tf.keras.layers.Embedding(
+          self.num_members, meta_block.embedding_dim, embeddings_initializer="zeros",
+          activity_regularizer=tf.keras.regularizers.L2(self.id_l2) if self.id_l2 else None,
+          name="member_id_embedding")
+    self.support_item_embedding = None
+    if support_items == "own":
+      if not global_block.num_items:
+        raise ValueError("`support_items='own'` needs item ids (GlobalBlock(num_items > 0)).")
+      self.support_item_embedding = tf.keras.layers.Embedding(
+          global_block.num_items, self.support_item_dim, name="support_item_embedding")
     self._dims = None
     self._inner_lrs = []
     self._adapt_function = None
@@ -245,7 +338,10 @@ class PersonalizedRanker(tf.keras.Model):
     with tf.init_scope():
       if not self.meta_block.built:
         history_dim = 2 * int(item_dim) + 2 if self.use_history else 0
-        self.meta_block.build(tf.TensorShape([None, int(member_dim) + history_dim]))
+        self.meta_block.build(tf.TensorShape(
+            [None, int(member_dim) + history_dim + self._support_items_dim()]))
+      if self.support_item_embedding is not None:
+        self.support_item_embedding.build(tf.TensorShape([None]))
       self.global_block(self._dummy_interactions(1))
       if self.learn_inner_lr:
         # Appended, not reassigned: a checkpoint restores into the tracked list.
@@ -277,8 +373,9 @@ class PersonalizedRanker(tf.keras.Model):
     self._build_for(*dims)
 
   def _build_extra(self) -> None:
-    """Hook for subclasses that own more variables."""
-    return
+    """Builds the optional member-ID table (a hook for subclasses that own more variables)."""
+    if self.member_embedding is not None:
+      self.member_embedding.build(tf.TensorShape([None]))
 
   def interaction_spec(self, with_embedding: bool = False) -> Dict[str, tf.TensorSpec]:
     """`TensorSpec`s of the interaction batch `call` takes (model must be built)."""
@@ -326,23 +423,50 @@ class PersonalizedRanker(tf.keras.Model):
       self._build_for(**config["dims"])
 
   def _needs_member_id(self) -> bool:
-    return False
+    return self.member_embedding is not None
 
   # ------------------------------------------------------------- the model
   def _member_inputs(self, batch):
     """The Meta Block's input `[T, Dm (+ history)]`."""
     member_features = tf.cast(batch[F.MEMBER_FEATURES], tf.float32)
-    if not self.use_history:
-      return member_features
-    if F.side_key(F.SUPPORT, F.MASK) in batch:
-      history = support_history(batch)
-    else:
-      history = tf.zeros([tf.shape(member_features)[0], 2 * self._dims.item_dim + 2])
-    return tf.concat([member_features, history], axis=-1)
+    parts = [member_features]
+    has_support = F.side_key(F.SUPPORT, F.MASK) in batch
+    num_tasks = tf.shape(member_features)[0]
+    if self.use_history:
+      parts.append(support_history(batch) if has_support else
+                   tf.zeros([num_tasks, 2 * self._dims.item_dim + 2]))
+    if self.support_items != "none":
+      if has_support:
+        items = self._lookup_support_items(batch[F.side_key(F.SUPPORT, F.ITEM_ID)])
+        parts.append(labelled_support_pool(batch, items))
+      else:
+        parts.append(tf.zeros([num_tasks, self._support_items_dim()]))
+    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+
+  def _support_items_dim(self) -> int:
+    if self.support_items == "none":
+      return 0
+    width = (self.support_item_dim if self.support_items == "own"
+             else self.global_block.get_config()["item_embedding_dim"])
+    return 2 * width + 2
+
+  def _lookup_support_items(self, item_id):
+    if self.support_items == "own":
+      item_id = tf.cast(item_id, tf.int64)
+      num_items = self.global_block.num_items
+      return self.support_item_embedding(
+          tf.where((item_id >= 0) & (item_id < num_items), item_id, 0))
+    return self.global_block.lookup_items(item_id)
 
   def _member_embedding(self, batch, fast_weights=None):
-    """Meta embedding `[T, d]` of each task's member (fast weights or θm)."""
-    return self.meta_block(self._member_inputs(batch), fast_weights=fast_weights)
+    """Meta embedding `[T, d]` of each task's member (fast weights or θm), plus its ID row."""
+    embedding = self.meta_block(self._member_inputs(batch), fast_weights=fast_weights)
+    if self.member_embedding is None:
+      return embedding
+    member_id = tf.cast(batch.get(F.MEMBER_ID, tf.zeros(tf.shape(batch[F.MEMBER_FEATURES])[:1],
+                                                         tf.int64)), tf.int64)
+    member_id = tf.where((member_id > 0) & (member_id < self.num_members), member_id, 0)
+    return embedding + self.member_embedding(member_id)
 
   def _side_logits(self, batch, side: str, embeddings):
     """Scores every (padded) interaction of `side`: `[T, L]` logits."""
@@ -392,7 +516,11 @@ class PersonalizedRanker(tf.keras.Model):
     return self._inner_loop(batch, steps, first_order)[0]
 
   def _learning_rates(self):
-    return self._inner_lrs or [self.inner_lr] * len(self.meta_block.adaptable_weights)
+    if not self._inner_lrs:
+      return [self.inner_lr] * len(self.meta_block.adaptable_weights)
+    if self.max_inner_lr is None:
+      return list(self._inner_lrs)
+    return [tf.clip_by_value(lr, 0.0, self.max_inner_lr) for lr in self._inner_lrs]
 
   def _inner_loop(self, batch, steps: int, first_order: bool):
     """Returns `(fast_weights, summed_inner_gradients)` after `steps` steps."""
@@ -556,6 +684,12 @@ class PersonalizedRanker(tf.keras.Model):
         "learn_inner_lr": self.learn_inner_lr,
         "first_order": self.first_order,
         "use_history": self.use_history,
+        "support_items": self.support_items,
+        "support_item_dim": self.support_item_dim,
+        "train_support_sizes": list(self.train_support_sizes),
+        "max_inner_lr": self.max_inner_lr,
+        "num_members": self.num_members,
+        "id_l2": self.id_l2,
         "name": self.name,
     }
 
@@ -618,7 +752,7 @@ class LiMAMLModel(PersonalizedRanker):
   """
 
   def train_step(self, data):
-    batch = self._checked(data)
+    batch = sample_support_sizes(self._checked(data), self.train_support_sizes)
     if self.first_order:
       _, gradient_sums = self._inner_loop(batch, self.inner_steps, first_order=True)
     with tf.GradientTape() as tape:
@@ -677,28 +811,6 @@ class IdEmbeddingModel(GlobalModel):
   """
 
   def __init__(self, meta_block, global_block, num_members: int, id_l2: float = 0.0, **kwargs):
-    super().__init__(meta_block, global_block, **kwargs)
     if int(num_members) < 1:
       raise ValueError(f"`num_members` must be >= 1, got {num_members}.")
-    self.num_members = int(num_members)
-    self.id_l2 = float(id_l2)
-    self.member_embedding = tf.keras.layers.Embedding(
-        self.num_members, meta_block.embedding_dim, embeddings_initializer="zeros",
-        activity_regularizer=tf.keras.regularizers.L2(self.id_l2) if self.id_l2 else None,
-        name="member_id_embedding")
-
-  def _needs_member_id(self) -> bool:
-    return True
-
-  def _build_extra(self) -> None:
-    self.member_embedding.build(tf.TensorShape([None]))
-
-  def _member_embedding(self, batch, fast_weights=None):
-    member_id = tf.cast(batch.get(F.MEMBER_ID, tf.zeros(tf.shape(batch[F.MEMBER_FEATURES])[:1],
-                                                         tf.int64)), tf.int64)
-    member_id = tf.where((member_id > 0) & (member_id < self.num_members), member_id, 0)
-    rows = self.member_embedding(member_id)
-    return super()._member_embedding(batch, fast_weights) + rows
-
-  def get_config(self):
-    return {**super().get_config(), "num_members": self.num_members, "id_l2": self.id_l2}
+    super().__init__(meta_block, global_block, num_members=num_members, id_l2=id_l2, **kwargs)

@@ -13,7 +13,7 @@ method                 what it is
 """
 
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +22,7 @@ from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
 from limaml_keras.evaluation.method_names import METHODS, TRAINED_AS
 from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel, PersonalizedRanker
+from limaml_keras.evaluation import protocol
 from limaml_keras.tasks import Tasks
 
 
@@ -44,6 +45,12 @@ class Hyperparameters:
   fine_tune_steps: int = 3      # fine_tune
   fine_tune_lr: float = 0.1     # fine_tune
   id_l2: float = 1e-4           # id_embedding
+  meta_item_interaction: bool = False  # all: bilinear meta-embedding x item term in the Global Block
+  support_items: str = "none"   # limaml*: Meta Block reads support item ids ("none"/"shared"/"own")
+  train_support_sizes: Tuple[int, ...] = ()  # limaml*: support sizes sampled in meta-training
+  max_inner_lr: Optional[float] = None  # limaml*: bound of the learned inner learning rates
+  member_id_embedding: bool = False  # limaml*: also the member-ID embedding (paper: baseline + meta)
+  task_history: int = 0         # limaml*: meta-train on history tasks (see protocol.training_tasks)
 
   def replace(self, **changes) -> "Hyperparameters":
     return dataclasses.replace(self, **changes)
@@ -54,7 +61,8 @@ def build_model(trained_as: str, hp: Hyperparameters, num_items: int,
   """A compiled, un-trained model for one of the `TRAINED_AS` values."""
   meta = MetaBlock(hidden_units=hp.meta_hidden, embedding_dim=hp.embedding_dim)
   ranker = GlobalBlock(num_items=num_items, item_embedding_dim=hp.item_embedding_dim,
-                       num_cross_layers=hp.num_cross_layers, hidden_units=hp.global_hidden)
+                       num_cross_layers=hp.num_cross_layers, hidden_units=hp.global_hidden,
+                       meta_item_interaction=hp.meta_item_interaction)
   if trained_as == "global":
     model = GlobalModel(meta, ranker)
   elif trained_as == "id_embedding":
@@ -62,11 +70,28 @@ def build_model(trained_as: str, hp: Hyperparameters, num_items: int,
   elif trained_as in ("limaml", "limaml_first_order"):
     model = LiMAMLModel(meta, ranker, inner_steps=hp.inner_steps, inner_lr=hp.inner_lr,
                         learn_inner_lr=hp.learn_inner_lr, use_history=hp.use_history,
+                        support_items=hp.support_items,
+                        support_item_dim=hp.item_embedding_dim,
+                        train_support_sizes=hp.train_support_sizes,
+                        max_inner_lr=hp.max_inner_lr,
+                        num_members=num_members if hp.member_id_embedding else 0,
+                        id_l2=hp.id_l2,
                         first_order=trained_as == "limaml_first_order")
   else:
     raise ValueError(f"unknown model kind {trained_as!r}; expected one of {sorted(set(TRAINED_AS.values()))}")
   model.compile(optimizer=tf.keras.optimizers.Adam(hp.learning_rate))
   return model
+
+
+def training_tasks(trained_as: str, hp: Hyperparameters, train_arrays: Dict[str, np.ndarray]
+                   ) -> Tasks:
+  """The training tasks of one model kind.
+
+  Baselines always get the plain windows (every interaction a target once);
+  MAML models get history tasks when `hp.task_history > 0`.
+  """
+  history = hp.task_history if trained_as.startswith("limaml") else 0
+  return protocol.training_tasks(train_arrays, window=hp.window, history=history)
 
 
 def train(trained_as: str, hp: Hyperparameters, tasks: Tasks, num_items: int, num_members: int,

@@ -1,4 +1,6 @@
-"""The time-based evaluation protocol, as in production.
+"""The evaluation protocols: `time` (global cutoff, as in production) and `member`.
+
+**time** (`time_split`):
 
 * One cutoff time splits the interactions: the **training period** (before)
   and the **query period** (at or after).
@@ -9,14 +11,30 @@
   interactions. Members unseen before the cutoff are cold start (no support).
 * Hyper-parameters are tuned by applying the same protocol *inside* the
   training period (`validation_split`), never on the query period.
+
+**member** (`member_split`), which can see few-shot adaptation:
+
+* Per member, chronologically: the latest `query_fraction` of the member's
+  interactions (at least one) are **query**; everything earlier is
+  **training data** and the member's **support** (a member with a single
+  interaction has no training part and is cold start).
+* Held-out-members variant (`held_out_fraction > 0`): a seeded share of members
+  contributes nothing to training; at evaluation they are adapted only from
+  their own earlier interactions, as new members are in production.
+* `member_validation_split` applies the same split to the training data only
+  (for tuning and ablation), never looking at the query part.
+* `truncate_support` keeps each task's latest n support interactions (the
+  few-shot curve, `FEW_SHOT_SIZES`).
+* Vocabularies and normalisation are fitted on the training data only.
 """
 
 import dataclasses
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 
+from limaml_keras import features as F
 from limaml_keras import schema
 from limaml_keras.preprocessing import MEMBER_KEY, TIMESTAMP, Preprocessor
 from limaml_keras.tasks import Tasks, build_tasks
@@ -24,6 +42,9 @@ from limaml_keras.tasks import Tasks, build_tasks
 DEFAULT_QUERY_FRACTION = 0.2
 DEFAULT_MAX_SUPPORT = 50
 DEFAULT_WINDOW = 40
+DEFAULT_HELD_OUT_FRACTION = 0.2
+#: Support sizes of the few-shot curve.
+FEW_SHOT_SIZES = (0, 1, 2, 5, 10, 20, 50)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,15 +52,19 @@ class Split:
   """One application of the protocol.
 
   Attributes:
-    cutoff: the first second of the query period.
+    cutoff: the first second of the query period (`time`; None for `member`).
     preprocessor: fitted on the training period only.
     train: per-interaction arrays of the training period.
     evaluation: tasks of members with query-period interactions.
+    protocol: "time" or "member".
+    held_out_members: raw ids of the members kept out of training (`member`).
   """
-  cutoff: int
+  cutoff: Optional[int]
   preprocessor: Preprocessor
   train: Dict[str, np.ndarray]
   evaluation: Tasks
+  protocol: str = "time"
+  held_out_members: Tuple[str, ...] = ()
 
 
 def cutoff_at_quantile(frame: pd.DataFrame, query_fraction: float) -> int:
@@ -89,33 +114,204 @@ def validation_split(frame: pd.DataFrame, spec: schema.FeatureSpec,
 
 
 def training_tasks(train: Dict[str, np.ndarray], window: int = DEFAULT_WINDOW,
-                   support_fraction: float = 0.5) -> Tasks:
+                   support_fraction: float = 0.5, history: int = 0) -> Tasks:
   """Meta-training tasks from training-period interactions.
 
   Each member's time-ordered history is cut into consecutive windows of
-  `window` interactions; each window is one task whose earlier
-  `support_fraction` is support and the rest query. Every training
-  interaction lands in exactly one task (a member with one interaction is a
-  cold-start task), so plain baselines trained on these tasks see all data.
+  `window` interactions; every training interaction lands in exactly one
+  window.
+
+  * `history=0`: each window is one task whose earlier `support_fraction` is
+    support and the rest query (a member with one interaction is a cold-start
+    task), so plain baselines trained on these tasks see all data once.
+  * `history=h > 0`: each window is the **query** of one task whose support is
+    the member's `h` interactions just before the window (the first window of
+    every member is a cold-start task). Every interaction is a query target
+    once, and support sizes range from 0 to h as they do at evaluation; the
+    support rows repeat (they are earlier windows' queries), so use this for
+    meta-training only.
 
   Args:
     train: per-interaction arrays (`Split.train`).
-    window: interactions per task.
-    support_fraction: support share of each window.
+    window: interactions per task (query interactions with `history`).
+    support_fraction: support share of each window (`history=0`).
+    history: support size of the history tasks (0: split each window).
 
   Returns:
     The tasks.
   """
   if window < 2:
     raise ValueError(f"window must be >= 2, got {window}")
+  if history < 0:
+    raise ValueError(f"history must be >= 0, got {history}")
   keys = train[MEMBER_KEY]
-  order = np.lexsort((train[TIMESTAMP], keys))
+  order = np.lexsort((np.arange(len(keys)), train[TIMESTAMP], keys))
   sorted_keys = keys[order]
   starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
   rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-  chunk = np.empty(len(order), np.int64)
-  chunk[order] = rank // window
-  windowed = dict(train)
-  windowed[MEMBER_KEY] = np.char.add(np.char.add(keys.astype(str), "#"), chunk.astype(str))
-  return build_tasks(windowed, support_fraction=support_fraction, max_support=None,
-                     max_query=None, min_interactions=1)
+  chunk = rank // window
+  if not history:
+    windowed = {k: v[order] for k, v in train.items()}
+    windowed[MEMBER_KEY] = _window_keys(sorted_keys, chunk)
+    return build_tasks(windowed, support_fraction=support_fraction, max_support=None,
+                       max_query=None, min_interactions=1)
+  # Rows of every task: its window's rows (query), then up to `history` rows before it (support).
+  member_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+  first_of_window = np.flatnonzero(rank % window == 0)
+  offsets = np.arange(-history, 0)
+  support_rows = first_of_window[:, None] + offsets[None, :]
+  valid = support_rows >= member_start[first_of_window][:, None]
+  support_rows, support_task = support_rows[valid], np.repeat(first_of_window, valid.sum(axis=1))
+  positions = np.concatenate([support_rows, np.arange(len(order))])
+  task_start = np.concatenate([support_task, first_of_window[np.searchsorted(
+      first_of_window, np.arange(len(order)), side="right") - 1]])
+  is_query = np.r_[np.zeros(len(support_rows), bool), np.ones(len(order), bool)]
+  rows = order[positions]
+  tasks_input = {k: v[rows] for k, v in train.items()}
+  tasks_input[MEMBER_KEY] = _window_keys(sorted_keys[task_start], chunk[task_start])
+  bound = len(positions) + 1
+  tasks_input[TIMESTAMP] = positions + bound * is_query  # support before query, each in order
+  return build_tasks(tasks_input, cutoff_time=bound, max_support=None, max_query=None)
+
+
+def _window_keys(member_keys: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+  return np.char.add(np.char.add(member_keys.astype(str), "#"), chunk.astype(str))
+
+
+def _check_fraction(name: str, value: float, allow_zero: bool = False) -> None:
+  low_ok = value >= 0.0 if allow_zero else value > 0.0
+  if not (low_ok and value < 1.0):
+    raise ValueError(f"{name} must be in {'[0' if allow_zero else '(0'}, 1), got {value}")
+
+
+def member_query_rows(frame: pd.DataFrame, query_fraction: float = DEFAULT_QUERY_FRACTION
+                      ) -> np.ndarray:
+  """Boolean `[len(frame)]`: each member's latest `query_fraction` (at least one) rows.
+
+  A member with n interactions has `max(1, floor(query_fraction * n))` query
+  rows: the latest by timestamp (ties keep input order).
+  """
+  _check_fraction("query_fraction", query_fraction)
+  members = frame[schema.MEMBER_ID_COLUMN].astype(str).to_numpy()
+  timestamps = frame[schema.TIMESTAMP_COLUMN].to_numpy()
+  codes, _ = pd.factorize(members)
+  order = np.lexsort((np.arange(len(frame)), timestamps, codes))
+  counts = np.bincount(codes)
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  sorted_codes = codes[order]
+  rank = np.arange(len(order)) - starts[sorted_codes]
+  num_query = np.maximum(1, np.floor(query_fraction * counts).astype(np.int64))
+  is_query = np.empty(len(frame), bool)
+  is_query[order] = rank >= counts[sorted_codes] - num_query[sorted_codes]
+  return is_query
+
+
+def held_out_member_ids(frame: pd.DataFrame, fraction: float, seed: int) -> Tuple[str, ...]:
+  """A seeded `fraction` of the members (sorted raw ids); reproducible for a seed."""
+  _check_fraction("held_out_fraction", fraction, allow_zero=True)
+  members = np.sort(frame[schema.MEMBER_ID_COLUMN].astype(str).unique())
+  count = int(round(fraction * len(members)))
+  if fraction > 0 and count == 0:
+    count = 1
+  chosen = np.random.default_rng(seed).choice(len(members), size=count, replace=False)
+  return tuple(sorted(members[chosen]))
+
+
+def member_split(frame: pd.DataFrame,
+                 spec: schema.FeatureSpec,
+                 query_fraction: float = DEFAULT_QUERY_FRACTION,
+                 held_out_fraction: float = 0.0,
+                 seed: int = 0,
+                 max_support: Optional[int] = DEFAULT_MAX_SUPPORT,
+                 max_query: Optional[int] = None) -> Split:
+  """The `member` protocol (see the module docstring).
+
+  Args:
+    frame: raw-schema interactions.
+    spec: their feature spec.
+    query_fraction: share of each member's interactions (the latest) in query.
+    held_out_fraction: share of members kept out of training entirely (0: none).
+    seed: chooses the held-out members.
+    max_support: support cap (each member's latest training interactions).
+    max_query: query cap (None: every query interaction is scored).
+
+  Returns:
+    The `Split` (`protocol="member"`, `cutoff=None`). Its `train` holds the
+    training rows of the members not held out; `evaluation` has one task per
+    member (support = earlier rows, query = latest rows).
+
+  Raises:
+    ValueError: bad fractions, or no training interaction left.
+  """
+  is_query = member_query_rows(frame, query_fraction)
+  held_out = held_out_member_ids(frame, held_out_fraction, seed)
+  members = frame[schema.MEMBER_ID_COLUMN].astype(str).to_numpy()
+  is_held_out = np.isin(members, np.asarray(held_out, dtype=object)) if held_out else (
+      np.zeros(len(frame), bool))
+  training = ~is_query & ~is_held_out
+  if not training.any():
+    raise ValueError("no training interaction: every member's interactions are query or held out")
+  preprocessor = Preprocessor(spec).fit(frame[training])
+  everything = preprocessor.transform(frame)
+  train = {k: v[training] for k, v in everything.items()}
+  # A per-member clock: training rows before query rows, each in time order, so
+  # the global-cutoff task builder splits every member at its own boundary.
+  timestamps = everything[TIMESTAMP]
+  bound = len(frame) + 1
+  clock = np.empty(len(frame), np.int64)
+  order = np.lexsort((np.arange(len(frame)), timestamps))
+  clock[order] = np.arange(len(frame))
+  tasks_input = dict(everything)
+  tasks_input[TIMESTAMP] = clock + bound * is_query
+  evaluation = build_tasks(tasks_input, cutoff_time=bound, max_support=max_support,
+                           max_query=max_query)
+  return Split(cutoff=None, preprocessor=preprocessor, train=train, evaluation=evaluation,
+               protocol="member", held_out_members=held_out)
+
+
+def member_training_frame(frame: pd.DataFrame, query_fraction: float = DEFAULT_QUERY_FRACTION,
+                          held_out_fraction: float = 0.0, seed: int = 0) -> pd.DataFrame:
+  """The raw rows `member_split` trains on (no query rows, no held-out members)."""
+  is_query = member_query_rows(frame, query_fraction)
+  held_out = held_out_member_ids(frame, held_out_fraction, seed)
+  members = frame[schema.MEMBER_ID_COLUMN].astype(str)
+  return frame[~is_query & ~members.isin(held_out).to_numpy()]
+
+
+def member_validation_split(frame: pd.DataFrame, spec: schema.FeatureSpec,
+                            query_fraction: float = DEFAULT_QUERY_FRACTION,
+                            held_out_fraction: float = 0.0, seed: int = 0, **kwargs) -> Split:
+  """The `member` protocol applied to `member_split`'s training rows only (for tuning).
+
+  The evaluation query rows and held-out members of the outer split are removed
+  first, so nothing chosen on this split has seen them.
+  """
+  inner = member_training_frame(frame, query_fraction, held_out_fraction, seed)
+  return member_split(inner, spec, query_fraction=query_fraction,
+                      held_out_fraction=held_out_fraction, seed=seed, **kwargs)
+
+
+def truncate_support(tasks: Tasks, n: int) -> Tasks:
+  """Keeps each task's latest `n` support interactions (n = 0: all cold start).
+
+  Support slots stay left-aligned and chronological; the support width
+  becomes `max(1, min(n, old width))`.
+  """
+  if int(n) < 0:
+    raise ValueError(f"support size n must be >= 0, got {n}")
+  n = int(n)
+  sizes = tasks.support_sizes
+  kept = np.minimum(sizes, n)
+  width = max(1, min(n, tasks.arrays[F.side_key(F.SUPPORT, F.MASK)].shape[1]))
+  slots = np.arange(width)
+  valid = slots[None, :] < kept[:, None]
+  source = np.where(valid, (sizes - kept)[:, None] + slots[None, :], 0)
+  arrays = dict(tasks.arrays)
+  for name in F.INTERACTION_KEYS:
+    key = F.side_key(F.SUPPORT, name)
+    values = np.take_along_axis(
+        tasks.arrays[key], source.reshape(source.shape + (1,) * (tasks.arrays[key].ndim - 2)),
+        axis=1)
+    values = np.where(valid.reshape(valid.shape + (1,) * (values.ndim - 2)), values, 0)
+    arrays[key] = values.astype(tasks.arrays[key].dtype, copy=False)
+  return dataclasses.replace(tasks, arrays=arrays, support_sizes=kept.astype(np.int64))

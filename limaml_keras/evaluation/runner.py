@@ -7,7 +7,7 @@ import numpy as np
 
 from limaml_keras import metrics
 from limaml_keras.evaluation import methods as M
-from limaml_keras.evaluation.protocol import Split, training_tasks
+from limaml_keras.evaluation.protocol import Split
 
 Log = Callable[[str], None]
 
@@ -67,9 +67,10 @@ def run_methods(split: Split,
       kind = M.TRAINED_AS[method]
       train_hp = hyperparameters[kind if kind == "global" else method]
       if kind not in models:
-        if train_hp.window not in task_cache:
-          task_cache[train_hp.window] = training_tasks(split.train, window=train_hp.window)
-        models[kind] = M.train(kind, train_hp, task_cache[train_hp.window], pre.num_items,
+        cache_key = (kind.startswith("limaml"), train_hp.window, train_hp.task_history)
+        if cache_key not in task_cache:
+          task_cache[cache_key] = M.training_tasks(kind, train_hp, split.train)
+        models[kind] = M.train(kind, train_hp, task_cache[cache_key], pre.num_items,
                                pre.num_members, seed)
       model, curve = models[kind]
       M.configure_for(method, model, hyperparameters[method])

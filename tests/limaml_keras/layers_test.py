@@ -58,6 +58,7 @@ def test_meta_block_kernels_are_initialised_independently():
     MetaBlock(hidden_units=[8, 4], embedding_dim=3, activation="tanh"),
     GlobalBlock(num_items=5, item_embedding_dim=2, num_cross_layers=2, cross_projection_dim=2,
                 hidden_units=[6], use_member_features=False),
+    GlobalBlock(num_items=5, meta_item_interaction=True),
 ])
 def test_config_round_trip(layer):
   clone = type(layer).from_config(layer.get_config())
@@ -104,3 +105,27 @@ def test_unknown_item_ids_share_the_unknown_slot():
   logits = block(inputs).numpy()
   same = dict(inputs, **{F.ITEM_ID: np.zeros(4, np.int64)})
   np.testing.assert_allclose(logits, block(same).numpy(), rtol=1e-6)
+
+
+def test_meta_item_interaction_is_a_bilinear_term_that_reorders_items():
+  block = GlobalBlock(num_items=5, item_embedding_dim=2, hidden_units=[4],
+                      meta_item_interaction=True)
+  inputs = interactions()
+  before = block(inputs).numpy()   # the projection starts at zero: no change at first
+  plain = GlobalBlock(num_items=5, item_embedding_dim=2, hidden_units=[4])
+  plain(inputs)
+  plain.set_weights([w for w in block.get_weights() if w.shape != (3, 4)])
+  np.testing.assert_allclose(before, plain(inputs).numpy(), rtol=1e-6)
+  projection = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+  block._meta_projection.kernel.assign(projection)
+  item = np.concatenate([inputs[F.ITEM_FEATURES],
+                         block.item_embedding(inputs[F.ITEM_ID]).numpy()], axis=1)
+  expected = before + np.sum((inputs[F.META_EMBEDDING] @ projection) * item, axis=1)
+  np.testing.assert_allclose(block(inputs).numpy(), expected, rtol=1e-5)
+
+
+def test_meta_item_interaction_needs_an_item_representation():
+  block = GlobalBlock(num_items=0, meta_item_interaction=True)
+  inputs = dict(interactions(), **{F.ITEM_FEATURES: np.zeros((4, 0), np.float32)})
+  with pytest.raises(ValueError, match="item representation"):
+    block(inputs)

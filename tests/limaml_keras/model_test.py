@@ -10,11 +10,11 @@ from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel, valid
 from limaml_keras.testing import pad_task_batch, random_task_batch
 
 
-def make_model(cls=LiMAMLModel, seed=0, activation="tanh", **kwargs):
+def make_model(cls=LiMAMLModel, seed=0, activation="tanh", block_kwargs=None, **kwargs):
   tf.keras.utils.set_random_seed(seed)
   model = cls(MetaBlock(hidden_units=[6], embedding_dim=4, activation=activation),
               GlobalBlock(num_items=10, item_embedding_dim=3, hidden_units=[8],
-                          activation=activation),
+                          activation=activation, **(block_kwargs or {})),
               **kwargs)
   model.compile(optimizer=tf.keras.optimizers.SGD(0.1))
   return model
@@ -161,9 +161,17 @@ def test_learned_inner_learning_rates_are_trained(batch):
   assert any(not np.allclose(lr.numpy(), 0.2) for lr in lrs)
 
 
+NEW_OPTIONS = [
+    {},
+    {"support_items": "shared", "block_kwargs": {"meta_item_interaction": True}},
+    {"support_items": "own", "support_item_dim": 2, "use_history": True},
+]
+
+
+@pytest.mark.parametrize("options", NEW_OPTIONS)
 @pytest.mark.parametrize("fill", [0.0, 1e6])
-def test_padding_has_exactly_zero_effect(batch, fill):
-  model = build(make_model(inner_steps=2, inner_lr=0.5), batch)
+def test_padding_has_exactly_zero_effect(batch, fill, options):
+  model = build(make_model(inner_steps=2, inner_lr=0.5, **options), batch)
   padded = as_tensors(pad_task_batch({k: v.numpy() for k, v in batch.items()}, 3, fill=fill))
   loss, grads = meta_gradients(model, batch)
   padded_loss, padded_grads = meta_gradients(model, padded)
@@ -173,8 +181,9 @@ def test_padding_has_exactly_zero_effect(batch, fill):
   np.testing.assert_allclose(model.adapt(padded), model.adapt(batch), rtol=1e-6, atol=1e-7)
 
 
-def test_task_without_support_gets_the_cold_start_embedding(batch):
-  model = build(make_model(inner_steps=3, inner_lr=0.5), batch)
+@pytest.mark.parametrize("options", NEW_OPTIONS)
+def test_task_without_support_gets_the_cold_start_embedding(batch, options):
+  model = build(make_model(inner_steps=3, inner_lr=0.5, **options), batch)
   numpy_batch = {k: v.numpy() for k, v in batch.items()}
   numpy_batch["support_mask"][2] = 0.0
   adapted = model.adapt(numpy_batch)
@@ -215,8 +224,13 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
 @pytest.mark.parametrize("cls,kwargs", [
     (LiMAMLModel, {"inner_steps": 2, "learn_inner_lr": True}),
     (LiMAMLModel, {"inner_steps": 1, "use_history": True}),
+    (LiMAMLModel, {"inner_steps": 1, "support_items": "shared", "train_support_sizes": [0, 2],
+                   "learn_inner_lr": True, "max_inner_lr": 0.3,
+                   "block_kwargs": {"meta_item_interaction": True}}),
+    (LiMAMLModel, {"inner_steps": 1, "support_items": "own", "support_item_dim": 2}),
     (GlobalModel, {"inner_steps": 1}),
     (IdEmbeddingModel, {"num_members": 8, "id_l2": 1e-3}),
+    (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "id_l2": 1e-3}),
 ])
 @pytest.mark.parametrize("suffix", ["", ".keras"])
 def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs, suffix):
@@ -376,3 +390,146 @@ def test_history_global_model_trains_on_query_targets_only(batch):
   # Support labels enter only as input history: the training loss is the query loss.
   np.testing.assert_allclose(step["loss"], query_only, rtol=1e-5)
   assert abs(both - query_only) > 1e-3
+
+
+# ------------------------------------------------ support items, support sizes, inner-lr bound
+def test_support_items_pool_item_embeddings_by_label_by_hand():
+  from limaml_keras.model import labelled_support_pool
+  batch = {"support_label": tf.constant([[1.0, 0.0, 1.0, 0.0]]),
+           "support_mask": tf.constant([[1.0, 1.0, 1.0, 0.0]])}
+  values = tf.constant([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [9.0, 9.0]]])
+  pooled = labelled_support_pool(batch, values).numpy()[0]
+  np.testing.assert_allclose(pooled, [3.0, 4.0, 3.0, 4.0, np.log(3.0), np.log(2.0)], rtol=1e-6)
+  empty = labelled_support_pool(batch, tf.zeros([1, 4, 0])).numpy()[0]
+  np.testing.assert_allclose(empty, [np.log(3.0), np.log(2.0)], rtol=1e-6)
+
+
+def test_meta_block_reads_the_support_items(batch):
+  model = build(make_model(inner_steps=0, support_items="shared"), batch)
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  other = dict(numpy_batch, support_item_id=(numpy_batch["support_item_id"] + 1) % 10)
+  assert not np.allclose(model.adapt(numpy_batch), model.adapt(other))
+  # The item ids reach the Meta Block through the Global Block's table (shared).
+  assert model.support_item_embedding is None
+  assert model.meta_block.adaptable_weights[0].shape[0] == 3 + 2 * 3 + 2
+
+
+def test_sampled_support_sizes_keep_each_tasks_latest_k(batch):
+  from limaml_keras.model import sample_support_sizes
+  mask = np.zeros((40, 6), np.float32)
+  sizes = np.arange(40) % 7
+  for t, n in enumerate(sizes):
+    mask[t, :n] = 1.0
+  tf.random.set_seed(0)
+  out = sample_support_sizes({"support_mask": tf.constant(mask)}, [0, 2])["support_mask"].numpy()
+  kept = out.sum(axis=1)
+  assert set(kept) <= {0, 1, 2} and {0, 2} <= set(kept)
+  for t, n in enumerate(sizes):
+    k = int(kept[t])
+    assert k == 0 or k == min(2, n)
+    np.testing.assert_array_equal(out[t, n - k:n], 1.0)       # the latest k
+    assert out[t, :n - k].sum() == 0 and out[t, n:].sum() == 0
+  assert sample_support_sizes({"support_mask": mask}, [])["support_mask"] is mask
+
+
+def test_train_step_with_sampled_support_sizes_trains(batch):
+  model = build(make_model(inner_steps=1, train_support_sizes=[0, 1, 3]), batch)
+  before = [w.numpy().copy() for w in model.trainable_variables]
+  model.train_on_batch(batch)
+  assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_variables))
+
+
+def test_learned_inner_learning_rates_are_bounded(batch):
+  model = build(make_model(inner_steps=1, inner_lr=0.2, learn_inner_lr=True, max_inner_lr=0.1),
+                batch)
+  rates = model._learning_rates()
+  assert all(float(tf.reduce_max(r)) <= np.float32(0.1) for r in rates)
+  model._inner_lrs[0].assign(-tf.ones_like(model._inner_lrs[0]))
+  assert float(tf.reduce_min(model._learning_rates()[0])) == 0.0
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"support_items": "bag"}, "support_items"),
+    ({"support_item_dim": 0}, "support_item_dim"),
+    ({"train_support_sizes": [2, -1]}, "train_support_sizes"),
+    ({"max_inner_lr": 0.0}, "max_inner_lr"),
+    ({"max_inner_lr": float("inf")}, "max_inner_lr"),
+])
+def test_bad_new_options_are_named(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    LiMAMLModel(MetaBlock(), GlobalBlock(num_items=5), **kwargs)
+
+
+def test_shared_support_items_need_an_item_table():
+  with pytest.raises(ValueError, match="num_items"):
+    LiMAMLModel(MetaBlock(), GlobalBlock(num_items=0), support_items="shared")
+  with pytest.raises(ValueError, match="num_items"):
+    LiMAMLModel(MetaBlock(), GlobalBlock(num_items=0), support_items="own")
+
+
+# ----------------------------------------------------------- no member features (issue 13 #1)
+_NO_MEMBER_FEATURES = r'''
+import sys
+import numpy as np
+import tensorflow as tf
+from limaml_keras.layers import GlobalBlock, MetaBlock
+from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel
+from limaml_keras.testing import random_task_batch
+from limaml_keras import features as F
+
+path = sys.argv[1]
+batch = random_task_batch(num_tasks=5, support=6, query=4, seed=1, member_dim=0)
+for cls, kwargs in ((GlobalModel, {}), (IdEmbeddingModel, {"num_members": 8}),
+                    (LiMAMLModel, {"inner_steps": 2}),
+                    (LiMAMLModel, {"inner_steps": 1, "support_items": "shared"})):
+  tf.keras.utils.set_random_seed(0)
+  model = cls(MetaBlock(hidden_units=[6], embedding_dim=4), GlobalBlock(num_items=10),
+              **kwargs)
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  model.fit(tf.data.Dataset.from_tensors(batch).repeat(3), verbose=0)
+  adapted = model.adapt(batch)
+  assert adapted.shape == (5, 4) and np.isfinite(adapted).all()
+  inputs = {F.MEMBER_ID: batch[F.MEMBER_ID], F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES],
+            F.ITEM_ID: batch["query_item_id"][:, 0],
+            F.ITEM_FEATURES: batch["query_item_features"][:, 0],
+            F.CONTEXT_FEATURES: batch["query_context_features"][:, 0]}
+  expected = model(inputs).numpy()
+  model.save(path)
+  loaded = tf.saved_model.load(path)
+  served = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
+  got = list(served.values())[0].numpy()
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  print("ok", cls.__name__, kwargs)
+'''
+
+
+def test_no_member_features_train_adapt_and_export(tmp_path):
+  """A `[T, 0]` member side used to abort the process in oneDNN (rc 134): run it in a child."""
+  import subprocess
+  import sys
+  script = tmp_path / "no_member_features.py"
+  script.write_text(_NO_MEMBER_FEATURES)
+  result = subprocess.run([sys.executable, str(script), str(tmp_path / "saved")],
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.count("ok ") == 4
+
+
+def test_cold_start_without_member_features_is_a_learned_vector():
+  block = MetaBlock(hidden_units=[4], embedding_dim=3)
+  out = block(tf.zeros([5, 0])).numpy()
+  assert out.shape == (5, 3)
+  np.testing.assert_allclose(out, np.repeat(out[:1], 5, axis=0))
+  assert block.adaptable_weights[0].shape == (1, 4)
+
+
+def test_limaml_with_member_id_embedding_adds_the_members_row(batch):
+  model = build(make_model(inner_steps=0, num_members=8, support_items="shared"), batch)
+  assert model._needs_member_id()
+  model.member_embedding.embeddings.assign(tf.random.normal([8, 4]))
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  unknown = dict(numpy_batch, member_id=np.zeros_like(numpy_batch["member_id"]))
+  rows = model.member_embedding(numpy_batch["member_id"]).numpy()
+  np.testing.assert_allclose(model.adapt(numpy_batch) - model.adapt(unknown),
+                             rows - model.member_embedding.embeddings.numpy()[0], rtol=1e-5,
+                             atol=1e-5)

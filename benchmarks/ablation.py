@@ -1,0 +1,185 @@
+"""Ablation of the LiMAML model changes on the `member` protocol's validation split.
+
+Prints one JSON object: for every variant, gAUC (member-weighted), AUC and log
+loss of the query interactions — overall (full support, up to 50) and per
+support size n of the few-shot curve — per seed, with mean and std.
+
+Everything is measured on `protocol.member_validation_split`: the member
+protocol applied to the training data only (each member's latest 20 % and the
+held-out members of the real split are removed first). Nothing here looks at
+the evaluation query part.
+
+A variant is `METHOD[+CHANGE...]`, e.g. `limaml+items+bilinear`: the method's
+tuned settings (`evaluation.configs`) with the named changes applied
+(`CHANGES`; a change that names a field of the `global` model also applies to
+`fine_tune`, which reuses it).
+
+Usage:
+  python benchmarks/ablation.py --dataset movielens-100k \
+      --data-dir /work/shared/data/movielens-100k --seeds 0 1 \
+      --variants global fine_tune id_embedding limaml limaml+items+bilinear
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+
+from limaml_keras import metrics  # pylint: disable=g-import-not-at-top
+from limaml_keras.evaluation import configs, datasets, protocol  # pylint: disable=g-import-not-at-top
+from limaml_keras.evaluation import methods as M  # pylint: disable=g-import-not-at-top
+
+#: Named changes a variant can stack on its method's settings.
+CHANGES = {
+    "items": {"support_items": "shared"},       # Meta Block reads support item ids (shared table)
+    "ownitems": {"support_items": "own"},       # ... with its own item table
+    "bilinear": {"meta_item_interaction": True},  # (W e)·item term in the Global Block logit
+    "sizes": {"train_support_sizes": (0, 1, 2, 5, 10, 20)},  # sampled support sizes, 0 included
+    "sizes50": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50)},  # ... up to the evaluation cap
+    "sizes1": {"train_support_sizes": (1, 2, 5, 10, 20)},    # ... without zero-support tasks
+    "id": {"member_id_embedding": True},         # the paper's setting: ID embedding + meta embedding
+    "hist": {"use_history": True},
+    "hist50": {"task_history": 50, "window": 20},  # history tasks: support = previous 50, query = 20
+    "hist20": {"task_history": 20, "window": 20},
+    "nohist": {"use_history": False},
+    "steps0": {"inner_steps": 0},               # no inner loop: the Meta Block reads the support only
+    "steps1": {"inner_steps": 1},
+    "steps5": {"inner_steps": 5},
+    "lrmax1": {"max_inner_lr": 1.0},
+    "lrmax03": {"max_inner_lr": 0.3},
+    "fixedlr": {"learn_inner_lr": False},
+    "dim16": {"embedding_dim": 16},
+    "dim32": {"embedding_dim": 32},
+    "e3": {"epochs": 3},
+    "e8": {"epochs": 8},
+    "e10": {"epochs": 10},
+    "e20": {"epochs": 20},
+    "lr3e3": {"learning_rate": 3e-3},
+}
+
+
+def parse_variant(variant: str, tuned):
+  """`(method, train hyper-parameters, evaluation hyper-parameters)` of a variant name."""
+  method, *changes = variant.split("+")
+  if method not in M.METHODS:
+    raise ValueError(f"variant {variant!r}: unknown method {method!r}; choose from {M.METHODS}")
+  unknown = [c for c in changes if c not in CHANGES]
+  if unknown:
+    raise ValueError(f"variant {variant!r}: unknown changes {unknown}; choose from {sorted(CHANGES)}")
+  updates = {}
+  for change in changes:
+    updates.update(CHANGES[change])
+  trained_as = M.TRAINED_AS[method]
+  train_hp = tuned[trained_as if trained_as == "global" else method].replace(**updates)
+  return method, train_hp, tuned[method].replace(**updates)
+
+
+def log_loss(labels: np.ndarray, logits: np.ndarray) -> float:
+  """Mean binary cross-entropy of logits (numerically stable)."""
+  logits = np.asarray(logits, np.float64)
+  return float(np.mean(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))))
+
+
+def measure(scored) -> dict:
+  labels, logits = scored["label"], scored["score"]
+  return {"gauc": metrics.gauc(scored["member"], labels, logits),
+          "auc": metrics.auc(labels, logits),
+          "log_loss": log_loss(labels, logits),
+          "mean_prediction": float(np.mean(1.0 / (1.0 + np.exp(-logits)))),
+          "positive_rate": float(np.mean(labels))}
+
+
+def evaluate(model, tasks, sizes) -> dict:
+  """Metrics with the full support and with support truncated to each n."""
+  record = {"all": measure(M.score(model, tasks))}
+  for n in sizes:
+    record[str(n)] = measure(M.score(model, protocol.truncate_support(tasks, n)))
+  return record
+
+
+def summarise(per_seed) -> dict:
+  out = {}
+  for key in per_seed[0]:
+    out[key] = {}
+    for metric in per_seed[0][key]:
+      values = np.array([r[key][metric] for r in per_seed], np.float64)
+      out[key][metric] = {"mean": float(values.mean()), "std": float(values.std()),
+                          "values": [float(v) for v in values]}
+  return out
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+  parser.add_argument("--dataset", default="movielens-100k", choices=datasets.DATASETS)
+  parser.add_argument("--data-dir", default="/work/shared/data/movielens-100k")
+  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+  parser.add_argument("--variants", nargs="+", default=["global", "fine_tune", "id_embedding",
+                                                        "limaml"])
+  parser.add_argument("--held-out", type=float, default=0.0,
+                      help="share of members held out of training (the held-out-members variant)")
+  parser.add_argument("--few-shot", type=int, nargs="*", default=list(protocol.FEW_SHOT_SIZES))
+  parser.add_argument("--epochs", type=int, default=None, help="override every variant's epochs")
+  args = parser.parse_args(argv)
+
+  started = time.perf_counter()
+  frame, spec = datasets.load(args.dataset, args.data_dir)
+  split = protocol.member_validation_split(frame, spec, held_out_fraction=args.held_out)
+  tuned = configs.hyperparameters(args.dataset)
+  parsed = {v: parse_variant(v, tuned) for v in args.variants}
+  if args.epochs is not None:
+    parsed = {v: (m, t.replace(epochs=args.epochs), e) for v, (m, t, e) in parsed.items()}
+  tasks_by_window = {}
+  evaluation = split.evaluation
+  if args.held_out:
+    evaluation = evaluation.select(np.isin(evaluation.member_ids, list(split.held_out_members)))
+  results = {v: [] for v in args.variants}
+  seconds = {v: [] for v in args.variants}
+  for seed in args.seeds:
+    trained = {}
+    for variant, (method, train_hp, eval_hp) in parsed.items():
+      t0 = time.perf_counter()
+      kind = M.TRAINED_AS[method]
+      key = (kind, train_hp.replace(fine_tune_steps=0, fine_tune_lr=0.0))
+      if key not in trained:
+        tasks_key = (kind.startswith("limaml"), train_hp.window, train_hp.task_history)
+        if tasks_key not in tasks_by_window:
+          tasks_by_window[tasks_key] = M.training_tasks(kind, train_hp, split.train)
+        trained[key] = M.train(kind, train_hp, tasks_by_window[tasks_key],
+                               split.preprocessor.num_items, split.preprocessor.num_members,
+                               seed)[0]
+      model = trained[key]
+      M.configure_for(method, model, eval_hp)
+      results[variant].append(evaluate(model, evaluation, args.few_shot))
+      seconds[variant].append(round(time.perf_counter() - t0, 1))
+      last = results[variant][-1]
+      few_shot = " ".join(f"n={n}:{last[str(n)]['gauc']:.4f}/{last[str(n)]['log_loss']:.3f}"
+                          for n in args.few_shot)
+      print(f"seed {seed} {variant:<40} gauc {last['all']['gauc']:.4f} auc {last['all']['auc']:.4f} "
+            f"log_loss {last['all']['log_loss']:.4f} ({seconds[variant][-1]} s) gauc/log_loss by "
+            f"support size: {few_shot}", file=sys.stderr)
+  record = {
+      "dataset": args.dataset,
+      "protocol": "member (validation split inside the training data)",
+      "held_out_fraction": args.held_out,
+      "seeds": args.seeds,
+      "scored_members": int(len(evaluation)),
+      "query_interactions": int(evaluation.query_sizes.sum()),
+      "training_interactions": int(len(split.train["label"])),
+      "variants": {v: {"hyperparameters": {k: (list(x) if isinstance(x, tuple) else x)
+                                           for k, x in vars(parsed[v][1]).items()},
+                       "seconds": seconds[v], **summarise(results[v])}
+                   for v in args.variants},
+      "seconds": round(time.perf_counter() - started, 1),
+  }
+  print(json.dumps(record))
+  return record
+
+
+if __name__ == "__main__":
+  main()

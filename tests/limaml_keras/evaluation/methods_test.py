@@ -1,0 +1,42 @@
+"""`methods.build_model` wires every Hyperparameters option into the model it builds."""
+
+import numpy as np
+import pytest
+
+from limaml_keras import synthetic
+from limaml_keras.evaluation import methods as M
+from limaml_keras.evaluation import protocol
+from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel
+
+
+def test_limaml_options_reach_the_model():
+  hp = M.Hyperparameters(meta_item_interaction=True, support_items="shared",
+                         train_support_sizes=(0, 2), max_inner_lr=0.5, member_id_embedding=True,
+                         learn_inner_lr=True)
+  model = M.build_model("limaml", hp, num_items=20, num_members=7)
+  assert isinstance(model, LiMAMLModel)
+  assert model.global_block.get_config()["meta_item_interaction"]
+  assert model.support_items == "shared" and model.train_support_sizes == [0, 2]
+  assert model.max_inner_lr == 0.5 and model.num_members == 7
+
+
+@pytest.mark.parametrize("kind,cls", [("global", GlobalModel), ("id_embedding", IdEmbeddingModel)])
+def test_baselines_keep_their_definitions_on_the_same_global_block(kind, cls):
+  hp = M.Hyperparameters(meta_item_interaction=True, support_items="shared",
+                         member_id_embedding=True, task_history=10)
+  model = M.build_model(kind, hp, num_items=20, num_members=7)
+  assert type(model) is cls
+  assert model.global_block.get_config()["meta_item_interaction"]
+  assert model.support_items == "none" and model.inner_steps == 0
+  assert model.num_members == (7 if kind == "id_embedding" else 0)
+
+
+def test_only_maml_models_get_history_tasks():
+  data = synthetic.generate(num_members=60, num_items=30, seed=2)
+  split = protocol.member_split(data.interactions, data.spec)
+  hp = M.Hyperparameters(window=10, task_history=5)
+  plain = M.training_tasks("global", hp, split.train)
+  history = M.training_tasks("limaml", hp, split.train)
+  assert plain.support_sizes.sum() + plain.query_sizes.sum() == len(split.train["label"])
+  assert history.query_sizes.sum() == len(split.train["label"])
+  assert history.support_sizes.max() == 5 and np.any(history.support_sizes == 0)
