@@ -157,9 +157,12 @@ def main(argv=None) -> dict:
       M.configure_for(method, model, eval_hp)
       results[variant].append(evaluate(model, evaluation, args.few_shot))
       seconds[variant].append(round(time.perf_counter() - t0, 1))
-      all_ = results[variant][-1]["all"]
-      print(f"seed {seed} {variant:<40} gauc {all_['gauc']:.4f} auc {all_['auc']:.4f} "
-            f"log_loss {all_['log_loss']:.4f} ({seconds[variant][-1]} s)", file=sys.stderr)
+      last = results[variant][-1]
+      few_shot = " ".join(f"n={n}:{last[str(n)]['gauc']:.4f}/{last[str(n)]['log_loss']:.3f}"
+                          for n in args.few_shot)
+      print(f"seed {seed} {variant:<40} gauc {last['all']['gauc']:.4f} auc {last['all']['auc']:.4f} "
+            f"log_loss {last['all']['log_loss']:.4f} ({seconds[variant][-1]} s) gauc/log_loss by "
+            f"support size: {few_shot}", file=sys.stderr)
   record = {
       "dataset": args.dataset,
       "protocol": "member (validation split inside the training data)",
