@@ -210,21 +210,32 @@ def evaluate(dataset: str,
       f"cold start)")
   if tensorboard_dir == "":
     tensorboard_dir = os.path.join(output_dir, TENSORBOARD_SUBDIR)
+  done = []
+
+  def record_of(results: Dict) -> Dict:
+    return {
+        "dataset": dataset,
+        "seeds": list(done),
+        "complete": len(done) == len(seeds),
+        "results": results,
+        "protocol": described,
+        "hyperparameters": {m: dataclasses.asdict(hp) for m, hp in hyperparameters.items()
+                            if m in methods},
+        "tuned_now": bool(tune),
+        "overrides": list(overrides),
+        "tuning_trials": [{"method": m, "changes": c, "objective": o} for m, c, o in trials],
+        "tensorboard": tensorboard_dir,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+  def save_partial(results: Dict, seed: int) -> None:
+    # results.json after every seed: an interrupted run keeps its finished seeds.
+    done.append(seed)
+    report.write_results(record_of(results), output_dir)
+
   results = runner.run_methods(split, hyperparameters, seeds, methods, log=log, evaluation=scored,
-                               tensorboard_dir=tensorboard_dir)
-  record = {
-      "dataset": dataset,
-      "seeds": list(seeds),
-      "results": results,
-      "protocol": described,
-      "hyperparameters": {m: dataclasses.asdict(hp) for m, hp in hyperparameters.items()
-                          if m in methods},
-      "tuned_now": bool(tune),
-      "overrides": list(overrides),
-      "tuning_trials": [{"method": m, "changes": c, "objective": o} for m, c, o in trials],
-      "tensorboard": tensorboard_dir,
-      "seconds": round(time.perf_counter() - started, 1),
-  }
+                               tensorboard_dir=tensorboard_dir, on_seed_done=save_partial)
+  record = record_of(results)
   report.write_results(record, output_dir)
   report.write_html(record, output_dir)
   log(runner.format_table(results))

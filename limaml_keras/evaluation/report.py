@@ -6,7 +6,7 @@ import io
 import json
 import math
 import os
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Sequence
 
 import matplotlib
 
@@ -42,6 +42,48 @@ def write_results(report: Mapping, output_dir: str) -> str:
   with open(path, "w", encoding="utf-8") as f:
     json.dump(_json_ready(report), f, indent=2, allow_nan=False)
   return path
+
+
+def merge_seed_runs(records: Sequence[Mapping]) -> Dict:
+  """One record from runs that differ only in their seeds (e.g. seeds run in parallel).
+
+  Every per-seed list (scores, training curves, seconds) is concatenated in
+  the order of `records`; everything else must be equal.
+
+  Raises:
+    ValueError: the runs differ in anything but their seeds, or share a seed.
+  """
+  if not records:
+    raise ValueError("no run to merge")
+  first = records[0]
+  same = ("dataset", "protocol", "hyperparameters", "overrides")
+  for other in records[1:]:
+    for key in same:
+      if other.get(key) != first.get(key):
+        raise ValueError(f"runs differ in {key!r}; only runs that differ in their seeds merge")
+    if set(other["results"]) != set(first["results"]):
+      raise ValueError("runs differ in their methods")
+  seeds = [s for r in records for s in r["seeds"]]
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"runs share seeds: {seeds}")
+
+  def merge(values, path):
+    head = values[0]
+    if isinstance(head, dict):
+      return {k: merge([v[k] for v in values], f"{path}.{k}") for k in head}
+    if isinstance(head, list):
+      return [x for v in values for x in v]
+    if any(v != head for v in values[1:]):
+      raise ValueError(f"runs differ at {path}: {values}")
+    return head
+
+  merged = dict(first)
+  merged["seeds"] = seeds
+  merged["results"] = merge([r["results"] for r in records], "results")
+  merged["complete"] = all(r.get("complete", True) for r in records)
+  merged["seconds"] = round(sum(r.get("seconds", 0.0) for r in records), 1)
+  merged["merged_from_runs"] = len(records)
+  return merged
 
 
 def _png(figure) -> str:

@@ -60,7 +60,8 @@ def run_methods(split: Split,
                 log: Optional[Log] = None,
                 evaluation: Optional[Tasks] = None,
                 few_shot_sizes: Sequence[int] = protocol.FEW_SHOT_SIZES,
-                tensorboard_dir: Optional[str] = None) -> Dict:
+                tensorboard_dir: Optional[str] = None,
+                on_seed_done: Optional[Callable[[Dict, int], None]] = None) -> Dict:
   """Trains and evaluates every method for every seed on `split`.
 
   Every model trains on `methods.training_tasks` of `split.train`: the
@@ -78,6 +79,8 @@ def run_methods(split: Split,
     few_shot_sizes: support sizes n of the few-shot curve (empty: none).
     tensorboard_dir: when set, TensorBoard logs go there, one run per method
       and seed (`tensorboard_logs`).
+    on_seed_done: called with `(results so far, seed)` after every seed (a
+      long run can save what it has).
 
   Returns:
     `{method: {<score>: [per seed], "members", "interactions",
@@ -123,6 +126,8 @@ def run_methods(split: Split,
       results[method].setdefault("seconds", []).append(round(time.perf_counter() - started, 2))
       log(f"seed {seed} {method:<19} gauc {record['gauc']:.4f} auc {record['auc']:.4f} "
           f"log loss {record['log_loss']:.4f} ({time.perf_counter() - started:.1f} s)")
+    if on_seed_done:
+      on_seed_done(results, seed)
   return results
 
 

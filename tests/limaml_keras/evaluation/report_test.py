@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from limaml_keras import metrics
 from limaml_keras.evaluation import report, runner
 
@@ -35,3 +37,29 @@ def test_results_json_writes_nan_as_null(tmp_path):
   loaded = json.load(open(report.write_results(record, str(tmp_path)), encoding="utf-8"))
   assert loaded["results"]["limaml"]["segments"]["0"]["gauc"] == [None, None]
   assert loaded["results"]["limaml"]["few_shot"]["5"]["gauc"] == [0.7, 0.7]
+
+
+def _record(seed, gauc, **changes):
+  results = _results(1)
+  results = json.loads(json.dumps(results).replace("NaN", "null"))
+  results["limaml"]["gauc"] = [gauc]
+  record = {"dataset": "toy", "seeds": [seed], "results": results, "protocol": {"name": "member"},
+            "hyperparameters": {"limaml": {"epochs": 5}}, "overrides": [], "seconds": 10.0}
+  record.update(changes)
+  return record
+
+
+def test_merge_seed_runs_concatenates_per_seed_lists():
+  merged = report.merge_seed_runs([_record(0, 0.6), _record(1, 0.7), _record(2, 0.8)])
+  assert merged["seeds"] == [0, 1, 2] and merged["seconds"] == 30.0
+  assert merged["results"]["limaml"]["gauc"] == [0.6, 0.7, 0.8]
+  assert merged["results"]["limaml"]["few_shot"]["5"]["auc"] == [0.7, 0.7, 0.7]
+  assert merged["results"]["limaml"]["segments"]["1-5"]["members"] == 2
+
+
+def test_merge_refuses_runs_that_differ_beyond_seeds():
+  with pytest.raises(ValueError, match="hyperparameters"):
+    report.merge_seed_runs([_record(0, 0.6),
+                            _record(1, 0.7, hyperparameters={"limaml": {"epochs": 9}})])
+  with pytest.raises(ValueError, match="share seeds"):
+    report.merge_seed_runs([_record(0, 0.6), _record(0, 0.7)])
