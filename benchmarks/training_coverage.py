@@ -28,7 +28,7 @@ from limaml_keras import schema
 from limaml_keras import task_settings
 from limaml_keras import tasks as tasks_lib
 from limaml_keras import tensor_layout
-from limaml_keras.preprocessing import Preprocessor, read_raw_csv
+from limaml_keras.preprocessing import Preprocessor, read_raw_csv_frame
 from tfx_pipeline.components import task_gen
 
 _MATRIX_KEYS = (tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_FEATURES,
@@ -47,7 +47,7 @@ def _per_member(train):
 
 def main(csv_path: str, spec_path: str) -> dict:
   spec = schema.load_spec(spec_path)
-  frame = read_raw_csv(csv_path, spec, as_of=2**62)
+  frame = read_raw_csv_frame(csv_path, spec, as_of=2**62)
   cutoff = task_settings.cutoff_time(frame[schema.TIMESTAMP_COLUMN].to_numpy())
   before_cutoff = frame[frame[schema.TIMESTAMP_COLUMN].to_numpy() < cutoff]
   train = Preprocessor(spec).fit(before_cutoff).transform(before_cutoff)

@@ -101,9 +101,8 @@ def test_embeddings_equal_adapt_on_taskgen_supports(setup, csv_run):
   for key, interactions in by_member.items():
     later = dict(interactions[0], timestamp=np.array([10 ** 9]))  # A dummy query.
     task = task_gen.eval_task(key, interactions, [later], settings)
-    padded = task_gen._pad(task, settings)  # pylint: disable=protected-access
-    inputs = embedding_job.adapt_inputs({k: tf.constant(np.asarray(v)[np.newaxis])
-                                         for k, v in padded.items()})
+    inputs = embedding_job.adapt_inputs({k: tf.constant(np.asarray(v))  # Padded, one task.
+                                         for k, v in task.arrays.items()})
     expected = adapt(**inputs)[tensor_layout.META_EMBEDDING].numpy()[0]
     np.testing.assert_allclose(rows[key.decode()][tensor_layout.META_EMBEDDING], expected,
                                rtol=1e-5, atol=1e-6)

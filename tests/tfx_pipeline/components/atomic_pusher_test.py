@@ -104,7 +104,7 @@ _KILLED_PUSH = textwrap.dedent("""
     import sys, time
     import tensorflow as tf
     sys.path.insert(0, {repo!r})
-    from tests.tfx_pipeline import atomic_pusher_test as t
+    from tests.tfx_pipeline.components import atomic_pusher_test as t
     real_copy = tf.io.gfile.copy
     def slow_copy(source, destination, overwrite=False):
       real_copy(source, destination, overwrite)
@@ -119,7 +119,7 @@ _KILLED_PUSH = textwrap.dedent("""
 def test_killed_push_never_exposes_a_version(model_uri, tmp_path):
   """A push process killed (SIGKILL, no cleanup) mid-copy leaves no servable version."""
   base, marker = str(tmp_path / "serving"), str(tmp_path / "one-file-copied")
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
   script = _KILLED_PUSH.format(repo=repo, marker=marker, model_uri=model_uri,
                                tmp=str(tmp_path), base=base)
   process = subprocess.Popen([sys.executable, "-c", script], cwd=repo)

@@ -140,10 +140,11 @@ def _scalar_tags(log_dir):
   return tags
 
 
-@pytest.mark.parametrize("config", [CONFIG, CONFIG.baseline()], ids=["limaml", "global"])
+@pytest.mark.parametrize("config", [CONFIG.replace(learn_inner_lr=True), CONFIG.baseline()],
+                         ids=["limaml", "global"])
 def test_training_writes_tensorboard_scalars_per_epoch(tmp_path, train_files, config):
   tf.keras.utils.set_random_seed(config.seed)
-  model = trainer.build_model(config, num_items=NUM_ITEMS, num_members=NUM_TASKS + 1)
+  model = model_factory.build_model(config, num_items=NUM_ITEMS, num_members=NUM_TASKS + 1)
   log_dir = str(tmp_path / "model_run")
   trainer.train_model(model, train_files, config, str(tmp_path / "backup"),
                       callbacks=[trainer.tensorboard_callback(log_dir)])
