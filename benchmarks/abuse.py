@@ -11,14 +11,18 @@ one after the other:
   sending mid-body;
 * `slow_copy`: a version written in place, its member table in slow pieces;
 * `version_removal`: the serving version removed, then every version, then one
-  restored by an atomic rename.
+  restored by an atomic rename;
+* then, apart from the server, `concurrent_refreshes`: `--refreshes` (2) `limaml
+  embeddings refresh` processes at once on one base path
+  (`benchmarks/refresh_race.py`).
 
 Prints one JSON object: `server_peak_rss_growth_mb` (peak RSS after the
 scenarios minus before them), `requests_failed` (legitimate requests that
 failed, expected NOT_FOUNDs while no version exists excluded),
 `wrong_versions_served` (answers from a half-written version, detected by a
 known member scored as cold start, or to a request sent after its version was reported
-removed), `requests_ok` and per-scenario `scenarios` details. All targets: 0
+removed), `updates_lost` (refreshed members missing from the newest version),
+`requests_ok` and per-scenario `scenarios` details. All targets: 0
 and the growth under 100 MB.
 
 A scenario is a function `(Abuse) -> dict` appended to `SCENARIOS`.
@@ -51,6 +55,7 @@ from tensorflow.core.framework import types_pb2  # pylint: disable=g-import-not-
 from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top
 
+from benchmarks import refresh_race  # pylint: disable=g-import-not-at-top
 from benchmarks import serving as serving_benchmark  # pylint: disable=g-import-not-at-top
 from serving import limits  # pylint: disable=g-import-not-at-top
 from serving import server_process  # pylint: disable=g-import-not-at-top
@@ -299,6 +304,8 @@ def main(argv=None) -> dict:
   parser.add_argument("--rest-threads", type=int, default=8)
   parser.add_argument("--settle-interval-s", type=float, default=limits.SETTLE_INTERVAL_S)
   parser.add_argument("--clients", type=int, default=3, help="legitimate clients (1 in 3 REST)")
+  parser.add_argument("--refreshes", type=int, default=2,
+                      help="concurrent `limaml embeddings refresh` processes (0: skip)")
   args = parser.parse_args(argv)
   if args.members < 2 or args.clients < 1:
     parser.error("--members must be >= 2 and --clients >= 1")
@@ -327,8 +334,12 @@ def main(argv=None) -> dict:
       for client in clients:
         client.join(timeout=60)
       rss_after = server.proc_status()["VmHWM_mb"]
+  # Concurrent refreshes of one base path (their own model and base path; no server needed).
+  if args.refreshes:
+    details["concurrent_refreshes"] = refresh_race.scenario(refreshes=args.refreshes)
   return {"server_peak_rss_growth_mb": round(rss_after - rss_before, 1),
           "requests_failed": len(abuse.failed), "wrong_versions_served": len(abuse.wrong),
+          "updates_lost": details.get("concurrent_refreshes", {}).get("updates_lost"),
           "requests_ok": abuse.ok, "expected_not_found": abuse.expected_not_found,
           "seconds": round(time.monotonic() - started, 1), "scenarios": details,
           "first_failures": abuse.failed[:3], "first_wrong": abuse.wrong[:3]}
