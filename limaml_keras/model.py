@@ -769,18 +769,20 @@ class LiMAMLModel(PersonalizedRanker):
     return super().metrics + list(self._adaptation_trackers.values())
 
   def _support_loss(self, batch, fast_weights):
-    """Mean support loss over the tasks that have support."""
+    """Mean support loss over the tasks that have support (this replica's share, `global_mean`)."""
     embeddings = self._member_embedding(batch, fast_weights)
     _, _, _, losses, counts = self._side_losses(batch, F.SUPPORT, embeddings)
     has_support = tf.cast(counts > 0, tf.float32)
-    return tf.reduce_sum(losses * has_support) / tf.maximum(tf.reduce_sum(has_support), 1.0)
+    return global_mean(tf.reduce_sum(losses * has_support), tf.reduce_sum(has_support))
 
   def _adaptation_results(self, batch, fast, query_loss):
     """Updates the inner-loop trackers (class docstring); returns their results."""
-    before = self._support_loss(batch, None)
-    after = self._support_loss(batch, [tf.stop_gradient(w) for w in fast])
+    # Replicas' shares summed: the global batch's means, as `_update_metrics` reports the loss.
+    before = sum_over_replicas(self._support_loss(batch, None))
+    after = sum_over_replicas(self._support_loss(batch, [tf.stop_gradient(w) for w in fast]))
     for name, value in (("support_loss_before", before), ("support_loss_after", after),
-                        ("adaptation_gain", before - after), ("query_loss", query_loss)):
+                        ("adaptation_gain", before - after),
+                        ("query_loss", sum_over_replicas(query_loss))):
       self._adaptation_trackers[name].update_state(value)
     results = {name: tracker.result() for name, tracker in self._adaptation_trackers.items()}
     if self._inner_lrs:
