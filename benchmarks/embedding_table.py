@@ -27,6 +27,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from limaml_keras import serving_contract  # pylint: disable=g-import-not-at-top
 from limaml_keras import tensor_layout  # pylint: disable=g-import-not-at-top
 from tfx_pipeline.models import personalized_model as pm  # pylint: disable=g-import-not-at-top
 
@@ -80,7 +81,7 @@ def main():
                                                    signatures=pm.table_signature(table)))
     load_s, lookup_ms, out = _lookup_ms(path, requests, args.repeats)
     hits = np.array([int(i.decode().split("-")[1]) < args.members for i in requests[-1]])
-    assert (out[pm.PERSONALISED] == hits).all()
+    assert (out[serving_contract.PERSONALISED] == hits).all()
     rows = [int(i.decode().split("-")[1]) for i in requests[-1][hits]]
     np.testing.assert_array_equal(out[tensor_layout.META_EMBEDDING][hits], embeddings[rows])
     print(json.dumps({

@@ -20,6 +20,8 @@ ADAPT_SIGNATURE = "adapt"
 EXAMPLES = "examples"
 PROBABILITIES = "probabilities"
 LOGITS = "logits"
+#: Output of the personalised serving model: whether the member was in its table (else cold start).
+PERSONALISED = "personalised"
 
 #: Raw columns a serving request need not carry.
 NOT_SERVED = (schema.LABEL_COLUMN, schema.TIMESTAMP_COLUMN)

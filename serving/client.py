@@ -47,8 +47,6 @@ DEFAULT_MODEL_NAME = "limaml"
 DEFAULT_GRPC_TARGET = "localhost:8500"
 DEFAULT_REST_URL = "http://localhost:8501"
 DEFAULT_TIMEOUT_S = 5.0
-PROBABILITIES = "probabilities"
-PERSONALISED = "personalised"
 _SIGNATURE_DEF = "signature_def"
 # TF Serving's REST API maps canonical codes to HTTP statuses; the reverse map.
 _HTTP_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -352,17 +350,17 @@ def rank(client: Client, feature_spec: Mapping[str, tf.io.FixedLenFeature],
     raise ValueError(f"candidate items listed more than once: {repeated}")
   examples = requests_lib.serialized_examples(member, items, feature_spec)
   outputs = client.predict(examples, signature_name=signature_name)
-  if PROBABILITIES not in outputs:
-    raise ServingError("INTERNAL", f"the model answered no {PROBABILITIES!r}; outputs "
+  if serving_contract.PROBABILITIES not in outputs:
+    raise ServingError("INTERNAL", f"the model answered no {serving_contract.PROBABILITIES!r}; outputs "
                        f"{sorted(outputs)}")
-  probabilities = np.asarray(outputs[PROBABILITIES], dtype=np.float64).reshape([-1])
+  probabilities = np.asarray(outputs[serving_contract.PROBABILITIES], dtype=np.float64).reshape([-1])
   if probabilities.shape[0] != len(items):
     raise ServingError("INTERNAL", f"{probabilities.shape[0]} probabilities for "
                        f"{len(items)} candidates")
   order = sorted(range(len(items)), key=lambda i: (-probabilities[i], item_ids[i]))[:k]
   personalised = None
-  if PERSONALISED in outputs:
-    personalised = bool(np.asarray(outputs[PERSONALISED]).reshape([-1]).all())
+  if serving_contract.PERSONALISED in outputs:
+    personalised = bool(np.asarray(outputs[serving_contract.PERSONALISED]).reshape([-1]).all())
   return Ranking(str(member.get("member_id")),
                  tuple((item_ids[i], float(probabilities[i])) for i in order), personalised)
 

@@ -41,7 +41,7 @@ def test_personalized_model_is_servable(tft_output, tmp_path):
                                raw_spec).SerializeToString()
   loaded = tf.saved_model.load(path)
   out = loaded.signatures[serving_contract.SERVING_SIGNATURE](examples=tf.constant([request]))
-  assert out[personalized_model.PERSONALISED].numpy().tolist() == [True]
+  assert out[serving_contract.PERSONALISED].numpy().tolist() == [True]
   assert testing.embeddings().shape == (len(testing.MEMBERS), testing.EMBEDDING_DIM)
   assert tensor_layout.META_EMBEDDING not in out
 
@@ -60,4 +60,4 @@ def test_serve_signature_runs_the_table_through_the_tf1_loader(tft_output, tmp_p
   out = testing.serve_signature(path, personalized_model.MEMBER_EMBEDDING_SIGNATURE,
                                 {personalized_model.MEMBER_ID_INPUT: [b"8", b"nobody"]})
   np.testing.assert_array_equal(out[tensor_layout.META_EMBEDDING][0], testing.embeddings()[1])
-  assert out[personalized_model.PERSONALISED].tolist() == [True, False]
+  assert out[serving_contract.PERSONALISED].tolist() == [True, False]

@@ -52,7 +52,6 @@ from tfx_pipeline.models import preprocessing
 
 PREDICT_WITH_EMBEDDING_SIGNATURE = serving_contract.PREDICT_WITH_EMBEDDING_SIGNATURE
 MEMBER_EMBEDDING_SIGNATURE = "member_embedding"
-PERSONALISED = "personalised"
 MEMBER_ID_INPUT = tensor_layout.MEMBER_ID
 MEMBER_IDS_ASSET = "member_ids.txt"
 #: Checkpoint key of the table's embeddings (`_PersonalizedServing.table.embeddings`).
@@ -159,7 +158,7 @@ class _PersonalizedServing(tf.Module):
     cold = self.model.embed(batch[tensor_layout.MEMBER_FEATURES])
     embedding = tf.where(personalised[:, tf.newaxis], looked_up, cold)
     outputs = export.score_outputs(self.model, {**batch, tensor_layout.META_EMBEDDING: embedding})
-    return {**outputs, PERSONALISED: personalised}
+    return {**outputs, serving_contract.PERSONALISED: personalised}
 
   def serve_with_embedding(self, examples, meta_embedding):
     batch = export.interaction_batch(self.model, self.transformed(examples))
@@ -173,7 +172,7 @@ def table_signature(table: MemberEmbeddingTable):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=MEMBER_ID_INPUT)])
   def member_embedding(member_id):
     embedding, personalised = table.lookup(member_id)
-    return {tensor_layout.META_EMBEDDING: embedding, PERSONALISED: personalised}
+    return {tensor_layout.META_EMBEDDING: embedding, serving_contract.PERSONALISED: personalised}
 
   return member_embedding.get_concrete_function()
 

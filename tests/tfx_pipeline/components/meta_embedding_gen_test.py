@@ -117,7 +117,7 @@ def test_personalized_model_is_servable_where_pusher_looks(run):
   requests = [serving_contract.raw_example({"member_id": m, "item_id": "x", "age": 30.0, "year": 1995},
                                  raw_spec).SerializeToString() for m in (7, 9)]
   out = testing.serve_signature(path, serving_contract.SERVING_SIGNATURE, {serving_contract.EXAMPLES: requests})
-  assert out[pm.PERSONALISED].tolist() == [True, False]  # 9: cold start.
+  assert out[serving_contract.PERSONALISED].tolist() == [True, False]  # 9: cold start.
   assert np.isfinite(out[serving_contract.LOGITS]).all()
 
 
@@ -129,7 +129,7 @@ def test_personalized_model_carries_warmup_of_the_train_split(run):
   outputs = warmup.replay_warmup_requests(path, requests)
   # The training period's members (7: 3 interactions, 8: 1) and a cold one, each ranking
   # both items; member 9 (evaluation period only) is not a warmup member.
-  assert [o[pm.PERSONALISED].tolist() for o in outputs] == [[True, True], [True, True],
+  assert [o[serving_contract.PERSONALISED].tolist() for o in outputs] == [[True, True], [True, True],
                                                            [False, False]]
   assert members[:2] == [{7}, {8}] and 9 not in members[2]
 

@@ -59,14 +59,14 @@ def test_signatures_and_assets(exported):
   assert {serving_contract.SERVING_SIGNATURE, pm.PREDICT_WITH_EMBEDDING_SIGNATURE,
           pm.MEMBER_EMBEDDING_SIGNATURE} <= set(meta_graph.signature_def)
   outputs = meta_graph.signature_def[serving_contract.SERVING_SIGNATURE].outputs
-  assert set(outputs) == {serving_contract.PROBABILITIES, serving_contract.LOGITS, pm.PERSONALISED}
+  assert set(outputs) == {serving_contract.PROBABILITIES, serving_contract.LOGITS, serving_contract.PERSONALISED}
   with open(os.path.join(exported, "assets", pm.MEMBER_IDS_ASSET)) as f:
     assert f.read().splitlines() == MEMBERS
 
 
 def test_known_members_score_with_their_table_embedding(exported, requests):
   out = _serve(exported, serving_contract.SERVING_SIGNATURE, {serving_contract.EXAMPLES: requests})
-  assert out[pm.PERSONALISED].tolist() == [True] * 4 + [False] * 2
+  assert out[serving_contract.PERSONALISED].tolist() == [True] * 4 + [False] * 2
   rows = np.repeat(_embeddings(), 2, axis=0)
   external = _serve(exported, pm.PREDICT_WITH_EMBEDDING_SIGNATURE,
                     {serving_contract.EXAMPLES: requests[:4], tensor_layout.META_EMBEDDING: rows})
@@ -92,7 +92,7 @@ def test_member_embedding_signature_reads_the_table(exported):
   expected = _embeddings()[[1, 0]]
   np.testing.assert_allclose(out[tensor_layout.META_EMBEDDING][[0, 2]], expected, rtol=1e-6)
   np.testing.assert_array_equal(out[tensor_layout.META_EMBEDDING][1], 0)
-  assert out[pm.PERSONALISED].tolist() == [True, False, True]
+  assert out[serving_contract.PERSONALISED].tolist() == [True, False, True]
 
 
 def test_changing_one_embedding_changes_only_that_members_scores(
@@ -133,7 +133,7 @@ def test_table_of_100k_members_round_trips(tmp_path):
   out = _serve(path, "serving_default",
                {pm.MEMBER_ID_INPUT: [member_ids[i].encode() for i in picks] + [b"x"]})
   np.testing.assert_array_equal(out[tensor_layout.META_EMBEDDING][:3], embeddings[picks])
-  assert out[pm.PERSONALISED].tolist() == [True, True, True, False]
+  assert out[serving_contract.PERSONALISED].tolist() == [True, True, True, False]
 
 
 def test_read_member_table_round_trips(exported, tmp_path):

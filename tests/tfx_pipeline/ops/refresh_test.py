@@ -99,8 +99,8 @@ def test_second_refresh_replaces_and_adds_rows_only_for_members_in_the_input(ref
 def test_scores_change_only_for_refreshed_members(refreshed):
   before = _serve(refreshed["first"].version_path, refreshed["requests"])
   after = _serve(refreshed["second"]["version_path"], refreshed["requests"])
-  assert before[pm.PERSONALISED].tolist() == [True, True, False]
-  assert after[pm.PERSONALISED].tolist() == [True, True, True]
+  assert before[serving_contract.PERSONALISED].tolist() == [True, True, False]
+  assert after[serving_contract.PERSONALISED].tolist() == [True, True, True]
   logits_before, logits_after = before[serving_contract.LOGITS], after[serving_contract.LOGITS]
   assert abs(logits_after[0] - logits_before[0]) > 1e-4  # Member 7 changed.
   assert logits_after[1] == logits_before[1]  # Member 8 did not.
@@ -120,7 +120,7 @@ def test_every_pushed_version_carries_warmup_of_its_input(refreshed):
   assert _warmup_members(second)[:2] == [[7], [10]]
   for path in (first, second):
     outputs = warmup.replay_warmup_requests(path)
-    assert [o[pm.PERSONALISED].tolist() for o in outputs] == [[True, True], [True, True],
+    assert [o[serving_contract.PERSONALISED].tolist() for o in outputs] == [[True, True], [True, True],
                                                              [False, False]]
     assert all(np.isfinite(o[serving_contract.LOGITS]).all() for o in outputs)
 

@@ -234,7 +234,7 @@ def test_pushed_model_personalises_known_members(served, run):
   train_members = {r["member_id"] for r in
                    _csv_rows(os.path.join(run["paths"].data_root, "train", "interactions.csv"))}
   expected = [row["member_id"] in train_members for row in _request_rows(run)]
-  assert out[personalized_model.PERSONALISED].tolist() == expected
+  assert out[serving_contract.PERSONALISED].tolist() == expected
   assert any(expected) and not expected[0]
 
 
@@ -243,7 +243,7 @@ def test_table_embedding_scores_like_the_external_embedding_path(served, run):
   table = _call(session, meta_graph, personalized_model.MEMBER_EMBEDDING_SIGNATURE,
                 {personalized_model.MEMBER_ID_INPUT: [r["member_id"]
                                                       for r in _request_rows(run)]})
-  known = table[personalized_model.PERSONALISED]
+  known = table[serving_contract.PERSONALISED]
   assert known.any() and not known[0]
   default = _call(session, meta_graph, serving_contract.SERVING_SIGNATURE, {serving_contract.EXAMPLES: requests})
   external = _call(session, meta_graph, serving_contract.PREDICT_WITH_EMBEDDING_SIGNATURE,
