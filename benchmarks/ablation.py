@@ -148,9 +148,9 @@ def main(argv=None) -> dict:
       kind = M.TRAINED_AS[method]
       key = (kind, train_hp.replace(fine_tune_steps=0, fine_tune_lr=0.0))
       if key not in trained:
-        tasks_key = (kind.startswith("limaml"), train_hp.window, train_hp.task_history)
+        tasks_key = train_hp.training_task_settings()
         if tasks_key not in tasks_by_window:
-          tasks_by_window[tasks_key] = M.training_tasks(kind, train_hp, split.train)
+          tasks_by_window[tasks_key] = M.training_tasks(train_hp, split.train)
         trained[key] = M.train(kind, train_hp, tasks_by_window[tasks_key],
                                split.preprocessor.num_items, split.preprocessor.num_members,
                                seed)[0]

@@ -46,6 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def add_as_of_argument(parser: argparse.ArgumentParser, condition: str = "") -> None:
+  """Adds `--as-of UNIX_SECONDS` (`args.as_of`, None: now).
+
+  Args:
+    parser: the command's parser.
+    condition: when the flag applies, e.g. "with --data: ".
+  """
+  parser.add_argument("--as-of", type=int, metavar="UNIX_SECONDS",
+                      help=f"{condition}drop interactions later than this time, counted and "
+                      "reported (default: now; set it to make reruns on data with future "
+                      "timestamps reproducible)")
+
+
+def add_beam_arguments(parser: argparse.ArgumentParser) -> None:
+  """Adds the repeatable `--beam-arg` (`args.beam_arg`, None: the command's defaults)."""
+  parser.add_argument("--beam-arg", action="append", metavar="ARG",
+                      help="a Beam pipeline argument, repeatable, replacing the defaults "
+                      "(the DirectRunner); write it as --beam-arg=--runner=DataflowRunner")
+
+
 def add_command_group(subparsers, name: str, help_text: str, description: str):
   """Adds command `name` with required sub-commands; returns their subparsers.
 

@@ -39,12 +39,8 @@ def _add_job_arguments(parser) -> None:
                       "(default: %(default)s)")
   parser.add_argument("--batch-size", type=int, default=256,
                       help="members per `adapt` call (default: %(default)s)")
-  parser.add_argument("--as-of", type=int,
-                      help="with --interactions: drop interactions later than this Unix "
-                      "second (default: now)")
-  parser.add_argument("--beam-arg", action="append", metavar="ARG",
-                      help="a Beam pipeline argument, repeatable; write it as "
-                      "--beam-arg=--runner=DataflowRunner (default: DirectRunner)")
+  cli.add_as_of_argument(parser, "with --interactions: ")
+  cli.add_beam_arguments(parser)
 
 
 def register(subparsers) -> None:

@@ -21,6 +21,7 @@ per method and seed) to --tensorboard-dir: `tensorboard --logdir DIR`.
 import argparse
 import os
 
+from limaml import cli
 from limaml_keras.evaluation import datasets
 from limaml_keras.evaluation.method_names import METHODS
 from limaml_keras.evaluation.protocol_names import PROTOCOLS
@@ -38,8 +39,7 @@ def register(subparsers) -> None:
                       "with train/ and eval/ (the `limaml pipeline run --data` contract)")
   parser.add_argument("--spec", help="feature spec JSON for --data (default: features.json "
                       "next to the data)")
-  parser.add_argument("--as-of", type=int, metavar="UNIX_SECONDS",
-                      help="with --data: drop interactions later than this (default: now)")
+  cli.add_as_of_argument(parser, "with --data: ")
   parser.add_argument("--data-dir", help="dataset files (required for movielens-100k)")
   parser.add_argument("--protocol", choices=PROTOCOLS, default="time",
                       help="evaluation protocol (default: %(default)s)")

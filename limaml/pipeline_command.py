@@ -14,6 +14,7 @@ gAUC gain, whether the model was blessed (`--min-auc`, `--min-gauc-gain`,
 """
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -31,14 +32,21 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
   tasks = task_settings.DEFAULTS
   parser.add_argument("--spec", help="feature spec JSON (default: features.json next to the "
                       "data; the synthetic spec when there is no --data)")
+  parser.add_argument("--settings-from", metavar="DATASET",
+                      help="start from the LiMAML settings `limaml evaluate` tuned on this "
+                      "dataset (model and training tasks, e.g. movielens-100k); the flags "
+                      "below override them")
   for flag, default, text in (
       ("--epochs", defaults.epochs, "training epochs"),
       ("--batch-size", defaults.batch_size, "tasks per batch"),
       ("--inner-steps", defaults.inner_steps, "MAML inner steps"),
       ("--window", tasks.window, "training-period interactions per training task"),
+      ("--task-history", tasks.task_history, "0: split each window into support and query; "
+       "h > 0: history tasks, each window the query, the member's h previous interactions "
+       "the support"),
       ("--max-support", tasks.max_support, "support interactions of adaptation, the latest"),
       ("--max-query", tasks.max_query, "query interactions per evaluation task, the earliest")):
-    parser.add_argument(flag, type=int, default=default, help=f"{text} (default: %(default)s)")
+    parser.add_argument(flag, type=int, help=f"{text} (default: {default})")
   parser.add_argument("--no-baseline", action="store_true",
                       help="do not train the global baseline (the Evaluator then checks "
                       "--min-auc only)")
@@ -52,9 +60,7 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                       default=configs.MAX_LOG_LOSS_INCREASE,
                       help="...and its log loss exceeds the baseline's by at most this "
                       "(default: %(default)s)")
-  parser.add_argument("--beam-arg", action="append", metavar="ARG",
-                      help="a Beam pipeline argument, repeatable, replacing the defaults; "
-                      "write it as --beam-arg=--runner=DataflowRunner")
+  cli.add_beam_arguments(parser)
 
 
 def register(subparsers) -> None:
@@ -71,10 +77,7 @@ def register(subparsers) -> None:
   run.add_argument("--eval-fraction", type=float, default=task_settings.EVAL_FRACTION,
                    help="share of interactions, the latest, in the evaluation period "
                    "(default: %(default)s)")
-  run.add_argument("--as-of", type=int, metavar="UNIX_SECONDS",
-                   help="drop interactions later than this time, counted and reported "
-                   "(default: now; set it to make reruns on data with future timestamps "
-                   "reproducible)")
+  cli.add_as_of_argument(run)
   run.add_argument("--members", type=int, default=configs.SYNTHETIC_MEMBERS,
                    help="members of the synthetic data (default: %(default)s)")
   run.add_argument("--no-cache", action="store_true", help="rerun every component")
@@ -100,17 +103,29 @@ def _pipeline_kwargs(args) -> dict:
   from tfx_pipeline.components import evaluation_config  # pylint: disable=g-import-not-at-top
   evaluation_config.check_thresholds(args.min_auc, args.min_gauc_gain,
                                      args.max_log_loss_increase)
+  config, tasks = _starting_settings(args.settings_from)
+  given = lambda names: {name: getattr(args, name) for name in names  # pylint: disable=g-long-lambda
+                         if getattr(args, name) is not None}
   return {
-      "task_settings": task_settings.TaskSettings(window=args.window,
-                                                  max_support=args.max_support,
-                                                  max_query=args.max_query),
+      "task_settings": tasks.replace(**given(("window", "task_history", "max_support",
+                                              "max_query"))),
       "train_baseline": not args.no_baseline,
       "min_auc": args.min_auc,
       "min_gauc_gain": args.min_gauc_gain,
       "max_log_loss_increase": args.max_log_loss_increase,
-      "model_config": model_config.ModelConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                               inner_steps=args.inner_steps),
+      "model_config": config.replace(**given(("epochs", "batch_size", "inner_steps"))),
   }
+
+
+def _starting_settings(dataset):
+  """`(ModelConfig, TaskSettings)`: the defaults, or LiMAML's tuned settings on `dataset`."""
+  if dataset is None:
+    return model_config.ModelConfig(), task_settings.DEFAULTS
+  from limaml_keras.evaluation import tuned  # pylint: disable=g-import-not-at-top
+  hp = tuned.hyperparameters(dataset)["limaml"]  # ValueError names the tuned datasets.
+  fields = [f.name for f in dataclasses.fields(model_config.ModelConfig)]
+  return (model_config.ModelConfig(**{name: getattr(hp, name) for name in fields}),
+          hp.training_task_settings())
 
 
 def _synthetic_input(output_dir: str, num_members: int) -> str:

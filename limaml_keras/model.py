@@ -815,16 +815,27 @@ class GlobalModel(PersonalizedRanker):
   in `adapt` — the fine-tuning baseline (no meta-learning at training time).
   With `use_history=True` only query interactions are training targets (the
   support set is the input history; training on it would leak its labels).
+
+  Args:
+    fit_support: train on the support interactions too (default). False for
+      history tasks (`TaskSettings.task_history > 0`), whose support rows are
+      earlier tasks' queries: the query sides then hold every interaction
+      once.
   """
 
-  def __init__(self, meta_block, global_block, inner_steps: int = 0, **kwargs):
+  def __init__(self, meta_block, global_block, inner_steps: int = 0, fit_support: bool = True,
+               **kwargs):
     super().__init__(meta_block, global_block, inner_steps=inner_steps, **kwargs)
+    self.fit_support = bool(fit_support)
+
+  def get_config(self):
+    return {**super().get_config(), "fit_support": self.fit_support}
 
   def train_step(self, data):
     batch = self._checked(data)
     with tf.GradientTape() as tape:
       embeddings = self._member_embedding(batch)
-      targets = (F.QUERY,) if self.use_history else _SIDES
+      targets = _SIDES if self.fit_support and not self.use_history else (F.QUERY,)
       sides = [self._side_losses(batch, side, embeddings) for side in targets]
       logits = tf.concat([s[0] for s in sides], axis=1)
       labels = tf.concat([s[1] for s in sides], axis=1)

@@ -9,15 +9,19 @@ import tensorflow as tf
 from limaml_keras.layers import GlobalBlock, MetaBlock
 from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel, PersonalizedRanker
 from limaml_keras.model_config import GLOBAL, ID_EMBEDDING, LIMAML, ModelConfig
+from limaml_keras.task_settings import DEFAULTS, TaskSettings
 
 
-def build_model(config: ModelConfig, num_items: int, num_members: int) -> PersonalizedRanker:
+def build_model(config: ModelConfig, num_items: int, num_members: int,
+                task_settings: TaskSettings = DEFAULTS) -> PersonalizedRanker:
   """The compiled, unbuilt model `config` describes.
 
   Args:
     config: the hyperparameters (`config.model` picks the model class).
     num_items: item-id vocabulary size including the unknown id 0.
     num_members: member-id vocabulary size including the unknown id 0.
+    task_settings: the settings of the training tasks it will fit: plain
+      models fit only the query side of history tasks (`task_history > 0`).
 
   Returns:
     The model; it builds on its first task batch.
@@ -26,10 +30,12 @@ def build_model(config: ModelConfig, num_items: int, num_members: int) -> Person
   ranker = GlobalBlock(num_items=num_items, item_embedding_dim=config.item_embedding_dim,
                        num_cross_layers=config.num_cross_layers, hidden_units=config.global_hidden,
                        meta_item_interaction=config.meta_item_interaction)
+  fit_support = task_settings.task_history == 0
   if config.model == GLOBAL:
-    model = GlobalModel(meta, ranker)
+    model = GlobalModel(meta, ranker, fit_support=fit_support)
   elif config.model == ID_EMBEDDING:
-    model = IdEmbeddingModel(meta, ranker, num_members=num_members, id_l2=config.id_l2)
+    model = IdEmbeddingModel(meta, ranker, num_members=num_members, id_l2=config.id_l2,
+                             fit_support=fit_support)
   elif config.model == LIMAML:
     model = LiMAMLModel(meta, ranker, inner_steps=config.inner_steps, inner_lr=config.inner_lr,
                         learn_inner_lr=config.learn_inner_lr, use_history=config.use_history,

@@ -9,8 +9,11 @@ the refresh job and the offline evaluation all read `TaskSettings` and
   (`cutoff_time`); everything learnt comes from the training period before it.
 * **Training tasks** (`limaml_keras.tasks.training_tasks`): each member's
   time-ordered training-period history is cut into consecutive windows of
-  `window` interactions; a window's earlier `support_fraction` is support,
-  the rest query. Every training interaction lands in exactly one task.
+  `window` interactions. With `task_history=0` a window's earlier
+  `support_fraction` is support, the rest query; with `task_history=h > 0`
+  the whole window is the query of a *history task* whose support is the
+  member's h interactions just before it. Either way every training
+  interaction is a training target exactly once.
 * **Adaptation support** (evaluation tasks, embeddings, serving): a member's
   latest `max_support` interactions; evaluation tasks score the earliest
   `max_query` evaluation-period interactions (None: all of them).
@@ -50,16 +53,22 @@ class TaskSettings:
     min_interactions: members with fewer training-period interactions get
       no training task (1: a member with one interaction is a cold-start
       task, so no interaction is left out).
+    task_history: 0 splits each window into support and query; h > 0 makes
+      history tasks (module docstring): support sizes range from 0 (a
+      member's first window) to h, as they do at adaptation, and support
+      rows repeat (they are earlier windows' queries), so plain models
+      train on the query side only (`GlobalModel(fit_support=False)`).
   """
   window: int = 40
   support_fraction: float = 0.5
   max_support: int = 20
   max_query: int = 20
   min_interactions: int = 1
+  task_history: int = 0
 
   def __post_init__(self):
     for name, minimum in (("window", 2), ("max_support", 1), ("max_query", 1),
-                          ("min_interactions", 1)):
+                          ("min_interactions", 1), ("task_history", 0)):
       value = getattr(self, name)
       if not _is_whole(value) or value < minimum:
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")

@@ -266,7 +266,7 @@ def build_tasks(data: Mapping[str, np.ndarray],
                 cutoff_time: Optional[int] = None,
                 max_support: Optional[int] = DEFAULTS.max_support,
                 max_query: Optional[int] = None,
-                min_interactions: int = 2,
+                min_interactions: int = DEFAULTS.min_interactions,
                 max_padded_bytes: int = DEFAULT_MAX_PADDED_BYTES) -> Tasks:
   """Groups interactions into per-member MAML tasks (see the module docstring).
 
@@ -370,33 +370,79 @@ def flatten_interactions(tasks: Tasks,
   return out
 
 
+def _member_ranks(member_keys: np.ndarray, timestamps: np.ndarray):
+  """`(order, rank, starts)`: member-then-time order (ties keep input order),
+  each sorted row's rank in its member's history, and where members start."""
+  keys = np.asarray(member_keys)
+  order = np.lexsort((np.arange(len(keys)), np.asarray(timestamps), keys))
+  sorted_keys = keys[order]
+  starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+  rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+  return order, rank, starts
+
+
+def _task_keys(member_keys: np.ndarray, window_index: np.ndarray) -> np.ndarray:
+  return np.char.add(np.char.add(np.asarray(member_keys).astype(str), "#"),
+                     np.asarray(window_index).astype(str))
+
+
 def window_keys(member_keys: np.ndarray, timestamps: np.ndarray, window: int) -> np.ndarray:
   """`"<member>#<w>"` per interaction: `w` = its window in the member's time order.
 
   Each member's interactions, ordered by time (ties keep input order), are cut
   into consecutive windows of `window`; the last window may be shorter.
   """
-  keys = np.asarray(member_keys)
-  order = np.lexsort((np.asarray(timestamps), keys))
-  sorted_keys = keys[order]
-  starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-  rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+  order, rank, _ = _member_ranks(member_keys, timestamps)
   chunk = np.empty(len(order), np.int64)
   chunk[order] = rank // window
-  return np.char.add(np.char.add(keys.astype(str), "#"), chunk.astype(str))
+  return _task_keys(member_keys, chunk)
+
+
+def _history_tasks(data: Dict[str, np.ndarray], window: int, history: int) -> Tasks:
+  """Each window of `window` interactions is the query of a task whose
+  support is the member's `history` interactions just before it."""
+  keys = np.asarray(data[MEMBER_KEY])
+  order, rank, starts = _member_ranks(keys, data[TIMESTAMP])
+  member_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+  first_of_window = np.flatnonzero(rank % window == 0)
+  support_rows = first_of_window[:, None] + np.arange(-history, 0)[None, :]
+  valid = support_rows >= member_start[first_of_window][:, None]
+  support_rows, support_task = support_rows[valid], np.repeat(first_of_window, valid.sum(axis=1))
+  query_task = first_of_window[np.searchsorted(first_of_window, np.arange(len(order)),
+                                               side="right") - 1]
+  positions = np.concatenate([support_rows, np.arange(len(order))])
+  task_start = np.concatenate([support_task, query_task])
+  is_query = np.r_[np.zeros(len(support_rows), bool), np.ones(len(order), bool)]
+  rows = order[positions]
+  tasks_input = {k: np.asarray(v)[rows] for k, v in data.items()}
+  tasks_input[MEMBER_KEY] = _task_keys(keys[order][task_start], rank[task_start] // window)
+  bound = len(positions) + 1  # Support before query, each in time order.
+  tasks_input[TIMESTAMP] = positions + bound * is_query
+  return build_tasks(tasks_input, cutoff_time=bound, max_support=None, max_query=None)
 
 
 def training_tasks(data: Mapping[str, np.ndarray], settings: TaskSettings = DEFAULTS) -> Tasks:
   """The task recipe of training: windows over each member's history.
 
-  Each member's time-ordered interactions are cut into consecutive windows
-  of `settings.window` (`window_keys`); each window is one task whose earlier
-  `settings.support_fraction` is support and the rest query
-  (`fraction_support_size`). Members with fewer than
-  `settings.min_interactions` interactions are dropped; with the default 1
-  every interaction lands in exactly one task (a window of one interaction
-  is a cold-start task). Sides are padded to the full window's support and
-  query sizes. No interaction is capped away, so no support size is sampled.
+  Each member's time-ordered interactions (ties keep input order) are cut
+  into consecutive windows of `settings.window` (`window_keys`), and each
+  window makes one task:
+
+  * `settings.task_history == 0`: the window's earlier
+    `settings.support_fraction` is support and the rest query
+    (`window_support_size`); sides are padded to a full window's sizes.
+  * `settings.task_history == h > 0`: the whole window is the query of a
+    *history task* whose support is the member's h interactions just before
+    it (none for the member's first window: a cold-start task); sides are
+    padded to h and `window`. Support sizes then range over 0..h, as they do
+    at adaptation; support rows repeat, so plain models train on the query
+    side only.
+
+  Either way every interaction is a training target exactly once. Members
+  with fewer than `settings.min_interactions` interactions are dropped; with
+  the default 1 every interaction lands in a task (a window of one
+  interaction is a cold-start task). Nothing is capped away and no support
+  size is sampled (the model may sample: `ModelConfig.train_support_sizes`).
 
   The TFX TaskGen component calls this per member (its Beam DoFn) and the
   offline evaluation calls it on the whole training period: both train on
@@ -404,7 +450,8 @@ def training_tasks(data: Mapping[str, np.ndarray], settings: TaskSettings = DEFA
 
   Args:
     data: per-interaction arrays (`build_tasks`' input) with `member_key`.
-    settings: `window`, `support_fraction` and `min_interactions`.
+    settings: `window`, `support_fraction`, `task_history` and
+      `min_interactions`.
 
   Returns:
     The tasks, one per window; `member_ids` are `"<member>#<window>"`.
@@ -417,14 +464,18 @@ def training_tasks(data: Mapping[str, np.ndarray], settings: TaskSettings = DEFA
   if not keep.any():
     raise ValueError(f"no task left: every member has fewer than "
                      f"{settings.min_interactions} interactions")
-  windowed = {k: np.asarray(v)[keep] for k, v in data.items()}
-  windowed[MEMBER_KEY] = window_keys(windowed[MEMBER_KEY], windowed[TIMESTAMP], settings.window)
-  tasks = build_tasks(windowed, support_fraction=settings.support_fraction, max_support=None,
-                      max_query=None, min_interactions=1)
-  support = window_support_size(settings.window, settings.support_fraction)
-  return dataclasses.replace(
-      pad_sides(tasks, support, settings.window - support),
-      dropped_members={"too_few_interactions": int(len(counts) - (counts >= settings.min_interactions).sum())})
+  kept = {k: np.asarray(v)[keep] for k, v in data.items()}
+  if settings.task_history:
+    tasks = pad_sides(_history_tasks(kept, settings.window, settings.task_history),
+                      settings.task_history, settings.window)
+  else:
+    kept[MEMBER_KEY] = window_keys(kept[MEMBER_KEY], kept[TIMESTAMP], settings.window)
+    tasks = build_tasks(kept, support_fraction=settings.support_fraction, max_support=None,
+                        max_query=None, min_interactions=1)
+    support = window_support_size(settings.window, settings.support_fraction)
+    tasks = pad_sides(tasks, support, settings.window - support)
+  return dataclasses.replace(tasks, dropped_members={
+      "too_few_interactions": int(len(counts) - (counts >= settings.min_interactions).sum())})
 
 
 def pad_sides(tasks: Tasks, support_length: int, query_length: int) -> Tasks:

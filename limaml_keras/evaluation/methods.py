@@ -21,11 +21,11 @@ import tensorflow as tf
 from limaml_keras import model_config
 from limaml_keras import model_factory
 from limaml_keras import task_settings
+from limaml_keras import tasks as tasks_lib
 from limaml_keras import tensor_layout as F
 from limaml_keras.evaluation.method_names import METHODS, TRAINED_AS
 from limaml_keras.model import PersonalizedRanker
 from limaml_keras.model_config import ModelConfig
-from limaml_keras.evaluation import protocol
 from limaml_keras.tasks import Tasks
 
 #: `TRAINED_AS` value -> (`ModelConfig.model`, `first_order`).
@@ -41,11 +41,15 @@ class Hyperparameters(ModelConfig):
 
   Attributes:
     window: interactions per training task (`TaskSettings.window`).
-    task_history: `limaml*` only: meta-train on history tasks with up to this
-      many support interactions (`protocol.training_tasks`; 0: the windows).
+    task_history: train on history tasks with up to this many support
+      interactions (`TaskSettings.task_history`; 0: split windows).
   """
   window: int = task_settings.DEFAULTS.window
-  task_history: int = 0
+  task_history: int = task_settings.DEFAULTS.task_history
+
+  def training_task_settings(self) -> task_settings.TaskSettings:
+    """The `TaskSettings` of this method's training tasks."""
+    return task_settings.DEFAULTS.replace(window=self.window, task_history=self.task_history)
 
 
 def config_for(trained_as: str, hp: ModelConfig) -> ModelConfig:
@@ -56,21 +60,21 @@ def config_for(trained_as: str, hp: ModelConfig) -> ModelConfig:
   return hp.replace(model=model, first_order=first_order)
 
 
-def build_model(trained_as: str, hp: ModelConfig, num_items: int,
+def build_model(trained_as: str, hp: Hyperparameters, num_items: int,
                 num_members: int) -> PersonalizedRanker:
-  """A compiled, un-trained model for one of the `TRAINED_AS` values."""
-  return model_factory.build_model(config_for(trained_as, hp), num_items, num_members)
+  """A compiled, un-trained model for one of the `TRAINED_AS` values (trained on `hp`'s tasks)."""
+  return model_factory.build_model(config_for(trained_as, hp), num_items, num_members,
+                                   hp.training_task_settings())
 
 
-def training_tasks(trained_as: str, hp: Hyperparameters, train_arrays: Dict[str, np.ndarray]
-                   ) -> Tasks:
-  """The training tasks of one model kind.
+def training_tasks(hp: Hyperparameters, train_arrays: Dict[str, np.ndarray]) -> Tasks:
+  """The training tasks `hp` asks for: the Trainer's recipe (`tasks.training_tasks`).
 
-  Baselines always get the plain windows (every interaction a target once);
-  MAML models get history tasks when `hp.task_history > 0`.
+  Every training interaction is a training target once, for every method;
+  history tasks (`hp.task_history > 0`) are trained on their query side by
+  the plain models (`model_factory.build_model`).
   """
-  history = hp.task_history if trained_as.startswith("limaml") else 0
-  return protocol.training_tasks(train_arrays, window=hp.window, history=history)
+  return tasks_lib.training_tasks(train_arrays, hp.training_task_settings())
 
 
 def train(trained_as: str, hp: Hyperparameters, tasks: Tasks, num_items: int, num_members: int,

@@ -36,7 +36,6 @@ import pandas as pd
 
 from limaml_keras import tensor_layout as F
 from limaml_keras import schema
-from limaml_keras import tasks as tasks_lib
 from limaml_keras import task_settings
 from limaml_keras.preprocessing import Preprocessor
 from limaml_keras.tensor_layout import MEMBER_KEY, TIMESTAMP
@@ -45,7 +44,6 @@ from limaml_keras.tasks import Tasks, build_tasks
 #: Share of interactions in the query period (the pipeline's evaluation period).
 DEFAULT_QUERY_FRACTION = task_settings.EVAL_FRACTION
 DEFAULT_MAX_SUPPORT = task_settings.DEFAULTS.max_support
-DEFAULT_WINDOW = task_settings.DEFAULTS.window
 DEFAULT_HELD_OUT_FRACTION = 0.2
 #: Support sizes of the few-shot curve.
 FEW_SHOT_SIZES = (0, 1, 2, 5, 10, 20, 50)
@@ -114,69 +112,6 @@ def validation_split(frame: pd.DataFrame, spec: schema.FeatureSpec,
   cutoff = cutoff_at_quantile(frame, query_fraction)
   training_period = frame[frame[schema.TIMESTAMP_COLUMN].to_numpy() < cutoff]
   return time_split(training_period, spec, query_fraction=query_fraction, **kwargs)
-
-
-def training_tasks(train: Dict[str, np.ndarray], window: int = DEFAULT_WINDOW,
-                   support_fraction: float = 0.5, history: int = 0) -> Tasks:
-  """Meta-training tasks from training-period interactions.
-
-  Each member's time-ordered history is cut into consecutive windows of
-  `window` interactions; every training interaction lands in exactly one
-  window.
-
-  * `history=0`: each window is one task whose earlier `support_fraction` is
-    support and the rest query (a member with one interaction is a cold-start
-    task), so plain baselines trained on these tasks see all data once.
-  * `history=h > 0`: each window is the **query** of one task whose support is
-    the member's `h` interactions just before the window (the first window of
-    every member is a cold-start task). Every interaction is a query target
-    once, and support sizes range from 0 to h as they do at evaluation; the
-    support rows repeat (they are earlier windows' queries), so use this for
-    meta-training only.
-
-  Args:
-    train: per-interaction arrays (`Split.train`).
-    window: interactions per task (query interactions with `history`).
-    support_fraction: support share of each window (`history=0`).
-    history: support size of the history tasks (0: split each window).
-
-  Returns:
-    The tasks.
-  """
-  if window < 2:
-    raise ValueError(f"window must be >= 2, got {window}")
-  if history < 0:
-    raise ValueError(f"history must be >= 0, got {history}")
-  keys = train[MEMBER_KEY]
-  order = np.lexsort((np.arange(len(keys)), train[TIMESTAMP], keys))
-  sorted_keys = keys[order]
-  starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-  rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-  chunk = rank // window
-  if not history:
-    settings = task_settings.DEFAULTS.replace(window=window, support_fraction=support_fraction)
-    return tasks_lib.training_tasks(train, settings)
-  # Rows of every task: its window's rows (query), then up to `history` rows before it (support).
-  member_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-  first_of_window = np.flatnonzero(rank % window == 0)
-  offsets = np.arange(-history, 0)
-  support_rows = first_of_window[:, None] + offsets[None, :]
-  valid = support_rows >= member_start[first_of_window][:, None]
-  support_rows, support_task = support_rows[valid], np.repeat(first_of_window, valid.sum(axis=1))
-  positions = np.concatenate([support_rows, np.arange(len(order))])
-  task_start = np.concatenate([support_task, first_of_window[np.searchsorted(
-      first_of_window, np.arange(len(order)), side="right") - 1]])
-  is_query = np.r_[np.zeros(len(support_rows), bool), np.ones(len(order), bool)]
-  rows = order[positions]
-  tasks_input = {k: v[rows] for k, v in train.items()}
-  tasks_input[MEMBER_KEY] = _window_keys(sorted_keys[task_start], chunk[task_start])
-  bound = len(positions) + 1
-  tasks_input[TIMESTAMP] = positions + bound * is_query  # support before query, each in order
-  return build_tasks(tasks_input, cutoff_time=bound, max_support=None, max_query=None)
-
-
-def _window_keys(member_keys: np.ndarray, chunk: np.ndarray) -> np.ndarray:
-  return np.char.add(np.char.add(member_keys.astype(str), "#"), chunk.astype(str))
 
 
 def _check_fraction(name: str, value: float, allow_zero: bool = False) -> None:

@@ -64,8 +64,8 @@ def run_methods(split: Split,
                 on_seed_done: Optional[Callable[[Dict, int], None]] = None) -> Dict:
   """Trains and evaluates every method for every seed on `split`.
 
-  Every model trains on `methods.training_tasks` of `split.train`: the
-  baselines on windows that hold every training interaction exactly once.
+  Every model trains on `methods.training_tasks` of `split.train` (the
+  Trainer's recipe): every training interaction is a target exactly once.
 
   Args:
     split: the protocol's split (training data + evaluation tasks).
@@ -106,9 +106,9 @@ def run_methods(split: Split,
       kind = M.TRAINED_AS[method]
       train_hp = hyperparameters[kind if kind == "global" else method]
       if kind not in models:
-        cache_key = (kind.startswith("limaml"), train_hp.window, train_hp.task_history)
+        cache_key = train_hp.training_task_settings()
         if cache_key not in task_cache:
-          task_cache[cache_key] = M.training_tasks(kind, train_hp, split.train)
+          task_cache[cache_key] = M.training_tasks(train_hp, split.train)
         tasks = task_cache[cache_key]
         models[kind] = M.train(kind, train_hp, tasks, pre.num_items, pre.num_members, seed,
                                callbacks=_callbacks(tensorboard_dir, method, seed, kind, tasks))

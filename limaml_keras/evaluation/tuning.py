@@ -6,7 +6,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from limaml_keras.evaluation import methods as M
-from limaml_keras.evaluation.protocol import Split, training_tasks
+from limaml_keras.evaluation.protocol import Split
 from limaml_keras.evaluation.runner import metric_record
 
 _MAML_SEARCH = (("use_history", (False, True)), ("epochs", (3, 5, 8)),
@@ -40,10 +40,11 @@ class _Trainer:
     key = (kind, dataclasses.replace(hp, **{f: getattr(M.Hyperparameters(), f)
                                            for f in _EVAL_ONLY_FIELDS}))
     if key not in self._models:
-      if hp.window not in self._tasks:
-        self._tasks[hp.window] = training_tasks(self._split.train, window=hp.window)
+      task_key = hp.training_task_settings()
+      if task_key not in self._tasks:
+        self._tasks[task_key] = M.training_tasks(hp, self._split.train)
       pre = self._split.preprocessor
-      self._models[key] = M.train(kind, hp, self._tasks[hp.window], pre.num_items,
+      self._models[key] = M.train(kind, hp, self._tasks[task_key], pre.num_items,
                                   pre.num_members, self._seed)[0]
     return self._models[key]
 

@@ -97,6 +97,7 @@ def test_bad_threshold_fails_before_tfx(small_csv, tmp_path, capsys, flag, value
 @pytest.mark.parametrize("flags, message", [
     (["--max-support", "0"], "max_support must be a whole number >= 1, got 0"),
     (["--window", "1"], "window must be a whole number >= 2, got 1"),
+    (["--task-history", "-1"], "task_history must be a whole number >= 0, got -1"),
 ])
 def test_bad_task_setting_fails_before_tfx(small_csv, tmp_path, capsys, flags, message):
   path, _, _ = small_csv
@@ -106,14 +107,36 @@ def test_bad_task_setting_fails_before_tfx(small_csv, tmp_path, capsys, flags, m
   assert not (tmp_path / "out").exists()
 
 
+def _settings(argv):
+  kwargs = pipeline_cli._pipeline_kwargs(cli.build_parser().parse_args(["pipeline", "run"] + argv))
+  return kwargs["model_config"], kwargs["task_settings"]
+
+
 def test_flag_defaults_are_the_library_defaults():
+  assert _settings([]) == (model_config.ModelConfig(), task_settings.DEFAULTS)
   run = cli.build_parser().parse_args(["pipeline", "run"])
-  tasks, model = task_settings.DEFAULTS, model_config.ModelConfig()
-  assert (run.window, run.max_support, run.max_query) == (
-      tasks.window, tasks.max_support, tasks.max_query)
-  assert (run.epochs, run.batch_size, run.inner_steps) == (
-      model.epochs, model.batch_size, model.inner_steps)
   assert run.eval_fraction == task_settings.EVAL_FRACTION
+
+
+def test_settings_from_a_tuned_dataset_then_the_flags():
+  from limaml_keras.evaluation import tuned  # pylint: disable=g-import-not-at-top
+  hp = tuned.hyperparameters("movielens-100k")["limaml"]
+  config, tasks = _settings(["--settings-from", "movielens-100k", "--epochs", "2"])
+  assert (config.support_items, config.meta_item_interaction, config.train_support_sizes) == (
+      hp.support_items, hp.meta_item_interaction, hp.train_support_sizes)
+  assert config.epochs == 2 and config.model == model_config.LIMAML
+  assert tasks == task_settings.DEFAULTS.replace(window=hp.window, task_history=hp.task_history)
+  assert tasks.task_history > 0  # The tuned recipe trains on history tasks.
+  _, tasks = _settings(["--settings-from", "movielens-100k", "--task-history", "0"])
+  assert tasks.task_history == 0
+
+
+def test_unknown_settings_from_is_named(small_csv, tmp_path, capsys):
+  path, _, _ = small_csv
+  code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out"),
+                    "--settings-from", "nope"], capsys)
+  assert code == 1 and "no tuned settings for 'nope'" in err
+  assert not (tmp_path / "out").exists()
 
 
 def _pushed_model(**properties):

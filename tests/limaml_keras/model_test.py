@@ -249,6 +249,7 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
                    "block_kwargs": {"meta_item_interaction": True}}),
     (LiMAMLModel, {"inner_steps": 1, "support_items": "own", "support_item_dim": 2}),
     (GlobalModel, {"inner_steps": 1}),
+    (GlobalModel, {"fit_support": False}),
     (IdEmbeddingModel, {"num_members": 8, "id_l2": 1e-3}),
     (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "id_l2": 1e-3}),
 ])
@@ -400,8 +401,10 @@ def test_history_model_cold_start_sees_zero_history(batch):
                              model.embed(numpy_batch["member_features"]).numpy(), rtol=1e-6)
 
 
-def test_history_global_model_trains_on_query_targets_only(batch):
-  model = build(make_model(GlobalModel, use_history=True), batch)
+@pytest.mark.parametrize("options", [{"use_history": True}, {"fit_support": False}],
+                         ids=["history_input", "history_tasks"])
+def test_global_model_trains_on_query_targets_only(batch, options):
+  model = build(make_model(GlobalModel, **options), batch)
   query_only = float(model._query_loss(batch, None)[0])
   embeddings = model._member_embedding(batch)
   both = float(tf.reduce_mean(tf.stack([model._side_losses(batch, side, embeddings)[3]

@@ -20,6 +20,7 @@ def test_defaults_are_valid_and_windows_fit_the_caps():
     ({"min_interactions": 0}, "min_interactions must be a whole number >= 1"),
     ({"support_fraction": 1.0}, r"support_fraction must be in \(0, 1\)"),
     ({"max_support": True}, "max_support must be a whole number >= 1"),
+    ({"task_history": -1}, "task_history must be a whole number >= 0"),
 ])
 def test_bad_settings_are_named(changes, message):
   with pytest.raises(ValueError, match=message):

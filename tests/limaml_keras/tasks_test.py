@@ -45,7 +45,7 @@ def _key(side, name):
 
 
 def test_fraction_split_orders_by_time_and_pads_with_zeros():
-  tasks = tasks_lib.build_tasks(_interactions(), support_fraction=0.5)
+  tasks = tasks_lib.build_tasks(_interactions(), support_fraction=0.5, min_interactions=2)
   a = tasks.arrays
   assert list(tasks.member_ids) == ["a", "b"]
   assert tasks.dropped_members == {"too_few_interactions": 1}
@@ -66,7 +66,7 @@ def test_fraction_split_orders_by_time_and_pads_with_zeros():
 
 
 def test_arrays_follow_the_documented_layout():
-  tasks = tasks_lib.build_tasks(_interactions())
+  tasks = tasks_lib.build_tasks(_interactions(), min_interactions=2)
   assert tuple(tasks.arrays) == tensor_layout.task_keys()
   for key, value in tasks.arrays.items():
     assert value.shape[0] == len(tasks), key
@@ -78,7 +78,7 @@ def test_arrays_follow_the_documented_layout():
 
 def test_caps_keep_the_latest_support_and_the_earliest_query():
   tasks = tasks_lib.build_tasks(_interactions(), support_fraction=0.5, max_support=1,
-                                max_query=2)
+                                max_query=2, min_interactions=2)
   np.testing.assert_array_equal(tasks.arrays[_key("support", "item_id")], [[2], [11]])
   np.testing.assert_array_equal(tasks.arrays[_key("query", "item_id")], [[3, 4], [12, 0]])
   assert tasks.capped_interactions == {"support": 1, "query": 1}
@@ -99,7 +99,7 @@ def test_cutoff_split_keeps_cold_start_and_drops_members_without_query():
 
 def test_timestamp_ties_keep_input_order():
   rows = [("d", 4, 5, 1, 0), ("d", 4, 5, 2, 1), ("d", 4, 1, 3, 0), ("d", 4, 5, 4, 1)]
-  tasks = tasks_lib.build_tasks(_interactions(rows), support_fraction=0.5)
+  tasks = tasks_lib.build_tasks(_interactions(rows), support_fraction=0.5, min_interactions=2)
   np.testing.assert_array_equal(tasks.arrays[_key("support", "item_id")], [[3, 1]])
   np.testing.assert_array_equal(tasks.arrays[_key("query", "item_id")], [[2, 4]])
 
@@ -112,14 +112,14 @@ def test_min_interactions_one_makes_single_interaction_members_cold_start():
 
 
 def test_zero_support_cap_makes_every_task_cold_start():
-  tasks = tasks_lib.build_tasks(_interactions(), max_support=0)
+  tasks = tasks_lib.build_tasks(_interactions(), max_support=0, min_interactions=2)
   assert tasks.cold_start.all()
   assert tasks.arrays[_key("support", "mask")].shape == (2, 1)
   assert not tasks.arrays[_key("support", "mask")].any()
 
 
 def test_groups_by_member_id_without_member_key():
-  tasks = tasks_lib.build_tasks(_interactions(with_key=False))
+  tasks = tasks_lib.build_tasks(_interactions(with_key=False), min_interactions=2)
   np.testing.assert_array_equal(tasks.member_ids, [1, 2])
   data = _interactions(with_key=False)
   data[tensor_layout.MEMBER_ID][0] = 0
@@ -143,7 +143,7 @@ def test_select_keeps_rows_consistent():
 
 
 def test_flatten_interactions_returns_the_real_entries_in_task_order():
-  tasks = tasks_lib.build_tasks(_interactions(), support_fraction=0.5)
+  tasks = tasks_lib.build_tasks(_interactions(), support_fraction=0.5, min_interactions=2)
   flat = tasks_lib.flatten_interactions(tasks, include_task_index=True)
   np.testing.assert_array_equal(flat[tensor_layout.ITEM_ID], [1, 2, 3, 4, 5, 11, 12])
   np.testing.assert_array_equal(flat["task_index"], [0, 0, 0, 0, 0, 1, 1])
@@ -243,7 +243,7 @@ def test_bad_inputs_raise_naming_the_problem(mutate, kwargs, pattern):
 
 
 def test_bad_dataset_and_flatten_arguments_raise():
-  tasks = tasks_lib.build_tasks(_interactions())
+  tasks = tasks_lib.build_tasks(_interactions(), min_interactions=2)
   with pytest.raises(ValueError, match="batch_size"):
     tasks.dataset(0)
   with pytest.raises(ValueError, match="sides"):
@@ -295,3 +295,53 @@ def test_pad_sides_pads_and_cuts():
   assert support_mask.shape == (len(tasks), 5)
   np.testing.assert_array_equal(support_mask.sum(axis=1), tasks.support_sizes)
   assert padded.arrays[_key(tensor_layout.QUERY, tensor_layout.ITEM_FEATURES)].shape[1] == 1
+
+
+@pytest.fixture(scope="module")
+def synthetic_training_period():
+  """Per-interaction arrays of a synthetic data set (the pandas preprocessing path)."""
+  data = synthetic.generate(num_members=120, num_items=40, seed=3)
+  pre = preprocessing.Preprocessor(data.spec).fit(data.interactions)
+  return pre.transform(data.interactions)
+
+
+def test_training_tasks_use_every_training_interaction_once(synthetic_training_period):
+  train = synthetic_training_period
+  tasks = tasks_lib.training_tasks(train, task_settings.TaskSettings(window=10))
+  assert tasks.support_sizes.sum() + tasks.query_sizes.sum() == len(train["label"])
+  assert (tasks.support_sizes + tasks.query_sizes <= 10).all()
+  assert tasks.arrays["support_mask"].shape[1] == 5
+
+
+@pytest.mark.parametrize("history", [3, 10])
+def test_history_tasks_query_every_interaction_once_after_its_history(
+    synthetic_training_period, history):
+  train = synthetic_training_period
+  tasks = tasks_lib.training_tasks(train, task_settings.TaskSettings(window=5,
+                                                                     task_history=history))
+  assert tasks.query_sizes.sum() == len(train["label"])
+  assert (tasks.query_sizes <= 5).all() and (tasks.support_sizes <= history).all()
+  assert tasks.arrays["support_mask"].shape[1] == history
+  assert tasks.arrays["query_mask"].shape[1] == 5
+  members = set(train[preprocessing.MEMBER_KEY])
+  # One cold-start task (the first window) per member, every other window has history.
+  first = np.array([str(k).endswith("#0") for k in tasks.member_ids])
+  assert (tasks.support_sizes[first] == 0).all() and first.sum() == len(members)
+  assert (tasks.support_sizes[~first] == history).sum() > 0
+  # The support is the member's interactions just before the window, in time order.
+  by_member = {}
+  order = np.lexsort((np.arange(len(train["label"])), train[preprocessing.TIMESTAMP],
+                      train[preprocessing.MEMBER_KEY]))
+  for row in order:
+    by_member.setdefault(train[preprocessing.MEMBER_KEY][row], []).append(
+        train[tensor_layout.ITEM_ID][row])
+  arrays = tasks.arrays
+  for t in range(0, len(tasks), 11):
+    member, chunk = str(tasks.member_ids[t]).rsplit("#", 1)
+    items = by_member[member]
+    begin = int(chunk) * 5
+    np.testing.assert_array_equal(arrays["query_item_id"][t, :tasks.query_sizes[t]],
+                                  items[begin:begin + 5])
+    np.testing.assert_array_equal(arrays["support_item_id"][t, :tasks.support_sizes[t]],
+                                  items[max(0, begin - history):begin])
+

@@ -13,7 +13,9 @@ evaluation train on the same tasks:
 * train split: `limaml_keras.tasks.training_tasks` on the member's
   training-period interactions: consecutive windows of `window`
   interactions, each one task (the earlier `support_fraction` support, the
-  rest query), so every training-period interaction reaches the Trainer;
+  rest query; or, with `task_history=h`, the whole window as query and the
+  member's h previous interactions as support), so every training-period
+  interaction reaches the Trainer as a target;
   members with fewer than `min_interactions` are dropped. Records are padded
   to a full window's support and query sizes.
 * eval split: support = the member's latest `max_support` training-period
@@ -143,10 +145,19 @@ def train_tasks(member_key: bytes, train: List[_Interaction],
   order = np.argsort(ranks)
   per_window = dataclasses.replace(settings, min_interactions=1)
   step = settings.window * WINDOWS_PER_BATCH
+  # History tasks read the interactions before their window: each batch also
+  # gets the whole windows that hold its first window's history, whose own
+  # tasks (already made by the previous batch) are then left out.
+  context = -(-settings.task_history // settings.window) * settings.window
   for start in range(0, len(order), step):
-    rows = order[start:start + step]
-    yield tasks_lib.training_tasks(_stack([train[i] for i in rows], member_key, ranks[rows]),
-                                   per_window)
+    begin = max(0, start - context)
+    rows = order[begin:start + step]
+    tasks = tasks_lib.training_tasks(_stack([train[i] for i in rows], member_key, ranks[rows]),
+                                     per_window)
+    if begin < start:
+      window_index = np.array([int(key.rsplit("#", 1)[1]) for key in tasks.member_ids])
+      tasks = tasks.select(window_index >= (start - begin) // settings.window)
+    yield tasks
 
 
 def eval_task(member_key: bytes, train: List[_Interaction], evaluation: List[_Interaction],
@@ -338,6 +349,7 @@ def TaskGen(  # pylint: disable=invalid-name
     max_support: tfx.dsl.components.Parameter[int] = DEFAULTS.max_support,
     max_query: tfx.dsl.components.Parameter[int] = DEFAULTS.max_query,
     min_interactions: tfx.dsl.components.Parameter[int] = DEFAULTS.min_interactions,
+    task_history: tfx.dsl.components.Parameter[int] = DEFAULTS.task_history,
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
   """Groups transformed interactions by member into padded MAML task records.
@@ -357,12 +369,15 @@ def TaskGen(  # pylint: disable=invalid-name
       their padded length.
     min_interactions: members with fewer training-period interactions get
       no training task.
+    task_history: 0 splits each window into support and query; h > 0 makes
+      each window the query of a history task with the member's h previous
+      interactions as support.
     (`limaml_keras.task_settings.TaskSettings` documents and checks these.)
     beam_pipeline: provided by TFX, built from the pipeline's Beam args.
   """
   settings = TaskSettings(window=window, support_fraction=support_fraction,
                           max_support=max_support, max_query=max_query,
-                          min_interactions=min_interactions)
+                          min_interactions=min_interactions, task_history=task_history)
   splits = artifact_utils.decode_split_names(transformed_examples.split_names)
   missing = [s for s in (TRAIN_SPLIT, EVAL_SPLIT) if s not in splits]
   if missing:

@@ -1,7 +1,8 @@
 """The Trainer components' `run_fn`: task records -> trained, exported model.
 
-`custom_config` holds a `ModelConfig` dict (`limaml_keras.model_config`); the
-model comes from the library's one factory (`limaml_keras.model_factory`).
+`custom_config` holds a `ModelConfig` dict (`limaml_keras.model_config`) and,
+under `TASK_SETTINGS_KEY`, the `TaskSettings` TaskGen made the tasks with;
+the model comes from the library's one factory (`limaml_keras.model_factory`).
 The function reads the TaskGen records of the `train` and `eval` splits as
 task batches, fits the model (LiMAML, or the global baseline), evaluates it
 on the evaluation-period tasks (adapting on each member's support when the
@@ -41,12 +42,15 @@ from tfx import v1 as tfx
 from limaml_keras import tensor_layout
 from limaml_keras import model_config
 from limaml_keras import model_factory
+from limaml_keras import task_settings
 from tfx_pipeline.models import distribution
 from tfx_pipeline.models import export
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline.components import task_records
 
 METRICS_FILE = "metrics.json"
+#: `custom_config` key of the `TaskSettings` (a dict) that made the training tasks.
+TASK_SETTINGS_KEY = "task_settings"
 #: Batches between two training backups.
 BACKUP_EVERY_BATCHES = 100
 _SHUFFLE_BUFFER = 10_000
@@ -219,6 +223,22 @@ def backup_dir_for(fn_args: tfx.components.FnArgs) -> str:
   return os.path.join(parent, f"backup-{fingerprint}")
 
 
+def parse_custom_config(custom_config
+                        ) -> Tuple[str, model_config.ModelConfig, task_settings.TaskSettings]:
+  """`(distribution name, model config, task settings)` of a Trainer's `custom_config`.
+
+  Raises:
+    ValueError: an unknown distribution, model-config key or task setting.
+  """
+  distribution_name, settings = distribution.split_custom_config(custom_config)
+  tasks = settings.pop(TASK_SETTINGS_KEY, {})
+  try:
+    tasks = task_settings.TaskSettings(**tasks)
+  except TypeError as e:
+    raise ValueError(f"custom_config[{TASK_SETTINGS_KEY!r}]: {e}") from e
+  return distribution_name, model_config.ModelConfig.from_dict(settings), tasks
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains the model `fn_args.custom_config` describes and exports it.
 
@@ -227,9 +247,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       `transform_output`, `custom_config`, `model_run_dir` and
       `serving_model_dir`.
   """
-  distribution_name, settings = distribution.split_custom_config(fn_args.custom_config)
+  distribution_name, config, tasks = parse_custom_config(fn_args.custom_config)
   strategy = distribution.make_strategy(distribution_name)
-  config = model_config.ModelConfig.from_dict(settings)
   logging.info("Training %s with %s (%d replicas)", config, type(strategy).__name__,
                strategy.num_replicas_in_sync)
   tf.keras.utils.set_random_seed(config.seed)
@@ -237,7 +256,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with strategy.scope():
     model = model_factory.build_model(
         config, num_items=tft_output.vocabulary_size_by_name(preprocessing.ITEM_VOCABULARY) + 1,
-        num_members=tft_output.vocabulary_size_by_name(preprocessing.MEMBER_VOCABULARY) + 1)
+        num_members=tft_output.vocabulary_size_by_name(preprocessing.MEMBER_VOCABULARY) + 1,
+        task_settings=tasks)
   history = train_model(model, fn_args.train_files, config, backup_dir_for(fn_args),
                         callbacks=[tensorboard_callback(fn_args.model_run_dir)])
   eval_format = task_records.infer_format(fn_args.eval_files)

@@ -49,6 +49,7 @@ from tfx_pipeline.components import meta_embedding_gen
 from limaml_keras import model_config as model_config_lib
 from limaml_keras import task_settings as task_settings_lib
 from tfx_pipeline.models import preprocessing
+from tfx_pipeline.models import trainer as trainer_module
 from tfx_pipeline.components import task_gen
 
 TRAIN_SPLIT = task_gen.TRAIN_SPLIT
@@ -63,14 +64,16 @@ def _example_gen(data_root: str):
                                       input_config=tfx.proto.Input(splits=splits))
 
 
-def _trainer(task_gen_component, transform, config: model_config_lib.ModelConfig):
+def _trainer(task_gen_component, transform, config: model_config_lib.ModelConfig,
+             settings: task_settings_lib.TaskSettings):
   return tfx.components.Trainer(
       run_fn=configs.RUN_FN,
       examples=task_gen_component.outputs["tasks"],
       transform_graph=transform.outputs["transform_graph"],
       train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[EVAL_SPLIT]),
-      custom_config=config.to_dict())
+      custom_config={**config.to_dict(),
+                     trainer_module.TASK_SETTINGS_KEY: dataclasses.asdict(settings)})
 
 
 def create_pipeline(
@@ -150,12 +153,12 @@ def create_pipeline(
   transform.add_upstream_node(gate)
   tasks = task_gen.TaskGen(transformed_examples=transform.outputs["transformed_examples"],
                            **dataclasses.asdict(settings))
-  trainer = _trainer(tasks, transform, model_config).with_id(configs.TRAINER_ID)
+  trainer = _trainer(tasks, transform, model_config, settings).with_id(configs.TRAINER_ID)
   components = [example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
                 tasks, trainer]
   baseline = None
   if train_baseline:
-    baseline = _trainer(tasks, transform, model_config.baseline()).with_id(
+    baseline = _trainer(tasks, transform, model_config.baseline(), settings).with_id(
         configs.BASELINE_TRAINER_ID)
     components.append(baseline)
   embeddings = meta_embedding_gen.MetaEmbeddingGen(

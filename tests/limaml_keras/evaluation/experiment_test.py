@@ -133,7 +133,7 @@ def test_held_out_protocol_scores_only_held_out_members(small_frame):
 def test_baselines_train_on_every_training_interaction(small_frame, name):
   frame, spec = small_frame
   split, _ = experiment.make_split(frame, spec, name)
-  tasks = protocol.training_tasks(split.train, window=methods.Hyperparameters().window)
+  tasks = methods.training_tasks(methods.Hyperparameters(), split.train)
   assert tasks.support_sizes.sum() + tasks.query_sizes.sum() == len(split.train["label"])
 
 

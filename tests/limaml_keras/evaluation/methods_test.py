@@ -31,12 +31,21 @@ def test_baselines_keep_their_definitions_on_the_same_global_block(kind, cls):
   assert model.num_members == (7 if kind == "id_embedding" else 0)
 
 
-def test_only_maml_models_get_history_tasks():
+@pytest.mark.parametrize("kind", ["global", "id_embedding", "limaml"])
+def test_every_model_trains_on_its_own_task_settings(kind):
   data = synthetic.generate(num_members=60, num_items=30, seed=2)
   split = protocol.member_split(data.interactions, data.spec)
-  hp = M.Hyperparameters(window=10, task_history=5)
-  plain = M.training_tasks("global", hp, split.train)
-  history = M.training_tasks("limaml", hp, split.train)
+  plain_hp = M.Hyperparameters(window=10)
+  history_hp = plain_hp.replace(task_history=5)
+  plain = M.training_tasks(plain_hp, split.train)
+  history = M.training_tasks(history_hp, split.train)
   assert plain.support_sizes.sum() + plain.query_sizes.sum() == len(split.train["label"])
   assert history.query_sizes.sum() == len(split.train["label"])
   assert history.support_sizes.max() == 5 and np.any(history.support_sizes == 0)
+  # Plain models fit the query side of history tasks only: every interaction once.
+  fits_support = lambda hp: getattr(M.build_model(kind, hp, num_items=30, num_members=61),
+                                    "fit_support", None)
+  if kind == "limaml":
+    assert fits_support(history_hp) is None  # MAML's targets are always the query side.
+  else:
+    assert fits_support(plain_hp) is True and fits_support(history_hp) is False

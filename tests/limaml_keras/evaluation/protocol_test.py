@@ -66,27 +66,11 @@ def test_validation_split_stays_inside_the_training_period(marked):
   assert not any(str(item).startswith("q_") for item in vocabulary)
 
 
-def test_training_tasks_use_every_training_interaction_once(marked):
-  frame, spec, _ = marked
-  split = protocol.time_split(frame, spec)
-  tasks = protocol.training_tasks(split.train, window=10)
-  assert tasks.support_sizes.sum() + tasks.query_sizes.sum() == len(split.train["label"])
-  assert (tasks.support_sizes + tasks.query_sizes <= 10).all()
-  assert tasks.arrays["support_mask"].shape[1] <= 5
-
-
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
 def test_bad_query_fraction_is_named(marked, fraction):
   frame, spec, _ = marked
   with pytest.raises(ValueError, match="query_fraction"):
     protocol.time_split(frame, spec, query_fraction=fraction)
-
-
-def test_bad_window_is_named(marked):
-  frame, spec, _ = marked
-  split = protocol.time_split(frame, spec)
-  with pytest.raises(ValueError, match="window"):
-    protocol.training_tasks(split.train, window=1)
 
 
 def test_empty_training_period_is_named(marked):
@@ -207,40 +191,3 @@ def test_member_split_bad_arguments_are_named(interactions):
     protocol.member_split(frame, spec, held_out_fraction=1.0)
   with pytest.raises(ValueError, match="support size"):
     protocol.truncate_support(protocol.member_split(frame, spec).evaluation, -1)
-
-
-@pytest.mark.parametrize("history", [3, 10])
-def test_history_training_tasks_query_every_interaction_once_after_its_history(marked, history):
-  frame, spec, _ = marked
-  split = protocol.time_split(frame, spec)
-  tasks = protocol.training_tasks(split.train, window=5, history=history)
-  assert tasks.query_sizes.sum() == len(split.train["label"])
-  assert (tasks.query_sizes <= 5).all() and (tasks.support_sizes <= history).all()
-  plain = protocol.training_tasks(split.train, window=5)
-  members = {str(k).rsplit("#", 1)[0] for k in plain.member_ids}
-  # One cold-start task (the first window) per member, every other window has history.
-  first = np.array([str(k).endswith("#0") for k in tasks.member_ids])
-  assert (tasks.support_sizes[first] == 0).all() and first.sum() == len(members)
-  assert (tasks.support_sizes[~first] == history).sum() > 0
-  # The support is the member's interactions just before the window, in time order.
-  by_member = {}
-  order = np.lexsort((np.arange(len(split.train["label"])), split.train["timestamp"],
-                      split.train["member_key"]))
-  for row in order:
-    by_member.setdefault(split.train["member_key"][row], []).append(split.train[F.ITEM_ID][row])
-  arrays = tasks.arrays
-  for t in range(0, len(tasks), 11):
-    member, chunk = str(tasks.member_ids[t]).rsplit("#", 1)
-    items = by_member[member]
-    begin = int(chunk) * 5
-    np.testing.assert_array_equal(arrays["query_item_id"][t, :tasks.query_sizes[t]],
-                                  items[begin:begin + 5])
-    np.testing.assert_array_equal(arrays["support_item_id"][t, :tasks.support_sizes[t]],
-                                  items[max(0, begin - history):begin])
-
-
-def test_bad_history_is_named(marked):
-  frame, spec, _ = marked
-  split = protocol.time_split(frame, spec)
-  with pytest.raises(ValueError, match="history"):
-    protocol.training_tasks(split.train, window=5, history=-1)

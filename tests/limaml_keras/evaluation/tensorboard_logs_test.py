@@ -24,9 +24,9 @@ def _scalars(directory):
 def test_limaml_run_logs_keras_and_maml_scalars(tmp_path):
   data = synthetic.generate(num_members=60, num_items=20, seed=2)
   split = protocol.time_split(data.interactions, data.spec)
-  tasks = protocol.training_tasks(split.train, window=20)
   hp = methods.Hyperparameters(epochs=2, meta_hidden=(8,), global_hidden=(8,), embedding_dim=4,
-                               learn_inner_lr=True)
+                               learn_inner_lr=True, window=20)
+  tasks = methods.training_tasks(hp, split.train)
   root = str(tmp_path)
   run = tensorboard_logs.run_dir(root, "limaml", 0)
   callbacks = [tensorboard_logs.keras_callback(root, "limaml", 0),

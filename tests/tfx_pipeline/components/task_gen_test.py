@@ -57,21 +57,28 @@ def test_train_tasks_are_windows_covering_every_interaction():
   assert windows[0].arrays[tensor_layout.MEMBER_FEATURES][0][1] == 20
 
 
-def test_train_tasks_are_the_library_recipe():
-  """TaskGen's per-member tasks are `limaml_keras.tasks.training_tasks` on all members at once."""
+@pytest.mark.parametrize("task_history", [0, 3, 6])
+def test_train_tasks_are_the_library_recipe(task_history):
+  """TaskGen's per-member tasks are `limaml_keras.tasks.training_tasks` on all members at once.
+
+  The 600-interaction member spans three of TaskGen's batches of windows, so
+  history tasks at a batch's start read the previous batch's interactions.
+  """
+  settings = SETTINGS.replace(task_history=task_history)
   rng = np.random.default_rng(1)
   members = {f"m{m}".encode(): [_interaction(int(i), int(t)) for i, t in zip(
-      rng.integers(1, 50, n), rng.permutation(1000)[:n])] for m, n in enumerate((1, 3, 9, 17))}
+      rng.integers(1, 50, n), rng.permutation(1000)[:n])]
+             for m, n in enumerate((1, 3, 9, 17, 600))}
   per_member = []
   for key, rows in members.items():
     per_member += [(key, _items(tasks, SUPPORT, t), _items(tasks, QUERY, t))
-                   for tasks in task_gen.train_tasks(key, rows, SETTINGS) for t in range(len(tasks))]
+                   for tasks in task_gen.train_tasks(key, rows, settings) for t in range(len(tasks))]
   stacked = {k: np.concatenate([np.asarray(r[k])[None] if k in (
       tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES)
       else r[k] for rows in members.values() for r in rows]) for k in _interaction(1, 1)}
   stacked[tensor_layout.MEMBER_KEY] = np.array(
       [key for key, rows in members.items() for _ in rows], dtype=object)
-  library = tasks_lib.training_tasks(stacked, SETTINGS)
+  library = tasks_lib.training_tasks(stacked, settings)
   expected = [(library.member_ids[t].split("#")[0], _items(library, SUPPORT, t),
                _items(library, QUERY, t)) for t in range(len(library))]
   assert sorted((k.decode(), s, q) for k, s, q in per_member) == sorted(expected)

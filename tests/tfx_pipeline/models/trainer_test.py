@@ -1,5 +1,6 @@
 """Tests of the Trainer's resumable training (`train_model`) and its backup directory."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ from limaml_keras import tensor_layout
 from limaml_keras import testing
 from limaml_keras import model_config
 from limaml_keras import model_factory
+from limaml_keras import task_settings
 from tfx_pipeline.components import task_records
 from tfx_pipeline.models import trainer
 
@@ -168,3 +170,17 @@ def test_backup_dir_is_stable_across_reruns_and_keyed_by_inputs(tmp_path):
   assert first == trainer.backup_dir_for(fn_args("12", {"epochs": 2}))
   assert os.path.dirname(first) == str(tmp_path / "model_run")
   assert first != trainer.backup_dir_for(fn_args("12", {"epochs": 3}))
+
+
+def test_custom_config_carries_the_task_settings_to_the_model():
+  tasks = task_settings.DEFAULTS.replace(task_history=10)
+  custom = {**CONFIG.baseline().to_dict(), "distribution": "one_device",
+            trainer.TASK_SETTINGS_KEY: dataclasses.asdict(tasks)}
+  name, config, parsed = trainer.parse_custom_config(custom)
+  assert (name, config, parsed) == ("one_device", CONFIG.baseline(), tasks)
+  # The baseline fits only the query side of history tasks (each interaction once).
+  model = model_factory.build_model(config, NUM_ITEMS, NUM_TASKS + 1, task_settings=parsed)
+  assert model.fit_support is False
+  assert trainer.parse_custom_config(CONFIG.to_dict())[2] == task_settings.DEFAULTS
+  with pytest.raises(ValueError, match="task_settings"):
+    trainer.parse_custom_config({trainer.TASK_SETTINGS_KEY: {"windw": 3}})
