@@ -7,3 +7,24 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # Session fixtures of real servable SavedModels, used by the serving, CLI and
 # request-contract tests in several folders.
 pytest_plugins = ["tests.serving_fixtures"]
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+#: Session fixtures that run a TFT Transform and export real SavedModels (a
+#: minute on 2 cores): a test that uses one belongs to the `slow` tier.
+SLOW_FIXTURES = frozenset({"saved_models", "server", "grpc_channel", "rest_url", "tiny_catalog"})
+
+
+def pytest_collection_modifyitems(items):
+  """Marks `slow` every test that uses one of `SLOW_FIXTURES`; groups tests for xdist.
+
+  With `--dist loadgroup` (pytest.ini) the tests that use those session
+  fixtures run in one worker, which builds them once, and every other test
+  runs in the worker of its module, which builds the module's fixtures once.
+  """
+  for item in items:
+    uses_saved_models = bool(SLOW_FIXTURES & set(getattr(item, "fixturenames", ())))
+    if uses_saved_models:
+      item.add_marker(pytest.mark.slow)
+    item.add_marker(pytest.mark.xdist_group(
+        "saved_models" if uses_saved_models else item.nodeid.split("::")[0]))

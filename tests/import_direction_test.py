@@ -14,6 +14,9 @@ import sys
 
 import pytest
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("limaml", "limaml_keras", "tfx_pipeline", "serving")
 #: Package -> the first-party packages it may import (besides itself).

@@ -139,6 +139,7 @@ def test_first_order_train_step_weights_equal_the_inner_loop(batch):
                                rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first_order", [False, True])
 def test_train_step_updates_both_blocks(batch, first_order):
   model = build(make_model(inner_steps=1, first_order=first_order), batch)
@@ -153,6 +154,7 @@ def test_train_step_updates_both_blocks(batch, first_order):
   assert {n for n in glob if "item_embedding" not in n} <= changed
 
 
+@pytest.mark.slow
 def test_learned_inner_learning_rates_are_trained(batch):
   model = build(make_model(inner_steps=1, learn_inner_lr=True, inner_lr=0.2), batch)
   lrs = model._inner_lrs
@@ -161,6 +163,7 @@ def test_learned_inner_learning_rates_are_trained(batch):
   assert any(not np.allclose(lr.numpy(), 0.2) for lr in lrs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first_order", [False, True])
 def test_train_step_reports_what_the_inner_loop_does(batch, first_order):
   model = build(make_model(inner_steps=3, inner_lr=0.3, learn_inner_lr=True,
@@ -188,6 +191,7 @@ NEW_OPTIONS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", NEW_OPTIONS)
 @pytest.mark.parametrize("fill", [0.0, 1e6])
 def test_padding_has_exactly_zero_effect(batch, fill, options):
@@ -201,6 +205,7 @@ def test_padding_has_exactly_zero_effect(batch, fill, options):
   np.testing.assert_allclose(model.adapt(padded), model.adapt(batch), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", NEW_OPTIONS)
 def test_task_without_support_gets_the_cold_start_embedding(batch, options):
   model = build(make_model(inner_steps=3, inner_lr=0.5, **options), batch)
@@ -212,12 +217,14 @@ def test_task_without_support_gets_the_cold_start_embedding(batch, options):
   assert not np.allclose(adapted[0], cold[0])
 
 
+@pytest.mark.slow
 def test_adapt_needs_only_support_keys(batch):
   model = build(make_model(inner_steps=1), batch)
   support_only = {k: v for k, v in batch.items() if not k.startswith("query_")}
   np.testing.assert_allclose(model.adapt(support_only), model.adapt(batch), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_adapt_embeddings_takes_support_only_batches_in_a_graph(batch):
   model = build(make_model(inner_steps=2), batch)
   support_only = {k: v for k, v in batch.items() if not k.startswith("query_")}
@@ -241,6 +248,7 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
   np.testing.assert_allclose(cold, explicit, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls,kwargs", [
     (LiMAMLModel, {"inner_steps": 2, "learn_inner_lr": True}),
     (LiMAMLModel, {"inner_steps": 1, "use_history": True}),
@@ -275,6 +283,7 @@ def without_build_config(config):
   return config
 
 
+@pytest.mark.slow
 def test_evaluate_reports_query_loss_and_auc(batch):
   model = make_model(inner_steps=1)
   results = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
@@ -342,6 +351,7 @@ def test_tasks_without_any_interaction_contribute_nothing(batch):
     np.testing.assert_allclose(e.numpy(), g.numpy(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_nan_labels_stop_training_with_a_named_error(batch):
   labels = batch["query_label"].numpy()
   labels[0, 0] = np.nan
@@ -351,6 +361,7 @@ def test_nan_labels_stop_training_with_a_named_error(batch):
     model.fit(tf.data.Dataset.from_tensors(batch), verbose=0)
 
 
+@pytest.mark.slow
 def test_labels_outside_zero_one_are_named(batch):
   batch["support_label"] = batch["support_label"] * 3.0
   model = make_model()
@@ -401,6 +412,7 @@ def test_history_model_cold_start_sees_zero_history(batch):
                              model.embed(numpy_batch["member_features"]).numpy(), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{"use_history": True}, {"fit_support": False}],
                          ids=["history_input", "history_tasks"])
 def test_global_model_trains_on_query_targets_only(batch, options):
@@ -427,6 +439,7 @@ def test_support_items_pool_item_embeddings_by_label_by_hand():
   np.testing.assert_allclose(empty, [np.log(3.0), np.log(2.0)], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_meta_block_reads_the_support_items(batch):
   model = build(make_model(inner_steps=0, support_items="shared"), batch)
   numpy_batch = {k: v.numpy() for k, v in batch.items()}
@@ -455,6 +468,7 @@ def test_sampled_support_sizes_keep_each_tasks_latest_k(batch):
   assert sample_support_sizes({"support_mask": mask}, [])["support_mask"] is mask
 
 
+@pytest.mark.slow
 def test_train_step_with_sampled_support_sizes_trains(batch):
   model = build(make_model(inner_steps=1, train_support_sizes=[0, 1, 3]), batch)
   before = [w.numpy().copy() for w in model.trainable_variables]
@@ -526,6 +540,7 @@ for cls, kwargs in ((GlobalModel, {}), (IdEmbeddingModel, {"num_members": 8}),
 '''
 
 
+@pytest.mark.slow
 def test_no_member_features_train_adapt_and_export(tmp_path):
   """A `[T, 0]` member side used to abort the process in oneDNN (rc 134): run it in a child."""
   import subprocess

@@ -154,6 +154,7 @@ def test_a_few_support_interactions_recover_a_clear_margin(data):
   assert _auc(labels, adapted) - _auc(labels, global_only) > 0.05
 
 
+@pytest.mark.slow
 def test_write_csv_round_trips(data, tmp_path):
   path = synthetic.write_csv(data, str(tmp_path / "sub" / "synthetic.csv"))
   frame = preprocessing.read_raw_csv_frame(path, data.spec)

@@ -13,6 +13,9 @@ from limaml_keras import warmup
 from tfx_pipeline.ops import push
 from tfx_pipeline import testing
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def version_dir(saved_models, tmp_path):

@@ -35,6 +35,7 @@ def _wait_for(condition, timeout_s=60.0):
     time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_hot_swap_under_concurrent_requests_drops_nothing(saved_models, tmp_path):
   base = str(tmp_path / "limaml")
   add_version(saved_models.personalised_v1, base, 1)
@@ -82,6 +83,7 @@ def test_hot_swap_under_concurrent_requests_drops_nothing(saved_models, tmp_path
     assert per_thread == sorted(per_thread)
 
 
+@pytest.mark.slow
 def test_corrupt_version_is_ignored_while_the_old_one_serves(saved_models, tmp_path):
   base = str(tmp_path / "limaml")
   add_version(saved_models.personalised_v1, base, 1)
@@ -140,6 +142,7 @@ def test_constructor_rejects_bad_arguments(tmp_path, kwargs, message):
     dev_server.DevServer(**kwargs)
 
 
+@pytest.mark.slow
 def test_grpc_accepts_the_10000_rows_rest_accepts(server, grpc_channel, saved_models):
   rows = [{"member_id": "7", "item_id": "x" * 500, "age": 25.0, "year": 2000}] * 10_000
   examples = [serving_contract.raw_example(r, saved_models.feature_spec).SerializeToString() for r in rows]

@@ -177,6 +177,7 @@ def _closed_by_server(sock: socket.socket) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_stalled_uploads_are_capped_and_closed_after_the_timeout(server, saved_models):
   limits = rest_service.limits.ServerLimits(rest_api_num_threads=4, rest_api_timeout_s=1.0)
   with _rest_server(server.models, limits) as port:
@@ -199,6 +200,7 @@ def test_stalled_uploads_are_capped_and_closed_after_the_timeout(server, saved_m
     assert reply.status_code == 200, reply.text
 
 
+@pytest.mark.slow
 def test_slowloris_body_is_closed_at_the_deadline(server):
   limits = rest_service.limits.ServerLimits(rest_api_timeout_s=1.0)
   with _rest_server(server.models, limits) as port:

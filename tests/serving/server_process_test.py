@@ -25,6 +25,7 @@ def _bomb() -> predict_pb2.PredictRequest:
   return request
 
 
+@pytest.mark.slow
 def test_declared_shape_bombs_leave_the_server_peak_rss_flat(saved_models, tmp_path):
   base = str(tmp_path / "limaml")
   add_version(saved_models.personalised_v1, base, 1)

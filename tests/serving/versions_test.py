@@ -15,6 +15,9 @@ from serving.versions import ServingError
 from tests.serving_fixtures import add_version
 from tests.serving_fixtures import request_examples
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 
 def _examples(saved_models, **kwargs):
   return np.array(request_examples(saved_models.feature_spec, **kwargs), dtype=object)

@@ -12,6 +12,9 @@ from tfx_pipeline.models import personalized_model
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline import testing
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tft_output(tmp_path_factory):

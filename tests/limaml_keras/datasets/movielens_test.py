@@ -9,6 +9,9 @@ import pytest
 from limaml_keras import schema
 from limaml_keras.datasets import movielens
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 SHARED_DIR = pathlib.Path(__file__).resolve().parents[3].parent / "shared/data/movielens-100k"
 
 # One tiny data set, written in both layouts below.

@@ -20,6 +20,7 @@ def _results(seeds):
   return {"global": entry, "limaml": entry}
 
 
+@pytest.mark.slow
 def test_report_has_both_charts_few_shot_curve_and_date(tmp_path):
   record = {"dataset": "toy", "seeds": [0], "results": _results(1),
             "protocol": {"name": "time", "cutoff": 889237269,

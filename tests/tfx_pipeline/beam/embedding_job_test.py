@@ -23,6 +23,9 @@ from tfx_pipeline.beam import embedding_job
 from tfx_pipeline.components import task_records
 from tfx_pipeline import testing
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 NUM_MEMBERS = 25
 MAX_SUPPORT = 4
 VERSION = "v7"

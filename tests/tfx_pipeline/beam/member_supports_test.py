@@ -27,6 +27,9 @@ from tfx_pipeline.components import task_gen
 from tfx_pipeline.components import task_records
 from tfx_pipeline import testing
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 MAX_SUPPORT = 3
 HEADER = list(testing.RAW_FEATURE_SPEC)
 # member 7: 5 interactions (truncated to the latest 3), member 8: 2, member 9: 1 (unknown

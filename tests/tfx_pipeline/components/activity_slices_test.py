@@ -85,6 +85,7 @@ def test_reserved_feature_in_the_data_is_refused():
     activity_slices.with_activity(_example(1, member_activity="x"), "0")
 
 
+@pytest.mark.slow
 def test_beam_job_tags_every_eval_example(examples_root, tmp_path):
   out = tmp_path / "out"
   with beam.Pipeline() as pipeline:
@@ -109,6 +110,7 @@ def _run_component(examples_uri, split_names, out_uri):
   return sliced
 
 
+@pytest.mark.slow
 def test_component_writes_an_eval_examples_artifact(examples_root, tmp_path):
   sliced = _run_component(str(examples_root), ["train", "eval"], str(tmp_path / "out"))
   assert artifact_utils.decode_split_names(sliced.split_names) == ["eval"]

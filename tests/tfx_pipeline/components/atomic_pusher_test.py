@@ -16,6 +16,9 @@ from tfx.utils import proto_utils
 from tfx_pipeline.components import atomic_pusher
 from tfx_pipeline.ops import push
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 
 def _saved_model(path):
   module = tf.Module()

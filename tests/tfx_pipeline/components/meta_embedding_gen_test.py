@@ -28,6 +28,9 @@ from tfx_pipeline.models import personalized_model as pm
 from limaml_keras import schema
 from tfx_pipeline import testing
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 MAX_SUPPORT = 2
 TRAIN = [(7, "x", 10, 1, 20.0, 1990), (7, "y", 20, 0, 22.0, 2000), (7, "x", 30, 1, 24.0, 1995),
          (8, "y", 5, 1, 40.0, 2010)]

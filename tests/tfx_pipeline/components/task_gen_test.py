@@ -153,6 +153,7 @@ def test_transforms_survive_pickling():
     assert restored._settings == SETTINGS
 
 
+@pytest.mark.slow
 def test_beam_pipeline_writes_tasks_and_statistics(tmp_path):
   # a: 4 training interactions and 1 later; b: 1 training interaction (no training task);
   # c: only later interactions (cold start in eval).
@@ -191,6 +192,7 @@ def test_ties_are_ordered_by_item_not_by_arrival():
     assert _items(task, SUPPORT) == [1, 2] and _items(task, QUERY) == [3, 9]
 
 
+@pytest.mark.slow
 def test_rerun_on_the_same_examples_writes_the_same_records(tmp_path):
   """Idempotence: same records (as a set) and same statistics, whatever the arrival order."""
   rng = np.random.default_rng(0)
@@ -214,6 +216,7 @@ def test_rerun_on_the_same_examples_writes_the_same_records(tmp_path):
     assert a.read() == b.read()
 
 
+@pytest.mark.slow
 def test_portable_runner_writes_what_the_direct_runner_writes(tmp_path):
   """The runner path of Flink and Spark (Fn API, pickled transforms) gives the same tasks."""
   train = [(f"m{i % 5}", i, 10 * i, float(i % 2)) for i in range(1, 21)]

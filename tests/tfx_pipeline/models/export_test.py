@@ -9,6 +9,9 @@ from limaml_keras import serving_contract
 from tfx_pipeline.models import export
 from tfx_pipeline import testing
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 RAW_SPEC = {k: v for k, v in testing.RAW_FEATURE_SPEC.items() if k not in ("label", "timestamp")}
 
 

@@ -17,6 +17,9 @@ from tfx_pipeline.models import export
 from tfx_pipeline.models import personalized_model as pm
 from tfx_pipeline import testing
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 EMBEDDING_DIM = testing.EMBEDDING_DIM
 MEMBERS = list(testing.MEMBERS)
 # Requests: members 7, 8, then 9 (not in the table), each on two items.

@@ -12,6 +12,9 @@ from limaml_keras import schema
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline import testing
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 # Context has no column: its features are [N, 0]. member_id is INT, as ExampleGen
 # infers for numeric-looking ids (MovieLens); gender may be missing, so it is sparse.
 SPEC = schema.FeatureSpec(member_numeric=("age",), member_categorical=("gender",),

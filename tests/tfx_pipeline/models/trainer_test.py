@@ -83,6 +83,7 @@ def test_training_resumes_mid_epoch_and_matches_an_uninterrupted_run(tmp_path, t
   np.testing.assert_allclose(resumed.adapt(batch), uninterrupted.adapt(batch), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_epochs_are_shuffled_by_seed_and_epoch_only(train_files):
   task_format = task_records.infer_format(train_files)
 
@@ -100,6 +101,7 @@ def test_epochs_are_shuffled_by_seed_and_epoch_only(train_files):
                                           start_epoch=3))
 
 
+@pytest.mark.slow
 def test_epochs_do_not_depend_on_the_record_order_in_the_files(train_files, tmp_path):
   # A rerun of TaskGen writes the same records in another order, over other shards.
   records = list(tf.data.TFRecordDataset(train_files, compression_type="GZIP").as_numpy_iterator())
@@ -142,6 +144,7 @@ def _scalar_tags(log_dir):
   return tags
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", [CONFIG.replace(learn_inner_lr=True), CONFIG.baseline()],
                          ids=["limaml", "global"])
 def test_training_writes_tensorboard_scalars_per_epoch(tmp_path, train_files, config):

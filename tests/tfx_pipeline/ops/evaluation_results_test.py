@@ -25,6 +25,9 @@ from tfx_pipeline.components import activity_slices
 from tfx_pipeline.components import evaluation_config
 from tfx_pipeline.ops import evaluation_results
 
+# Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 BUCKETS = ("0", "1-5", ">20")  # "6-20" has no example: an empty row in the table.
 MEMBERS, PER_MEMBER = 60, 12
 
