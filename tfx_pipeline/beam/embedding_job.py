@@ -41,6 +41,7 @@ job has succeeded: a failed run leaves no partial output.
 All records of one run must share padded lengths (one TaskGen split).
 """
 
+from concurrent import futures
 import contextlib
 import functools
 import json
@@ -86,6 +87,7 @@ TFRECORD_SUFFIX = ".tfrecord.gz"
 #: Spill files of the shuffle by shard, inside the staging directory (removed before publishing).
 SPILL_DIR = ".spill"
 _READ_BATCH = 4096  # Task records per `tf.data` batch when reading and counting.
+_ADAPT_THREADS = 2  # `adapt` calls in flight per worker.
 PARQUET_SUFFIX = ".parquet"
 
 PARQUET_SCHEMA = pa.schema([
@@ -369,10 +371,19 @@ class AdaptFn(beam.DoFn):
   def setup(self):
     self._loaded, self._adapt = load_adapt(self._model_dir)
 
-  def adapt_batch(self, parsed: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """Member columns -> columns `meta_embedding`, `support_size`, `as_of_timestamp`."""
+  def _embeddings(self, parsed: Mapping[str, np.ndarray]) -> np.ndarray:
     inputs = {key: tf.constant(value) for key, value in adapt_inputs(parsed).items()}
-    embeddings = self._adapt(**inputs)[tensor_layout.META_EMBEDDING].numpy()
+    return self._adapt(**inputs)[tensor_layout.META_EMBEDDING].numpy()
+
+  def adapt_batch(self, parsed: Mapping[str, np.ndarray],
+                  embeddings: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    """Member columns -> columns `meta_embedding`, `support_size`, `as_of_timestamp`.
+
+    Counts the members (call it on the bundle's thread: Beam counters are
+    per thread); `embeddings`, when given, are the batch's, already adapted.
+    """
+    if embeddings is None:
+      embeddings = self._embeddings(parsed)
     sizes = np.asarray(parsed[task_records.SUPPORT_SIZE])
     self._counters[MEMBERS].inc(len(sizes))
     self._counters[EMPTY_SUPPORTS].inc(int((sizes == 0).sum()))
@@ -393,10 +404,16 @@ class AdaptFn(beam.DoFn):
     if len(duplicated):
       raise ValueError(f"member {ids[duplicated[0]].decode(errors='replace')!r} appears in more "
                        "than one input record; every member must have exactly one support set")
-    parts = [self.adapt_batch({key: value[rows] for key, value in members.items()})
-             for rows in (order[start:start + self._batch_size]
-                          for start in range(0, len(order), self._batch_size))]
+    batches = [{key: value[order[start:start + self._batch_size]]
+                for key, value in members.items()}
+               for start in range(0, len(order), self._batch_size)]
     del members
+    # `adapt` calls of a few batches at once: TF runs one call's small ops mostly
+    # on one core and releases the GIL, so they overlap.
+    with futures.ThreadPoolExecutor(_ADAPT_THREADS) as pool:
+      parts = [self.adapt_batch(batch, embeddings)
+               for batch, embeddings in zip(batches, pool.map(self._embeddings, batches))]
+    del batches
     if parts:
       columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     else:
