@@ -88,6 +88,7 @@ TFRECORD_SUFFIX = ".tfrecord.gz"
 SPILL_DIR = ".spill"
 _READ_BATCH = 4096  # Task records per `tf.data` batch when reading and counting.
 _ADAPT_THREADS = 2  # `adapt` calls in flight per worker.
+_READ_PARALLELISM = 2  # Parsed batches in flight (and prefetched) per file read.
 PARQUET_SUFFIX = ".parquet"
 
 PARQUET_SCHEMA = pa.schema([
@@ -298,6 +299,10 @@ class _SpillFn(beam.DoFn):
     self._writers = {}
 
   def process(self, columns: Mapping[str, np.ndarray], members: int) -> Iterator:
+    self._spill(columns, members)
+    return iter(())
+
+  def _spill(self, columns: Mapping[str, np.ndarray], members: int) -> None:
     num_shards = num_shards_for(members, self._rows_per_shard)
     shards = _member_hashes(columns[task_records.MEMBER_KEY]) % num_shards
     order = np.argsort(shards, kind="stable")
@@ -306,7 +311,6 @@ class _SpillFn(beam.DoFn):
         piece = {key: value[rows] for key, value in columns.items()}
         self._writer(int(shards[rows[0]]), num_shards).write(
             pickle.dumps(piece, protocol=pickle.HIGHEST_PROTOCOL))
-    return iter(())
 
   def _writer(self, shard: int, num_shards: int):
     if (shard, num_shards) not in self._writers:
@@ -426,15 +430,21 @@ class AdaptFn(beam.DoFn):
     yield len(ids)
 
 
-def count_members(members: beam.PCollection) -> beam.PCollection:
-  """The number of members in batches of member columns (a singleton PCollection)."""
-  return (members
-          | "BatchSizes" >> beam.Map(lambda columns: len(columns[task_records.MEMBER_KEY]))
-          | "CountMembers" >> beam.CombineGlobally(sum))
+def _adapt_and_write(spilled: beam.PCollection, count: beam.PCollection, model_dir: str,
+                     directory: str, model_version: str, batch_size: int, rows_per_shard: int,
+                     count_truncated: bool) -> None:
+  """`((shard, num_shards), spill file)` pairs -> the output shards (see `write_embeddings`)."""
+  # One marker per shard, so that a shard no member hashes to is still written (empty).
+  markers = count | "ShardMarkers" >> beam.FlatMap(_shard_markers, rows_per_shard)
+  _ = ((spilled, markers)
+       | "AllShards" >> beam.Flatten()
+       | "GroupByShard" >> beam.GroupByKey()
+       | "AdaptAndWrite" >> beam.ParDo(AdaptFn(model_dir, directory, model_version, batch_size,
+                                               count_truncated)))
 
 
-def write_embeddings(members: beam.PCollection, count: beam.PCollection, model_dir: str,
-                     directory: str, model_version: str, batch_size: int = 256,
+def write_embeddings(members: beam.PCollection, model_dir: str, directory: str,
+                     model_version: str, batch_size: int = 256,
                      rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
                      count_truncated: bool = True) -> None:
   """Adapts members and writes the sorted output shards into `directory`.
@@ -442,13 +452,14 @@ def write_embeddings(members: beam.PCollection, count: beam.PCollection, model_d
   Members travel in batches of numpy columns (`member_columns`), so the Beam
   work per member stays small, and are grouped by output shard through spill
   files under `directory/SPILL_DIR` (`_SpillFn`; `run_pipeline` removes the
-  folder): the shuffle carries file names, not records.
+  folder): the shuffle carries file names, not records. The spill step waits
+  for the member count (a side input), so a runner that runs one stage at a
+  time holds `members` until it is known; task-record files avoid that
+  (`build_embedding_pipeline`).
 
   Args:
     members: batches of member columns, one row per member; records of one
       padded format.
-    count: the number of members (a singleton PCollection; `count_members`,
-      or a count computed beside the batches so they need not wait for it).
     model_dir: the SavedModel (with an `adapt` signature).
     directory: receives the output files (use `staged_output`).
     model_version: stored with every row.
@@ -457,16 +468,14 @@ def write_embeddings(members: beam.PCollection, count: beam.PCollection, model_d
       worker's memory: a shard's members are sorted in memory).
     count_truncated: see `AdaptFn`.
   """
+  count = (members
+           | "BatchSizes" >> beam.Map(lambda columns: len(columns[task_records.MEMBER_KEY]))
+           | "CountMembers" >> beam.CombineGlobally(sum))
   spilled = members | "SpillByShard" >> beam.ParDo(
       _SpillFn(os.path.join(directory, SPILL_DIR), rows_per_shard),
       beam.pvalue.AsSingleton(count))
-  # One marker per shard, so that a shard no member hashes to is still written (empty).
-  markers = count | "ShardMarkers" >> beam.FlatMap(_shard_markers, rows_per_shard)
-  _ = ((spilled, markers)
-       | "AllShards" >> beam.Flatten()
-       | "GroupByShard" >> beam.GroupByKey()
-       | "AdaptAndWrite" >> beam.ParDo(AdaptFn(model_dir, directory, model_version, batch_size,
-                                               count_truncated)))
+  _adapt_and_write(spilled, count, model_dir, directory, model_version, batch_size,
+                   rows_per_shard, count_truncated)
 
 
 def _first_record(path: str) -> Optional[bytes]:
@@ -481,19 +490,31 @@ def count_records(path: str) -> int:
   return int(sum(batches.map(tf.size).as_numpy_iterator()))
 
 
-class _ReadMembersFn(beam.DoFn):
-  """A gzipped task-record file -> batches of member columns (`tf.data`, parsed in parallel)."""
+def read_member_columns(path: str) -> Iterator[Dict[str, np.ndarray]]:
+  """A gzipped task-record file -> batches of member columns (`tf.data`, parsed in parallel).
 
-  def process(self, path: str) -> Iterator[Dict[str, np.ndarray]]:
-    first = _first_record(path)
-    if first is None:
-      return
-    task_format = task_records.format_of(first)
-    records = tf.data.TFRecordDataset(path, compression_type="GZIP").batch(_READ_BATCH).map(
-        _parser(task_format, _has_timestamp(first)), num_parallel_calls=tf.data.AUTOTUNE)
-    with _format_errors(task_format):
-      for parsed in records.prefetch(tf.data.AUTOTUNE):
-        yield {key: value.numpy() for key, value in parsed.items()}
+  Raises:
+    ValueError: the file's records have different padded lengths.
+  """
+  first = _first_record(path)
+  if first is None:
+    return
+  task_format = task_records.format_of(first)
+  records = tf.data.TFRecordDataset(path, compression_type="GZIP").batch(_READ_BATCH).map(
+      _parser(task_format, _has_timestamp(first)), num_parallel_calls=_READ_PARALLELISM)
+  with _format_errors(task_format):
+    # A fixed prefetch: an autotuned buffer grows with the file, and with it the memory.
+    for parsed in records.prefetch(_READ_PARALLELISM):
+      yield {key: value.numpy() for key, value in parsed.items()}
+
+
+class _ReadAndSpillFn(_SpillFn):
+  """A task-record file -> its members in the bundle's spill files (see `_SpillFn`)."""
+
+  def process(self, path: str, members: int) -> Iterator:
+    for columns in read_member_columns(path):
+      self._spill(columns, members)
+    return iter(())
 
 
 def build_embedding_pipeline(pipeline: beam.Pipeline, model_dir: str,
@@ -503,9 +524,9 @@ def build_embedding_pipeline(pipeline: beam.Pipeline, model_dir: str,
   """Adds the meta-embeddings transforms over task-record files to `pipeline`.
 
   A file is read by one worker (TaskGen writes several), once to count its
-  records and once to parse them a `tf.data` batch at a time; counting first
-  lets the parsed batches stream into the spill files instead of waiting,
-  all in memory, for the member count.
+  records and once to parse them a `tf.data` batch at a time straight into
+  the spill files: counting first lets the members stream instead of
+  waiting, all in memory, for the member count.
 
   Args:
     pipeline: the Beam pipeline.
@@ -522,9 +543,11 @@ def build_embedding_pipeline(pipeline: beam.Pipeline, model_dir: str,
   count = (files
            | "CountRecords" >> beam.Map(count_records)
            | "CountMembers" >> beam.CombineGlobally(sum))
-  members = files | "ReadMembers" >> beam.ParDo(_ReadMembersFn())
-  write_embeddings(members, count, model_dir, directory, model_version, batch_size,
-                   rows_per_shard)
+  spilled = files | "ReadAndSpill" >> beam.ParDo(
+      _ReadAndSpillFn(os.path.join(directory, SPILL_DIR), rows_per_shard),
+      beam.pvalue.AsSingleton(count))
+  _adapt_and_write(spilled, count, model_dir, directory, model_version, batch_size,
+                   rows_per_shard, count_truncated=True)
 
 
 def _counters(result) -> Dict[str, int]:

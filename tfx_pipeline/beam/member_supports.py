@@ -424,9 +424,8 @@ def build_interactions_pipeline(pipeline: beam.Pipeline, interactions: beam.PCol
                                                     max_batch_size=max(batch_size, 1024))
              | "ParseMembers" >> beam.Map(
                  lambda batch: embedding_job.member_columns([record for _, record in batch])))
-  embedding_job.write_embeddings(members, embedding_job.count_members(members), model_dir,
-                                 directory, model_version, batch_size, rows_per_shard,
-                                 count_truncated=False)
+  embedding_job.write_embeddings(members, model_dir, directory, model_version, batch_size,
+                                 rows_per_shard, count_truncated=False)
 
 
 def _run(source, model_dir, output_dir, model_version, max_support, beam_args, batch_size,
