@@ -89,6 +89,7 @@ SPILL_DIR = ".spill"
 _READ_BATCH = 4096  # Task records per `tf.data` batch when reading and counting.
 _ADAPT_THREADS = 2  # `adapt` calls in flight per worker.
 _READ_PARALLELISM = 2  # Parsed batches in flight (and prefetched) per file read.
+_READ_BUFFER_BYTES = 8 << 20  # Read-ahead of a task-record file (TF's default, 256 KiB, is slow).
 PARQUET_SUFFIX = ".parquet"
 
 PARQUET_SCHEMA = pa.schema([
@@ -478,15 +479,19 @@ def write_embeddings(members: beam.PCollection, model_dir: str, directory: str,
                    rows_per_shard, count_truncated)
 
 
+def _records(path: str) -> tf.data.Dataset:
+  return tf.data.TFRecordDataset(path, compression_type="GZIP", buffer_size=_READ_BUFFER_BYTES)
+
+
 def _first_record(path: str) -> Optional[bytes]:
-  for record in tf.data.TFRecordDataset(path, compression_type="GZIP").take(1):
+  for record in _records(path).take(1):
     return record.numpy()
   return None
 
 
 def count_records(path: str) -> int:
   """The number of records in a gzipped TFRecord file."""
-  batches = tf.data.TFRecordDataset(path, compression_type="GZIP").batch(_READ_BATCH)
+  batches = _records(path).batch(_READ_BATCH)
   return int(sum(batches.map(tf.size).as_numpy_iterator()))
 
 
@@ -500,7 +505,7 @@ def read_member_columns(path: str) -> Iterator[Dict[str, np.ndarray]]:
   if first is None:
     return
   task_format = task_records.format_of(first)
-  records = tf.data.TFRecordDataset(path, compression_type="GZIP").batch(_READ_BATCH).map(
+  records = _records(path).batch(_READ_BATCH).map(
       _parser(task_format, _has_timestamp(first)), num_parallel_calls=_READ_PARALLELISM)
   with _format_errors(task_format):
     # A fixed prefetch: an autotuned buffer grows with the file, and with it the memory.
