@@ -346,7 +346,7 @@ def _read_spilled(paths: Sequence[str]) -> Dict[str, np.ndarray]:
 
 
 class AdaptFn(beam.DoFn):
-  """One shard's spill files -> its sorted output files.
+  """One shard's spill files -> its sorted output files (written by the end of the bundle).
 
   The shard's members are sorted by id and cut into batches of `batch_size`
   in that order, so batch composition, and with it every float of the output,
@@ -371,10 +371,32 @@ class AdaptFn(beam.DoFn):
     self._count_truncated = count_truncated
     self._loaded = None
     self._adapt = None
+    self._writer = None  # Set up per worker: a thread writing shards.
+    self._writing = None  # The future of the shard being written.
     self._counters = {name: beam_metric.Metrics.counter(NAMESPACE, name) for name in COUNTERS}
 
   def setup(self):
     self._loaded, self._adapt = load_adapt(self._model_dir)
+    self._writer = futures.ThreadPoolExecutor(1)
+
+  def _write(self, shard: int, num_shards: int, columns: Mapping[str, np.ndarray],
+             spill_files: Sequence[str]) -> None:
+    write_shard(self._directory, shard, num_shards, columns, self._model_version)
+    for path in spill_files:
+      tf.io.gfile.remove(path)
+
+  def _wait_for_write(self) -> None:
+    """Waits for the shard being written (raising its error, if any)."""
+    if self._writing is not None:
+      writing, self._writing = self._writing, None
+      writing.result()
+
+  def finish_bundle(self):
+    self._wait_for_write()
+
+  def teardown(self):
+    if self._writer is not None:
+      self._writer.shutdown()
 
   def _embeddings(self, parsed: Mapping[str, np.ndarray]) -> np.ndarray:
     inputs = {key: tf.constant(value) for key, value in adapt_inputs(parsed).items()}
@@ -425,9 +447,9 @@ class AdaptFn(beam.DoFn):
       columns = {tensor_layout.META_EMBEDDING: np.zeros([0, 0], np.float32),
                  SUPPORT_SIZE: np.zeros([0], np.int64), AS_OF_TIMESTAMP: np.zeros([0], np.int64)}
     columns[MEMBER_ID] = ids
-    write_shard(self._directory, shard, num_shards, columns, self._model_version)
-    for path in paths:
-      tf.io.gfile.remove(path)
+    # Written by a second thread while the next shard is adapted (one shard at a time).
+    self._wait_for_write()
+    self._writing = self._writer.submit(self._write, shard, num_shards, columns, paths)
     yield len(ids)
 
 
