@@ -213,6 +213,8 @@ def to_examples(columns: Mapping[str, object], model_version: str) -> List[bytes
   """
   ids = [m.encode() if isinstance(m, str) else m for m in columns[MEMBER_ID]]
   rows = len(ids)
+  if not rows:
+    return []
   return example_rows.encode({
       MEMBER_ID: (example_rows.BYTES, ids),
       tensor_layout.META_EMBEDDING: (
@@ -261,7 +263,7 @@ def write_shard(directory: str, shard: int, num_shards: int, columns: Mapping[st
   `member_id` holds UTF-8 `bytes`.
   """
   ids = list(columns[MEMBER_ID])
-  embeddings = np.asarray(columns[tensor_layout.META_EMBEDDING], np.float32).reshape(len(ids), -1)
+  embeddings = np.asarray(columns[tensor_layout.META_EMBEDDING], np.float32)  # [rows, d]
   path = os.path.join(directory, shard_name(shard, num_shards, TFRECORD_SUFFIX))
   with tf.io.TFRecordWriter(path, "GZIP") as writer:
     for example in to_examples(columns, model_version):
