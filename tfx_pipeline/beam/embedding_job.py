@@ -381,12 +381,6 @@ class AdaptFn(beam.DoFn):
     self._loaded, self._adapt = load_adapt(self._model_dir)
     self._writer = futures.ThreadPoolExecutor(1)
 
-  def _write(self, shard: int, num_shards: int, columns: Mapping[str, np.ndarray],
-             spill_files: Sequence[str]) -> None:
-    write_shard(self._directory, shard, num_shards, columns, self._model_version)
-    for path in spill_files:
-      tf.io.gfile.remove(path)
-
   def _wait_for_write(self) -> None:
     """Waits for the shard being written (raising its error, if any)."""
     if self._writing is not None:
@@ -451,7 +445,9 @@ class AdaptFn(beam.DoFn):
     columns[MEMBER_ID] = ids
     # Written by a second thread while the next shard is adapted (one shard at a time).
     self._wait_for_write()
-    self._writing = self._writer.submit(self._write, shard, num_shards, columns, paths)
+    # The spill files stay (a retried bundle reads them again); `run_pipeline` removes them.
+    self._writing = self._writer.submit(write_shard, self._directory, shard, num_shards, columns,
+                                        self._model_version)
     yield len(ids)
 
 
