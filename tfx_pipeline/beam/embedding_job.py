@@ -21,27 +21,33 @@ plus `counters.json`. Beam counters (namespace `NAMESPACE`): `members`,
 lost older interactions to the cap; for TaskGen records: supports at the
 padded cap).
 
-Streaming and deterministic output: members travel in batches of
-`(member_id, record)` pairs; each member's record goes to shard
-`crc32(member_id) % num_shards`, where `num_shards = ceil(members /
-rows_per_shard)` comes from a global count (a side input), so no worker holds
-more than about `rows_per_shard` records. A shard's members are sorted by id,
-adapted in batches of `batch_size` in that order and written sorted, so the
-same inputs and settings give byte-identical files
-(`meta_embeddings-SSSSS-of-NNNNN.{tfrecord.gz,parquet}`) whatever the input
-order or the runner's bundling (batch composition changes floats in the last
-bits, so it must not depend on them). Everything is written into a hidden
-staging directory beside the output and renamed into place when the job has
-succeeded: a failed run leaves no partial output.
+Streaming and deterministic output: members travel in batches of numpy
+columns (records parsed a `tf.data` batch at a time). Each member goes to
+shard `crc32(member_id) % num_shards`, where `num_shards = ceil(members /
+rows_per_shard)` comes from a global count (a side input; for task-record
+files a first, cheap pass that only counts records). The shuffle by shard
+moves spill files, not records: each bundle appends its members to one spill
+file per shard in the staging directory and the GroupByKey carries the file
+names, so no worker, and no runner's shuffle (the DirectRunner keeps a
+shuffle's input in memory), holds more than about `rows_per_shard` members.
+A shard's members are sorted by id, adapted in batches of `batch_size` in that
+order and written sorted, so the same inputs and settings give byte-identical
+files (`meta_embeddings-SSSSS-of-NNNNN.{tfrecord.gz,parquet}`) whatever the
+input order or the runner's bundling (batch composition changes floats in the
+last bits, so it must not depend on them). Everything is written into a
+hidden staging directory beside the output and renamed into place when the
+job has succeeded: a failed run leaves no partial output.
 
 All records of one run must share padded lengths (one TaskGen split).
 """
 
+from concurrent import futures
 import contextlib
 import functools
 import json
 import math
 import os
+import pickle
 import uuid
 import zlib
 from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -49,6 +55,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, 
 import apache_beam as beam
 from apache_beam.metrics import metric as beam_metric
 from apache_beam.options import pipeline_options
+from apache_beam.transforms import window
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -56,6 +63,7 @@ import tensorflow as tf
 
 from limaml_keras import tensor_layout
 from limaml_keras import serving_contract
+from tfx_pipeline.beam import example_rows
 from tfx_pipeline.components import task_records
 
 NAMESPACE = "limaml_meta_embeddings"
@@ -76,6 +84,12 @@ COUNTERS_FILE = "counters.json"
 #: Rows per output shard, about (bounds the rows one writer holds).
 DEFAULT_ROWS_PER_SHARD = 50_000
 TFRECORD_SUFFIX = ".tfrecord.gz"
+#: Spill files of the shuffle by shard, inside the staging directory (removed before publishing).
+SPILL_DIR = ".spill"
+_READ_BATCH = 4096  # Task records per `tf.data` batch when reading and counting.
+_ADAPT_THREADS = 2  # `adapt` calls in flight per worker.
+_READ_PARALLELISM = 2  # Parsed batches in flight (and prefetched) per file read.
+_READ_BUFFER_BYTES = 8 << 20  # Read-ahead of a task-record file (TF's default, 256 KiB, is slow).
 PARQUET_SUFFIX = ".parquet"
 
 PARQUET_SCHEMA = pa.schema([
@@ -169,6 +183,11 @@ def parse_members(serialized: Sequence[bytes]) -> Dict[str, tf.Tensor]:
     return parse(tf.constant(list(serialized)))
 
 
+def member_columns(serialized: Sequence[bytes]) -> Dict[str, np.ndarray]:
+  """`parse_members` as numpy columns (`member_key`: an object array of `bytes`)."""
+  return {key: value.numpy() for key, value in parse_members(serialized).items()}
+
+
 def adapt_inputs(parsed: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   """The `adapt` signature's keyword arguments from `parse_members` output."""
   keys = [tensor_layout.MEMBER_FEATURES] + [tensor_layout.side_key(tensor_layout.SUPPORT, name)
@@ -176,65 +195,49 @@ def adapt_inputs(parsed: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   return {key: parsed[key] for key in keys}
 
 
-def _as_of(parsed: Mapping[str, tf.Tensor]) -> np.ndarray:
+def _as_of(parsed: Mapping[str, object]) -> np.ndarray:
   """Latest real support timestamp per member; 0 without timestamps or support."""
-  sizes = parsed[task_records.SUPPORT_SIZE].numpy()
+  sizes = np.asarray(parsed[task_records.SUPPORT_SIZE])
   if SUPPORT_TIMESTAMP not in parsed:
     return np.zeros_like(sizes)
-  mask = parsed[tensor_layout.side_key(tensor_layout.SUPPORT, tensor_layout.MASK)].numpy() > 0
-  return np.where(mask, parsed[SUPPORT_TIMESTAMP].numpy(), 0).max(axis=1)
+  mask = np.asarray(parsed[tensor_layout.side_key(tensor_layout.SUPPORT, tensor_layout.MASK)]) > 0
+  return np.where(mask, np.asarray(parsed[SUPPORT_TIMESTAMP]), 0).max(axis=1)
 
 
+def to_examples(columns: Mapping[str, object], model_version: str) -> List[bytes]:
+  """Output rows (columns of `PARQUET_SCHEMA` but the version) as serialized `tf.train.Example`s.
 
-_ONE_BYTE = tuple(bytes([b]) for b in range(0x80))
-
-
-def _varint(value: int) -> bytes:
-  if 0 <= value < 0x80:
-    return _ONE_BYTE[value]  # Lengths and tags: by far the most common case.
-  value &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negatives.
-  out = bytearray()
-  while value > 0x7F:
-    out.append((value & 0x7F) | 0x80)
-    value >>= 7
-  out.append(value)
-  return bytes(out)
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-  return b"".join((_ONE_BYTE[field << 3 | 2], _varint(len(payload)), payload))
-
-
-def _feature_entry(key: bytes, kind: int, payload: bytes) -> bytes:
-  """A `Features.feature` map entry of one list: `kind` 1 bytes (`payload`: the one value),
-  2 float or 3 int64 (`payload`: the packed values; omitted when empty, as protobuf does)."""
-  value_list = _length_delimited(1, payload) if payload or kind == 1 else b""
-  return _length_delimited(1, _length_delimited(1, key) +
-                           _length_delimited(2, _length_delimited(kind, value_list)))
+  Byte for byte what `Example.SerializeToString(deterministic=True)` gives
+  (map entries sorted by key, so reruns are byte-identical), encoded for all
+  rows at once (`example_rows`). `member_id` holds `bytes` (UTF-8) or `str`.
+  """
+  ids = [m.encode() if isinstance(m, str) else m for m in columns[MEMBER_ID]]
+  rows = len(ids)
+  if not rows:
+    return []
+  return example_rows.encode({
+      MEMBER_ID: (example_rows.BYTES, ids),
+      tensor_layout.META_EMBEDDING: (
+          example_rows.FLOAT,
+          np.asarray(columns[tensor_layout.META_EMBEDDING], np.float32).reshape(rows, -1)),
+      SUPPORT_SIZE: (example_rows.INT64, np.asarray(columns[SUPPORT_SIZE], np.int64)),
+      AS_OF_TIMESTAMP: (example_rows.INT64, np.asarray(columns[AS_OF_TIMESTAMP], np.int64)),
+      MODEL_VERSION: (example_rows.BYTES, [model_version.encode()] * rows)}, rows)
 
 
 def to_example(row: Mapping[str, object]) -> bytes:
-  """One output row as a serialized `tf.train.Example`.
+  """One output row (`member_id` a `str`, the model version included) as `to_examples` encodes it."""
+  columns = {key: [value] for key, value in row.items() if key != MODEL_VERSION}
+  return to_examples(columns, row[MODEL_VERSION])[0]
 
-  Encoded directly in the protobuf wire format, byte for byte what
-  `Example.SerializeToString(deterministic=True)` gives (map entries sorted
-  by key, so reruns are byte-identical), at a fraction of the cost of
-  building the message (tested against it).
-  """
-  embedding = np.asarray(row[tensor_layout.META_EMBEDDING], "<f4").tobytes()
-  entries = (
-      _feature_entry(AS_OF_TIMESTAMP.encode(), 3, _varint(int(row[AS_OF_TIMESTAMP]))),
-      _feature_entry(MEMBER_ID.encode(), 1, row[MEMBER_ID].encode()),
-      _feature_entry(tensor_layout.META_EMBEDDING.encode(), 2, embedding),
-      _feature_entry(MODEL_VERSION.encode(), 1, row[MODEL_VERSION].encode()),
-      _feature_entry(SUPPORT_SIZE.encode(), 3, _varint(int(row[SUPPORT_SIZE]))),
-  )
-  return _length_delimited(1, b"".join(entries))
+
+def _member_hashes(member_ids: Sequence[bytes]) -> np.ndarray:
+  return np.fromiter((zlib.crc32(m) for m in member_ids), np.int64, len(member_ids))
 
 
 def shard_of(member_id: str, num_shards: int) -> int:
   """The output shard of a member: a hash stable across processes and runs."""
-  return zlib.crc32(member_id.encode()) % num_shards
+  return int(_member_hashes([member_id.encode()])[0] % num_shards)
 
 
 def num_shards_for(members: int, rows_per_shard: int) -> int:
@@ -247,36 +250,27 @@ def shard_name(shard: int, num_shards: int, suffix: str) -> str:
   return f"{OUTPUT_NAME}-{shard:05d}-of-{num_shards:05d}{suffix}"
 
 
-def _split_by_shard(batch: Sequence[Tuple[str, bytes]], members: int, rows_per_shard: int):
-  """A batch of `(member_id, record)` pairs -> one `((shard, num_shards), pairs)` per shard."""
-  num_shards = num_shards_for(members, rows_per_shard)
-  by_shard = {}
-  for member in batch:
-    by_shard.setdefault(shard_of(member[0], num_shards), []).append(member)
-  for shard, pairs in sorted(by_shard.items()):
-    yield (shard, num_shards), pairs
-
-
 def _shard_markers(members: int, rows_per_shard: int):
+  """One `((shard, num_shards), "")` per shard (no spill file), so every shard is written."""
   num_shards = num_shards_for(members, rows_per_shard)
-  return [((shard, num_shards), []) for shard in range(num_shards)] if members else []
+  return [((shard, num_shards), "") for shard in range(num_shards)] if members else []
 
 
 def write_shard(directory: str, shard: int, num_shards: int, columns: Mapping[str, np.ndarray],
                 model_version: str) -> None:
-  """Writes one shard's rows (columns of `PARQUET_SCHEMA` but the version) as TFRecord + Parquet."""
-  ids = columns[MEMBER_ID]
-  embeddings = columns[tensor_layout.META_EMBEDDING]
+  """Writes one shard's rows (columns of `PARQUET_SCHEMA` but the version) as TFRecord + Parquet.
+
+  `member_id` holds UTF-8 `bytes`.
+  """
+  ids = list(columns[MEMBER_ID])
+  embeddings = np.asarray(columns[tensor_layout.META_EMBEDDING], np.float32)  # [rows, d]
   path = os.path.join(directory, shard_name(shard, num_shards, TFRECORD_SUFFIX))
   with tf.io.TFRecordWriter(path, "GZIP") as writer:
-    for member, embedding, size, as_of in zip(ids, embeddings, columns[SUPPORT_SIZE],
-                                              columns[AS_OF_TIMESTAMP]):
-      writer.write(to_example({MEMBER_ID: member, tensor_layout.META_EMBEDDING: embedding,
-                               SUPPORT_SIZE: int(size), AS_OF_TIMESTAMP: int(as_of),
-                               MODEL_VERSION: model_version}))
+    for example in to_examples(columns, model_version):
+      writer.write(example)
   offsets = np.arange(len(ids) + 1, dtype=np.int32) * embeddings.shape[1]
   table = pa.table({
-      MEMBER_ID: pa.array(list(ids), pa.string()),
+      MEMBER_ID: pa.array(ids, pa.binary()).cast(pa.string()),
       tensor_layout.META_EMBEDDING: pa.ListArray.from_arrays(offsets, embeddings.reshape(-1)),
       SUPPORT_SIZE: pa.array(columns[SUPPORT_SIZE], pa.int64()),
       AS_OF_TIMESTAMP: pa.array(columns[AS_OF_TIMESTAMP], pa.int64()),
@@ -288,8 +282,73 @@ def write_shard(directory: str, shard: int, num_shards: int, columns: Mapping[st
     f.write(buffer.getvalue().to_pybytes())
 
 
+class _SpillFn(beam.DoFn):
+  """Batches of member columns -> spill files, one per output shard and bundle.
+
+  Each batch is cut by shard (`shard_of`) and its pieces appended (pickled
+  columns, as TFRecords) to the bundle's spill file of that shard; at the end
+  of the bundle it emits `((shard, num_shards), spill file)` per file. The
+  shuffle then moves file names only, so no runner holds the members' records
+  in memory (the DirectRunner keeps a shuffle's whole input in memory).
+  """
+
+  def __init__(self, spill_dir: str, rows_per_shard: int):
+    super().__init__()
+    self._spill_dir = spill_dir
+    self._rows_per_shard = rows_per_shard
+    self._writers = {}
+
+  def start_bundle(self):
+    self._writers = {}
+
+  def process(self, columns: Mapping[str, np.ndarray], members: int) -> Iterator:
+    self._spill(columns, members)
+    return iter(())
+
+  def _spill(self, columns: Mapping[str, np.ndarray], members: int) -> None:
+    num_shards = num_shards_for(members, self._rows_per_shard)
+    shards = _member_hashes(columns[task_records.MEMBER_KEY]) % num_shards
+    order = np.argsort(shards, kind="stable")
+    for rows in np.split(order, np.flatnonzero(np.diff(shards[order])) + 1):
+      if len(rows):
+        piece = {key: value[rows] for key, value in columns.items()}
+        self._writer(int(shards[rows[0]]), num_shards).write(
+            pickle.dumps(piece, protocol=pickle.HIGHEST_PROTOCOL))
+
+  def _writer(self, shard: int, num_shards: int):
+    if (shard, num_shards) not in self._writers:
+      tf.io.gfile.makedirs(self._spill_dir)
+      path = os.path.join(self._spill_dir, f"{uuid.uuid4().hex}-{shard:05d}")
+      self._writers[shard, num_shards] = (path, tf.io.TFRecordWriter(path))
+    return self._writers[shard, num_shards][1]
+
+  def finish_bundle(self) -> Iterator:
+    for key, (path, writer) in sorted(self._writers.items()):
+      writer.close()
+      yield window.GlobalWindows.windowed_value((key, path))
+    self._writers = {}
+
+
+def _read_spilled(paths: Sequence[str]) -> Dict[str, np.ndarray]:
+  """The member columns of spill files, concatenated (`{}` without any).
+
+  Raises:
+    ValueError: the pieces have different keys or padded lengths.
+  """
+  pieces = [pickle.loads(blob) for path in paths
+            for blob in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+  if not pieces:
+    return {}
+  layouts = {tuple(sorted((key, value.shape[1:]) for key, value in piece.items()))
+             for piece in pieces}
+  if len(layouts) > 1:
+    raise ValueError("task records of one run must share padded lengths (one TaskGen split); "
+                     f"found members with feature shapes {sorted(map(dict, layouts), key=str)}")
+  return {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0]}
+
+
 class AdaptFn(beam.DoFn):
-  """One shard of `(member_id, task record)` pairs -> its sorted output files.
+  """One shard's spill files -> its sorted output files (written by the end of the bundle).
 
   The shard's members are sorted by id and cut into batches of `batch_size`
   in that order, so batch composition, and with it every float of the output,
@@ -314,18 +373,41 @@ class AdaptFn(beam.DoFn):
     self._count_truncated = count_truncated
     self._loaded = None
     self._adapt = None
+    self._writer = None  # Set up per worker: a thread writing shards.
+    self._writing = None  # The future of the shard being written.
     self._counters = {name: beam_metric.Metrics.counter(NAMESPACE, name) for name in COUNTERS}
 
   def setup(self):
     self._loaded, self._adapt = load_adapt(self._model_dir)
+    self._writer = futures.ThreadPoolExecutor(1)
 
-  def _embedding_dim(self) -> int:
-    return int(self._adapt.structured_outputs[tensor_layout.META_EMBEDDING].shape[-1])
+  def _wait_for_write(self) -> None:
+    """Waits for the shard being written (raising its error, if any)."""
+    if self._writing is not None:
+      writing, self._writing = self._writing, None
+      writing.result()
 
-  def adapt_batch(self, parsed: Mapping[str, tf.Tensor]) -> Dict[str, np.ndarray]:
-    """`parse_members` output -> columns `meta_embedding`, `support_size`, `as_of_timestamp`."""
-    embeddings = self._adapt(**adapt_inputs(parsed))[tensor_layout.META_EMBEDDING].numpy()
-    sizes = parsed[task_records.SUPPORT_SIZE].numpy()
+  def finish_bundle(self):
+    self._wait_for_write()
+
+  def teardown(self):
+    if self._writer is not None:
+      self._writer.shutdown()
+
+  def _embeddings(self, parsed: Mapping[str, np.ndarray]) -> np.ndarray:
+    inputs = {key: tf.constant(value) for key, value in adapt_inputs(parsed).items()}
+    return self._adapt(**inputs)[tensor_layout.META_EMBEDDING].numpy()
+
+  def adapt_batch(self, parsed: Mapping[str, np.ndarray],
+                  embeddings: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    """Member columns -> columns `meta_embedding`, `support_size`, `as_of_timestamp`.
+
+    Counts the members (call it on the bundle's thread: Beam counters are
+    per thread); `embeddings`, when given, are the batch's, already adapted.
+    """
+    if embeddings is None:
+      embeddings = self._embeddings(parsed)
+    sizes = np.asarray(parsed[task_records.SUPPORT_SIZE])
     self._counters[MEMBERS].inc(len(sizes))
     self._counters[EMPTY_SUPPORTS].inc(int((sizes == 0).sum()))
     if self._count_truncated:
@@ -335,84 +417,129 @@ class AdaptFn(beam.DoFn):
             SUPPORT_SIZE: sizes.astype(np.int64), AS_OF_TIMESTAMP: _as_of(parsed).astype(np.int64)}
 
   def process(self, element) -> Iterator[int]:
-    (shard, num_shards), batches = element
-    members = sorted(m for batch in batches for m in batch)  # `_shard_markers` add [].
-    ids = [member for member, _ in members]
-    duplicated = [a for a, b in zip(ids, ids[1:]) if a == b]
-    if duplicated:
-      raise ValueError(f"member {duplicated[0]!r} appears in more than one input record; "
-                       "every member must have exactly one support set")
-    records = [record for _, record in members]
+    (shard, num_shards), paths = element
+    paths = sorted(path for path in paths if path)  # `_shard_markers` add "".
+    members = _read_spilled(paths)
+    ids = members.get(task_records.MEMBER_KEY, np.zeros([0], object))
+    order = np.array(sorted(range(len(ids)), key=ids.__getitem__), np.int64)
+    ids = ids[order]
+    duplicated = np.flatnonzero(ids[1:] == ids[:-1]) if len(ids) > 1 else []
+    if len(duplicated):
+      raise ValueError(f"member {ids[duplicated[0]].decode(errors='replace')!r} appears in more "
+                       "than one input record; every member must have exactly one support set")
+    batches = [{key: value[order[start:start + self._batch_size]]
+                for key, value in members.items()}
+               for start in range(0, len(order), self._batch_size)]
     del members
-    parts = [self.adapt_batch(parse_members(records[start:start + self._batch_size]))
-             for start in range(0, len(records), self._batch_size)]
+    # `adapt` calls of a few batches at once: TF runs one call's small ops mostly
+    # on one core and releases the GIL, so they overlap.
+    with futures.ThreadPoolExecutor(_ADAPT_THREADS) as pool:
+      parts = [self.adapt_batch(batch, embeddings)
+               for batch, embeddings in zip(batches, pool.map(self._embeddings, batches))]
+    del batches
     if parts:
       columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     else:
-      columns = {tensor_layout.META_EMBEDDING: np.zeros([0, self._embedding_dim()], np.float32),
+      columns = {tensor_layout.META_EMBEDDING: np.zeros([0, 0], np.float32),
                  SUPPORT_SIZE: np.zeros([0], np.int64), AS_OF_TIMESTAMP: np.zeros([0], np.int64)}
     columns[MEMBER_ID] = ids
-    write_shard(self._directory, shard, num_shards, columns, self._model_version)
+    # Written by a second thread while the next shard is adapted (one shard at a time).
+    self._wait_for_write()
+    # The spill files stay (a retried bundle reads them again); `run_pipeline` removes them.
+    self._writing = self._writer.submit(write_shard, self._directory, shard, num_shards, columns,
+                                        self._model_version)
     yield len(ids)
 
 
-def write_embeddings(batches: beam.PCollection, model_dir: str, directory: str,
-                     model_version: str, batch_size: int = 256,
-                     rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-                     count_truncated: bool = True) -> None:
-  """Adapts members and writes the sorted output shards into `directory`.
-
-  Members travel in batches (lists of `(member_id, serialized task record)`
-  pairs), so the Beam work per member stays small.
-
-  Args:
-    batches: lists of pairs, one pair per member; records of one padded format.
-    model_dir: the SavedModel (with an `adapt` signature).
-    directory: receives the output files (use `staged_output`).
-    model_version: stored with every row.
-    batch_size: members per `adapt` call (at most).
-    rows_per_shard: about this many members per output shard (and per
-      worker's memory: a shard's records are sorted in memory).
-    count_truncated: see `AdaptFn`.
-  """
-  count = (batches
-           | "BatchSizes" >> beam.Map(len)
-           | "CountMembers" >> beam.CombineGlobally(sum))
-  keyed = batches | "SplitByShard" >> beam.FlatMap(
-      _split_by_shard, beam.pvalue.AsSingleton(count), rows_per_shard)
+def _adapt_and_write(spilled: beam.PCollection, count: beam.PCollection, model_dir: str,
+                     directory: str, model_version: str, batch_size: int, rows_per_shard: int,
+                     count_truncated: bool) -> None:
+  """`((shard, num_shards), spill file)` pairs -> the output shards (see `write_embeddings`)."""
   # One marker per shard, so that a shard no member hashes to is still written (empty).
   markers = count | "ShardMarkers" >> beam.FlatMap(_shard_markers, rows_per_shard)
-  _ = ((keyed, markers)
+  _ = ((spilled, markers)
        | "AllShards" >> beam.Flatten()
        | "GroupByShard" >> beam.GroupByKey()
        | "AdaptAndWrite" >> beam.ParDo(AdaptFn(model_dir, directory, model_version, batch_size,
                                                count_truncated)))
 
 
-class _ReadMembersFn(beam.DoFn):
-  """A gzipped task-record file -> lists of `(member_id, record)` pairs (`tf.data` batches)."""
+def write_embeddings(members: beam.PCollection, model_dir: str, directory: str,
+                     model_version: str, batch_size: int = 256,
+                     rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
+                     count_truncated: bool = True) -> None:
+  """Adapts members and writes the sorted output shards into `directory`.
 
-  _READ_BATCH = 1024
-  _KEY_SPEC = {task_records.MEMBER_KEY: tf.io.FixedLenFeature([], tf.string)}
+  Members travel in batches of numpy columns (`member_columns`), so the Beam
+  work per member stays small, and are grouped by output shard through spill
+  files under `directory/SPILL_DIR` (`_SpillFn`; `run_pipeline` removes the
+  folder): the shuffle carries file names, not records. The spill step waits
+  for the member count (a side input), so a runner that runs one stage at a
+  time holds `members` until it is known; task-record files avoid that
+  (`build_embedding_pipeline`).
 
-  def process(self, path: str) -> Iterator[List[Tuple[str, bytes]]]:
-    records = tf.data.TFRecordDataset(path, compression_type="GZIP").batch(self._READ_BATCH)
-    for batch in records:
-      keys = tf.io.parse_example(batch, self._KEY_SPEC)[task_records.MEMBER_KEY].numpy()
-      yield [(k.decode(), r) for k, r in zip(keys, batch.numpy())]
-
-
-def read_members(pipeline: beam.Pipeline, files: Sequence[str]) -> beam.PCollection:
-  """Lists of `(member_id, record)` pairs of gzipped task-record files (one worker a file).
-
-  Reading with `tf.data` and parsing only the member keys, a batch at a time,
-  keeps per-record Python work small; TaskGen writes several shard files, so
-  files still spread over workers.
+  Args:
+    members: batches of member columns, one row per member; records of one
+      padded format.
+    model_dir: the SavedModel (with an `adapt` signature).
+    directory: receives the output files (use `staged_output`).
+    model_version: stored with every row.
+    batch_size: members per `adapt` call (at most).
+    rows_per_shard: about this many members per output shard (and per
+      worker's memory: a shard's members are sorted in memory).
+    count_truncated: see `AdaptFn`.
   """
-  return (pipeline
-          | "TaskFiles" >> beam.Create(list(files))
-          | "SpreadFiles" >> beam.Reshuffle()
-          | "ReadMembers" >> beam.ParDo(_ReadMembersFn()))
+  count = (members
+           | "BatchSizes" >> beam.Map(lambda columns: len(columns[task_records.MEMBER_KEY]))
+           | "CountMembers" >> beam.CombineGlobally(sum))
+  spilled = members | "SpillByShard" >> beam.ParDo(
+      _SpillFn(os.path.join(directory, SPILL_DIR), rows_per_shard),
+      beam.pvalue.AsSingleton(count))
+  _adapt_and_write(spilled, count, model_dir, directory, model_version, batch_size,
+                   rows_per_shard, count_truncated)
+
+
+def _records(path: str) -> tf.data.Dataset:
+  return tf.data.TFRecordDataset(path, compression_type="GZIP", buffer_size=_READ_BUFFER_BYTES)
+
+
+def _first_record(path: str) -> Optional[bytes]:
+  for record in _records(path).take(1):
+    return record.numpy()
+  return None
+
+
+def count_records(path: str) -> int:
+  """The number of records in a gzipped TFRecord file."""
+  batches = _records(path).batch(_READ_BATCH)
+  return int(sum(batches.map(tf.size).as_numpy_iterator()))
+
+
+def read_member_columns(path: str) -> Iterator[Dict[str, np.ndarray]]:
+  """A gzipped task-record file -> batches of member columns (`tf.data`, parsed in parallel).
+
+  Raises:
+    ValueError: the file's records have different padded lengths.
+  """
+  first = _first_record(path)
+  if first is None:
+    return
+  task_format = task_records.format_of(first)
+  records = _records(path).batch(_READ_BATCH).map(
+      _parser(task_format, _has_timestamp(first)), num_parallel_calls=_READ_PARALLELISM)
+  with _format_errors(task_format):
+    # A fixed prefetch: an autotuned buffer grows with the file, and with it the memory.
+    for parsed in records.prefetch(_READ_PARALLELISM):
+      yield {key: value.numpy() for key, value in parsed.items()}
+
+
+class _ReadAndSpillFn(_SpillFn):
+  """A task-record file -> its members in the bundle's spill files (see `_SpillFn`)."""
+
+  def process(self, path: str, members: int) -> Iterator:
+    for columns in read_member_columns(path):
+      self._spill(columns, members)
+    return iter(())
 
 
 def build_embedding_pipeline(pipeline: beam.Pipeline, model_dir: str,
@@ -420,6 +547,11 @@ def build_embedding_pipeline(pipeline: beam.Pipeline, model_dir: str,
                              model_version: str, batch_size: int = 256,
                              rows_per_shard: int = DEFAULT_ROWS_PER_SHARD) -> None:
   """Adds the meta-embeddings transforms over task-record files to `pipeline`.
+
+  A file is read by one worker (TaskGen writes several), once to count its
+  records and once to parse them a `tf.data` batch at a time straight into
+  the spill files: counting first lets the members stream instead of
+  waiting, all in memory, for the member count.
 
   Args:
     pipeline: the Beam pipeline.
@@ -430,8 +562,17 @@ def build_embedding_pipeline(pipeline: beam.Pipeline, model_dir: str,
     batch_size: members per `adapt` call (at most).
     rows_per_shard: about this many members per output shard.
   """
-  write_embeddings(read_members(pipeline, task_files), model_dir, directory, model_version,
-                   batch_size, rows_per_shard)
+  files = (pipeline
+           | "TaskFiles" >> beam.Create(list(task_files))
+           | "SpreadFiles" >> beam.Reshuffle())
+  count = (files
+           | "CountRecords" >> beam.Map(count_records)
+           | "CountMembers" >> beam.CombineGlobally(sum))
+  spilled = files | "ReadAndSpill" >> beam.ParDo(
+      _ReadAndSpillFn(os.path.join(directory, SPILL_DIR), rows_per_shard),
+      beam.pvalue.AsSingleton(count))
+  _adapt_and_write(spilled, count, model_dir, directory, model_version, batch_size,
+                   rows_per_shard, count_truncated=True)
 
 
 def _counters(result) -> Dict[str, int]:
@@ -499,6 +640,8 @@ def run_pipeline(pipeline: beam.Pipeline, build: Callable[[beam.Pipeline, str], 
     build(pipeline, stage)
     result = pipeline.run()
     result.wait_until_finish()
+    if tf.io.gfile.exists(os.path.join(stage, SPILL_DIR)):
+      tf.io.gfile.rmtree(os.path.join(stage, SPILL_DIR))
     counts = _counters(result)
     if not counts[MEMBERS]:
       raise ValueError("the embedding job found no member in its input")

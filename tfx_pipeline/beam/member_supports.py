@@ -27,7 +27,7 @@ per-interaction layout (`task_gen.parse_interaction`):
 by timestamp with a combiner (`LatestInteractionsFn`: bounded memory per
 member, no list of all members anywhere) and emits one support-only task
 record per member (`task_records` layout, query side of length 0, plus
-`support_timestamp`), which `embedding_job.AdaptFn` consumes. The member's
+`support_timestamp`), which `embedding_job.write_embeddings` adapts. The member's
 `member_features` are those of their latest interaction (as TaskGen's).
 Ties in time are ordered by the interactions' contents, so the support, and
 the job's output, do not depend on input order.
@@ -419,10 +419,12 @@ def build_interactions_pipeline(pipeline: beam.Pipeline, interactions: beam.PCol
                                 ) -> None:
   """Support records of `interactions` -> the embedding job's output in `directory`."""
   del pipeline  # The interactions are already part of it.
-  batches = (support_records(interactions, max_support)
+  members = (support_records(interactions, max_support)
              | "BatchMembers" >> beam.BatchElements(min_batch_size=batch_size,
-                                                    max_batch_size=max(batch_size, 1024)))
-  embedding_job.write_embeddings(batches, model_dir, directory, model_version, batch_size,
+                                                    max_batch_size=max(batch_size, 1024))
+             | "ParseMembers" >> beam.Map(
+                 lambda batch: embedding_job.member_columns([record for _, record in batch])))
+  embedding_job.write_embeddings(members, model_dir, directory, model_version, batch_size,
                                  rows_per_shard, count_truncated=False)
 
 

@@ -232,9 +232,32 @@ def test_reruns_are_byte_identical_whatever_the_file_layout(job, tmp_path):
                       batch_size=8, rows_per_shard=10)
     sums.append(testing.checksums(output))
   assert sums[0] == sums[1]
+  assert embedding_job.SPILL_DIR not in os.listdir(tmp_path / "out-one")  # Spill files removed.
   assert sorted(sums[0]) == [embedding_job.COUNTERS_FILE] + sorted(
       embedding_job.shard_name(s, 3, suffix) for s in range(3)
       for suffix in (embedding_job.PARQUET_SUFFIX, embedding_job.TFRECORD_SUFFIX))
+
+
+def test_a_file_is_counted_and_read_in_parsed_batches(job, tmp_path):
+  assert embedding_job.count_records(job["tasks"]) == NUM_MEMBERS
+  batches = list(embedding_job.read_member_columns(job["tasks"]))
+  keys = np.concatenate([b[task_records.MEMBER_KEY] for b in batches])
+  assert [k.decode() for k in keys] == list(job["written"][task_records.MEMBER_KEY])
+  assert batches[0][tensor_layout.MEMBER_FEATURES].shape == (
+      NUM_MEMBERS, job["written"][tensor_layout.MEMBER_FEATURES].shape[1])
+  empty = str(tmp_path / "empty.gz")
+  with tf.io.TFRecordWriter(empty, "GZIP"):
+    pass
+  assert embedding_job.count_records(empty) == 0
+  assert not list(embedding_job.read_member_columns(empty))
+
+
+def test_files_of_different_padded_lengths_are_rejected(job, tmp_path):
+  other = str(tmp_path / "other.gz")
+  bench.write_task_records(other, 2, max_support=MAX_SUPPORT + 1)
+  with pytest.raises(Exception, match="must share padded lengths"):
+    embedding_job.run(job["model_dir"], [job["tasks"], other], str(tmp_path / "out"), VERSION)
+  assert sorted(os.listdir(tmp_path)) == ["other.gz"]
 
 
 def test_portable_runner_writes_the_same_files(job, tmp_path):
