@@ -22,6 +22,9 @@ def test_dict_round_trip():
     ({"batch_size": 0}, "batch_size must be >= 1"),
     ({"epochs": 1.5}, "epochs must be >= 1"),
     ({"inner_steps": -1}, "inner_steps must be >= 0"),
+    ({"ranking_loss_weight": -1.0}, "ranking_loss_weight must be a finite number >= 0"),
+    ({"inner_ranking_loss_weight": float("inf")}, "inner_ranking_loss_weight must be a finite"),
+    ({"ranking_loss_weight": "0.5"}, "ranking_loss_weight must be a finite"),
 ])
 def test_bad_config_is_rejected(value, message):
   with pytest.raises(ValueError, match=message):
