@@ -72,6 +72,10 @@ CHANGES = {
     "irank03": {"inner_ranking_loss_weight": 0.3},
     "irank1": {"inner_ranking_loss_weight": 1.0},
     "irank3": {"inner_ranking_loss_weight": 3.0},
+    # Shrinkage of small supports in the inner loop: support loss x n / (n + c).
+    "pc2": {"inner_pseudo_count": 2.0},
+    "pc5": {"inner_pseudo_count": 5.0},
+    "pc10": {"inner_pseudo_count": 10.0},
 }
 
 

@@ -301,6 +301,10 @@ class PersonalizedRanker(tf.keras.Model):
       support loss the inner loop (MAML adaptation, fine-tuning) descends, so
       adaptation spends its steps on ordering a member's items rather than
       on a member-level offset. 0: off.
+    inner_pseudo_count: c >= 0; each task's support loss in the inner loop is
+      scaled by n / (n + c), n its support size, so a member with few
+      support interactions moves less from the meta-learnt prior (shrinkage;
+      a one-interaction support takes a step 1 / (1 + c) as large). 0: off.
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
@@ -322,14 +326,17 @@ class PersonalizedRanker(tf.keras.Model):
                id_l2: float = 0.0,
                ranking_loss_weight: float = 0.0,
                inner_ranking_loss_weight: float = 0.0,
+               inner_pseudo_count: float = 0.0,
                **kwargs):
     super().__init__(**kwargs)
     for name, value in (("ranking_loss_weight", ranking_loss_weight),
-                        ("inner_ranking_loss_weight", inner_ranking_loss_weight)):
+                        ("inner_ranking_loss_weight", inner_ranking_loss_weight),
+                        ("inner_pseudo_count", inner_pseudo_count)):
       if not (np.isfinite(value) and value >= 0):
         raise ValueError(f"`{name}` must be a finite number >= 0, got {value}.")
     self.ranking_loss_weight = float(ranking_loss_weight)
     self.inner_ranking_loss_weight = float(inner_ranking_loss_weight)
+    self.inner_pseudo_count = float(inner_pseudo_count)
     if int(inner_steps) < 0:
       raise ValueError(f"`inner_steps` must be >= 0, got {inner_steps}.")
     if not np.isfinite(inner_lr) or inner_lr < 0:
@@ -587,9 +594,11 @@ class PersonalizedRanker(tf.keras.Model):
       with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(fast)
         embeddings = self._member_embedding(batch, fast)
-        logits, labels, mask, losses, _ = self._side_losses(batch, F.SUPPORT, embeddings)
+        logits, labels, mask, losses, counts = self._side_losses(batch, F.SUPPORT, embeddings)
         if self.inner_ranking_loss_weight:
           losses += self.inner_ranking_loss_weight * masked_pairwise_losses(logits, labels, mask)[0]
+        if self.inner_pseudo_count:
+          losses *= counts / (counts + self.inner_pseudo_count)
         # Tasks are independent, so d(sum)/d(fast[t]) is task t's own gradient.
         total = tf.reduce_sum(losses)
       grads = tape.gradient(total, fast)
@@ -757,6 +766,7 @@ class PersonalizedRanker(tf.keras.Model):
         "id_l2": self.id_l2,
         "ranking_loss_weight": self.ranking_loss_weight,
         "inner_ranking_loss_weight": self.inner_ranking_loss_weight,
+        "inner_pseudo_count": self.inner_pseudo_count,
         "name": self.name,
     }
 

@@ -59,6 +59,9 @@ class ModelConfig:
       ordering of a member's items. 0: off.
     inner_ranking_loss_weight: the same term in the support loss of the
       inner loop (`limaml` adaptation, and `fine_tune`). 0: off.
+    inner_pseudo_count: c; the inner loop's support loss of a member with n
+      support interactions is scaled by n / (n + c) (shrinkage towards the
+      meta-learnt prior for small supports). 0: off.
     seed: seed of initialisation and shuffling.
   """
   model: str = LIMAML
@@ -85,6 +88,7 @@ class ModelConfig:
   member_id_embedding: bool = False
   ranking_loss_weight: float = 0.0
   inner_ranking_loss_weight: float = 0.0
+  inner_pseudo_count: float = 0.0
   seed: int = 0
 
   def __post_init__(self):
@@ -97,7 +101,7 @@ class ModelConfig:
     if isinstance(self.inner_steps, bool) or not isinstance(self.inner_steps, int) or \
         self.inner_steps < 0:
       raise ValueError(f"inner_steps must be >= 0 (a whole number), got {self.inner_steps!r}")
-    for name in ("ranking_loss_weight", "inner_ranking_loss_weight"):
+    for name in ("ranking_loss_weight", "inner_ranking_loss_weight", "inner_pseudo_count"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, float)) or \
           not math.isfinite(value) or value < 0:

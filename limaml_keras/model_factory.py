@@ -27,7 +27,8 @@ def build_model(config: ModelConfig, num_items: int, num_members: int) -> Person
                        num_cross_layers=config.num_cross_layers, hidden_units=config.global_hidden,
                        meta_item_interaction=config.meta_item_interaction)
   ranking = {"ranking_loss_weight": config.ranking_loss_weight,
-             "inner_ranking_loss_weight": config.inner_ranking_loss_weight}
+             "inner_ranking_loss_weight": config.inner_ranking_loss_weight,
+             "inner_pseudo_count": config.inner_pseudo_count}
   if config.model == GLOBAL:
     model = GlobalModel(meta, ranker, **ranking)
   elif config.model == ID_EMBEDDING:

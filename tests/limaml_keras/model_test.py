@@ -252,7 +252,8 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
     (GlobalModel, {"inner_steps": 1}),
     (IdEmbeddingModel, {"num_members": 8, "id_l2": 1e-3}),
     (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "id_l2": 1e-3}),
-    (LiMAMLModel, {"inner_steps": 1, "ranking_loss_weight": 0.5, "inner_ranking_loss_weight": 1.0}),
+    (LiMAMLModel, {"inner_steps": 1, "ranking_loss_weight": 0.5, "inner_ranking_loss_weight": 1.0,
+                   "inner_pseudo_count": 3.0}),
     (GlobalModel, {"ranking_loss_weight": 0.5}),
 ])
 @pytest.mark.parametrize("suffix", ["", ".keras"])
@@ -479,6 +480,7 @@ def test_learned_inner_learning_rates_are_bounded(batch):
     ({"max_inner_lr": float("inf")}, "max_inner_lr"),
     ({"ranking_loss_weight": -0.1}, "ranking_loss_weight"),
     ({"inner_ranking_loss_weight": float("nan")}, "inner_ranking_loss_weight"),
+    ({"inner_pseudo_count": -1.0}, "inner_pseudo_count"),
 ])
 def test_bad_new_options_are_named(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -644,3 +646,17 @@ def test_inner_ranking_term_changes_adaptation_only_for_tasks_with_a_pair(batch)
   adapted_plain, adapted_ranked = plain.adapt(numpy_batch), ranked.adapt(numpy_batch)
   np.testing.assert_allclose(adapted_ranked[1], adapted_plain[1], rtol=1e-6)
   assert not np.allclose(adapted_ranked[0], adapted_plain[0])
+
+
+def test_inner_pseudo_count_shrinks_each_tasks_step_by_n_over_n_plus_c(batch):
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  numpy_batch["support_mask"][1, 1:] = 0.0  # Task 1: one support interaction; the others six.
+  tensors = as_tensors(numpy_batch)
+  plain = build(make_model(inner_steps=1, inner_lr=0.5), tensors)
+  shrunk = build(make_model(inner_steps=1, inner_lr=0.5, inner_pseudo_count=3.0), tensors)
+  prior = plain.meta_block.stack_weights(5)
+  factor = np.array([6 / 9, 1 / 4, 6 / 9, 6 / 9, 6 / 9])
+  for w0, a, b in zip(prior, plain.adapt_weights(tensors), shrunk.adapt_weights(tensors)):
+    step = (a - w0).numpy()
+    expected = step * factor.reshape((5,) + (1,) * (step.ndim - 1))
+    np.testing.assert_allclose((b - w0).numpy(), expected, rtol=1e-4, atol=1e-7)
