@@ -58,6 +58,7 @@ CHANGES = {
     "dim16": {"embedding_dim": 16},
     "dim32": {"embedding_dim": 32},
     "e3": {"epochs": 3},
+    "e4": {"epochs": 4},
     "e8": {"epochs": 8},
     "e10": {"epochs": 10},
     "e20": {"epochs": 20},
