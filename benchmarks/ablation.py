@@ -58,10 +58,25 @@ CHANGES = {
     "dim16": {"embedding_dim": 16},
     "dim32": {"embedding_dim": 32},
     "e3": {"epochs": 3},
+    "e4": {"epochs": 4},
     "e8": {"epochs": 8},
     "e10": {"epochs": 10},
     "e20": {"epochs": 20},
     "lr3e3": {"learning_rate": 3e-3},
+    "idim32": {"item_embedding_dim": 32},
+    # Within-member pairwise ranking term (`ModelConfig.ranking_loss_weight`): in the training
+    # objective of every model (LiMAML: the outer query loss) ...
+    "rank03": {"ranking_loss_weight": 0.3},
+    "rank1": {"ranking_loss_weight": 1.0},
+    "rank3": {"ranking_loss_weight": 3.0},
+    # ... and in the support loss of the inner loop (`inner_ranking_loss_weight`).
+    "irank03": {"inner_ranking_loss_weight": 0.3},
+    "irank1": {"inner_ranking_loss_weight": 1.0},
+    "irank3": {"inner_ranking_loss_weight": 3.0},
+    # Shrinkage of small supports in the inner loop: support loss x n / (n + c).
+    "pc2": {"inner_pseudo_count": 2.0},
+    "pc5": {"inner_pseudo_count": 5.0},
+    "pc10": {"inner_pseudo_count": 10.0},
 }
 
 

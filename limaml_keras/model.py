@@ -216,6 +216,46 @@ def masked_task_losses(logits, labels, mask):
   return tf.reduce_sum(per_example, axis=1) / tf.maximum(counts, 1.0), counts
 
 
+def masked_pairwise_losses(logits, labels, mask):
+  """Per-task mean pairwise logistic loss over (positive, negative) pairs of real interactions.
+
+  For every task, the mean over pairs (i, j) with i positive and j negative of
+  `softplus(-(logit_i - logit_j))` (RankNet / BPR), weighted by
+  `label_i * (1 - label_j)` so soft labels count fractionally. Only score
+  differences within a task enter, so the loss is invariant to adding a
+  per-task constant to the logits: it rewards re-ordering a member's items,
+  not a member-level offset.
+
+  Args:
+    logits: `[T, L]`.
+    labels: `[T, L]` in [0, 1].
+    mask: `[T, L]`, 1 for real interactions, 0 for padding.
+
+  Returns:
+    `(losses, pairs)`: `[T]` per-task mean pair loss (0 for a task without a
+    positive-negative pair) and `[T]` the pair weight sums. Padding has
+    exactly zero effect on both and on their gradients.
+  """
+  positive = labels * mask
+  negative = (1.0 - labels) * mask
+  weight = positive[:, :, tf.newaxis] * negative[:, tf.newaxis, :]
+  difference = logits[:, :, tf.newaxis] - logits[:, tf.newaxis, :]
+  # tf.where, not multiplication: a non-finite padded logit must not leak NaN.
+  per_pair = tf.where(weight > 0, tf.nn.softplus(-tf.where(weight > 0, difference, 0.0)), 0.0)
+  pairs = tf.reduce_sum(weight, axis=[1, 2])
+  return tf.reduce_sum(per_pair * weight, axis=[1, 2]) / tf.maximum(pairs, 1e-6), pairs
+
+
+def ranking_loss(logits, labels, mask):
+  """Mean over the tasks that have a positive-negative pair of `masked_pairwise_losses`.
+
+  This replica's share of the global batch's mean (`global_mean`).
+  """
+  losses, pairs = masked_pairwise_losses(logits, labels, mask)
+  has_pair = tf.cast(pairs > 0, tf.float32)
+  return global_mean(tf.reduce_sum(losses * has_pair), tf.reduce_sum(has_pair))
+
+
 class PersonalizedRanker(tf.keras.Model):
   """Base of all LiMAML models: Meta Block + Global Block + the inner loop.
 
@@ -253,6 +293,18 @@ class PersonalizedRanker(tf.keras.Model):
       Members outside the vocabulary (id 0 or >= `num_members`) share row 0.
     id_l2: L2 penalty on the member-ID embedding rows a batch uses (an
       activity regulariser, so its cost does not grow with the table).
+    ranking_loss_weight: λ of a within-member ranking term added to the
+      training objective: λ times the pairwise logistic loss among each
+      task's training targets (`masked_pairwise_losses`; LiMAML: the query
+      interactions of the outer loss). 0 (off): plain binary cross-entropy.
+    inner_ranking_loss_weight: the same term, with this weight, added to the
+      support loss the inner loop (MAML adaptation, fine-tuning) descends, so
+      adaptation spends its steps on ordering a member's items rather than
+      on a member-level offset. 0: off.
+    inner_pseudo_count: c >= 0; each task's support loss in the inner loop is
+      scaled by n / (n + c), n its support size, so a member with few
+      support interactions moves less from the meta-learnt prior (shrinkage;
+      a one-interaction support takes a step 1 / (1 + c) as large). 0: off.
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
@@ -272,8 +324,19 @@ class PersonalizedRanker(tf.keras.Model):
                max_inner_lr: Optional[float] = None,
                num_members: int = 0,
                id_l2: float = 0.0,
+               ranking_loss_weight: float = 0.0,
+               inner_ranking_loss_weight: float = 0.0,
+               inner_pseudo_count: float = 0.0,
                **kwargs):
     super().__init__(**kwargs)
+    for name, value in (("ranking_loss_weight", ranking_loss_weight),
+                        ("inner_ranking_loss_weight", inner_ranking_loss_weight),
+                        ("inner_pseudo_count", inner_pseudo_count)):
+      if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value}.")
+    self.ranking_loss_weight = float(ranking_loss_weight)
+    self.inner_ranking_loss_weight = float(inner_ranking_loss_weight)
+    self.inner_pseudo_count = float(inner_pseudo_count)
     if int(inner_steps) < 0:
       raise ValueError(f"`inner_steps` must be >= 0, got {inner_steps}.")
     if not np.isfinite(inner_lr) or inner_lr < 0:
@@ -531,7 +594,11 @@ class PersonalizedRanker(tf.keras.Model):
       with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(fast)
         embeddings = self._member_embedding(batch, fast)
-        _, _, _, losses, _ = self._side_losses(batch, F.SUPPORT, embeddings)
+        logits, labels, mask, losses, counts = self._side_losses(batch, F.SUPPORT, embeddings)
+        if self.inner_ranking_loss_weight:
+          losses += self.inner_ranking_loss_weight * masked_pairwise_losses(logits, labels, mask)[0]
+        if self.inner_pseudo_count:
+          losses *= counts / (counts + self.inner_pseudo_count)
         # Tasks are independent, so d(sum)/d(fast[t]) is task t's own gradient.
         total = tf.reduce_sum(losses)
       grads = tape.gradient(total, fast)
@@ -577,6 +644,13 @@ class PersonalizedRanker(tf.keras.Model):
 
   def _regularization(self):
     return tf.add_n(self.losses) if self.losses else tf.constant(0.0)
+
+  def _objective(self, loss, logits, labels, mask):
+    """What the outer optimizer descends: `loss` + λ·ranking term + regularisation."""
+    total = loss + replica_share(self._regularization())
+    if self.ranking_loss_weight:
+      total += self.ranking_loss_weight * ranking_loss(logits, labels, mask)
+    return total
 
   def _update_metrics(self, loss, logits, labels, mask):
     """Updates the trackers and returns the step's results (running means over the epoch).
@@ -690,6 +764,9 @@ class PersonalizedRanker(tf.keras.Model):
         "max_inner_lr": self.max_inner_lr,
         "num_members": self.num_members,
         "id_l2": self.id_l2,
+        "ranking_loss_weight": self.ranking_loss_weight,
+        "inner_ranking_loss_weight": self.inner_ranking_loss_weight,
+        "inner_pseudo_count": self.inner_pseudo_count,
         "name": self.name,
     }
 
@@ -800,7 +877,7 @@ class LiMAMLModel(PersonalizedRanker):
       else:
         fast = self.adapt_weights(batch)
       loss, logits, labels, mask = self._query_loss(batch, fast)
-      total = loss + replica_share(self._regularization())
+      total = self._objective(loss, logits, labels, mask)
     adaptation = self._adaptation_results(batch, fast, loss)  # Before θ moves.
     self._apply(tape, total)
     return {**self._update_metrics(loss, logits, labels, mask), **adaptation}
@@ -843,7 +920,7 @@ class GlobalModel(PersonalizedRanker):
       losses, counts = masked_task_losses(logits, labels, mask)
       # Every real interaction weighs the same, as in ordinary training.
       loss = global_mean(tf.reduce_sum(losses * counts), tf.reduce_sum(counts))
-      total = loss + replica_share(self._regularization())
+      total = self._objective(loss, logits, labels, mask)
     self._apply(tape, total)
     return self._update_metrics(loss, logits, labels, mask)
 

@@ -8,6 +8,7 @@ model. The defaults are written here only.
 """
 
 import dataclasses
+import math
 from typing import Any, Mapping, Optional, Tuple
 
 #: `model` values: MAML-trained `LiMAMLModel`, the non-personalised
@@ -51,6 +52,16 @@ class ModelConfig:
       unbounded).
     member_id_embedding: `limaml`: also a member-id embedding (the paper's
       baseline plus the meta embedding).
+    ranking_loss_weight: λ of a within-member pairwise ranking term added
+      to the binary cross-entropy of the training objective (every model:
+      the training targets of a task; `limaml`: the outer query loss). The
+      term sees only score differences inside a task, so it trains the
+      ordering of a member's items. 0: off.
+    inner_ranking_loss_weight: the same term in the support loss of the
+      inner loop (`limaml` adaptation, and `fine_tune`). 0: off.
+    inner_pseudo_count: c; the inner loop's support loss of a member with n
+      support interactions is scaled by n / (n + c) (shrinkage towards the
+      meta-learnt prior for small supports). 0: off.
     seed: seed of initialisation and shuffling.
   """
   model: str = LIMAML
@@ -75,6 +86,9 @@ class ModelConfig:
   train_support_sizes: Tuple[int, ...] = ()
   max_inner_lr: Optional[float] = None
   member_id_embedding: bool = False
+  ranking_loss_weight: float = 0.0
+  inner_ranking_loss_weight: float = 0.0
+  inner_pseudo_count: float = 0.0
   seed: int = 0
 
   def __post_init__(self):
@@ -87,6 +101,11 @@ class ModelConfig:
     if isinstance(self.inner_steps, bool) or not isinstance(self.inner_steps, int) or \
         self.inner_steps < 0:
       raise ValueError(f"inner_steps must be >= 0 (a whole number), got {self.inner_steps!r}")
+    for name in ("ranking_loss_weight", "inner_ranking_loss_weight", "inner_pseudo_count"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+          not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
   def to_dict(self) -> dict:
     """A JSON-serialisable dict (what `from_dict` reads)."""

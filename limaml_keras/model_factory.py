@@ -30,12 +30,15 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
   ranker = GlobalBlock(num_items=num_items, item_embedding_dim=config.item_embedding_dim,
                        num_cross_layers=config.num_cross_layers, hidden_units=config.global_hidden,
                        meta_item_interaction=config.meta_item_interaction)
+  ranking = {"ranking_loss_weight": config.ranking_loss_weight,
+             "inner_ranking_loss_weight": config.inner_ranking_loss_weight,
+             "inner_pseudo_count": config.inner_pseudo_count}
   fit_support = task_settings.task_history == 0
   if config.model == GLOBAL:
-    model = GlobalModel(meta, ranker, fit_support=fit_support)
+    model = GlobalModel(meta, ranker, fit_support=fit_support, **ranking)
   elif config.model == ID_EMBEDDING:
     model = IdEmbeddingModel(meta, ranker, num_members=num_members, id_l2=config.id_l2,
-                             fit_support=fit_support)
+                             fit_support=fit_support, **ranking)
   elif config.model == LIMAML:
     model = LiMAMLModel(meta, ranker, inner_steps=config.inner_steps, inner_lr=config.inner_lr,
                         learn_inner_lr=config.learn_inner_lr, use_history=config.use_history,
@@ -44,7 +47,7 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
                         train_support_sizes=config.train_support_sizes,
                         max_inner_lr=config.max_inner_lr,
                         num_members=num_members if config.member_id_embedding else 0,
-                        id_l2=config.id_l2, first_order=config.first_order)
+                        id_l2=config.id_l2, first_order=config.first_order, **ranking)
   else:  # ModelConfig validates `model`; this guards hand-built objects.
     raise ValueError(f"unknown model {config.model!r}")
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))

@@ -22,6 +22,10 @@ def test_dict_round_trip():
     ({"batch_size": 0}, "batch_size must be >= 1"),
     ({"epochs": 1.5}, "epochs must be >= 1"),
     ({"inner_steps": -1}, "inner_steps must be >= 0"),
+    ({"ranking_loss_weight": -1.0}, "ranking_loss_weight must be a finite number >= 0"),
+    ({"inner_ranking_loss_weight": float("inf")}, "inner_ranking_loss_weight must be a finite"),
+    ({"ranking_loss_weight": "0.5"}, "ranking_loss_weight must be a finite"),
+    ({"inner_pseudo_count": -2}, "inner_pseudo_count must be a finite number >= 0"),
 ])
 def test_bad_config_is_rejected(value, message):
   with pytest.raises(ValueError, match=message):

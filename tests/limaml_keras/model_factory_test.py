@@ -23,3 +23,12 @@ def test_first_order_flag():
   model = model_factory.build_model(model_config.ModelConfig(first_order=True), 5, 7)
   assert model.first_order
   assert model.inner_steps == model_config.ModelConfig().inner_steps
+
+
+@pytest.mark.parametrize("model", model_config.MODELS)
+def test_loss_options_reach_every_model_kind(model):
+  config = model_config.ModelConfig(model=model, ranking_loss_weight=0.3,
+                                    inner_ranking_loss_weight=0.2, inner_pseudo_count=4.0)
+  built = model_factory.build_model(config, num_items=5, num_members=7)
+  assert (built.ranking_loss_weight, built.inner_ranking_loss_weight,
+          built.inner_pseudo_count) == (0.3, 0.2, 4.0)

@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
-from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel, validate_task_batch
+from limaml_keras.model import (GlobalModel, IdEmbeddingModel, LiMAMLModel, masked_pairwise_losses,
+                                ranking_loss, validate_task_batch)
 from limaml_keras.testing import pad_task_batch, random_task_batch
 
 
@@ -260,6 +261,9 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
     (GlobalModel, {"fit_support": False}),
     (IdEmbeddingModel, {"num_members": 8, "id_l2": 1e-3}),
     (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "id_l2": 1e-3}),
+    (LiMAMLModel, {"inner_steps": 1, "ranking_loss_weight": 0.5, "inner_ranking_loss_weight": 1.0,
+                   "inner_pseudo_count": 3.0}),
+    (GlobalModel, {"ranking_loss_weight": 0.5}),
 ])
 @pytest.mark.parametrize("suffix", ["", ".keras"])
 def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs, suffix):
@@ -491,6 +495,9 @@ def test_learned_inner_learning_rates_are_bounded(batch):
     ({"train_support_sizes": [2, -1]}, "train_support_sizes"),
     ({"max_inner_lr": 0.0}, "max_inner_lr"),
     ({"max_inner_lr": float("inf")}, "max_inner_lr"),
+    ({"ranking_loss_weight": -0.1}, "ranking_loss_weight"),
+    ({"inner_ranking_loss_weight": float("nan")}, "inner_ranking_loss_weight"),
+    ({"inner_pseudo_count": -1.0}, "inner_pseudo_count"),
 ])
 def test_bad_new_options_are_named(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -571,3 +578,103 @@ def test_limaml_with_member_id_embedding_adds_the_members_row(batch):
   np.testing.assert_allclose(model.adapt(numpy_batch) - model.adapt(unknown),
                              rows - model.member_embedding.embeddings.numpy()[0], rtol=1e-5,
                              atol=1e-5)
+
+
+# ------------------------------------------------------- within-member ranking term (issue 12)
+def test_pairwise_loss_by_hand():
+  logits = tf.constant([[2.0, 0.5, -1.0, 7.0]])
+  labels = tf.constant([[1.0, 0.0, 0.0, 1.0]])
+  mask = tf.constant([[1.0, 1.0, 1.0, 0.0]])  # The last slot is padding.
+  losses, pairs = masked_pairwise_losses(logits, labels, mask)
+  expected = (np.log1p(np.exp(-1.5)) + np.log1p(np.exp(-3.0))) / 2
+  np.testing.assert_allclose(losses.numpy(), [expected], rtol=1e-6)
+  np.testing.assert_allclose(pairs.numpy(), [2.0])
+
+
+def test_pairwise_loss_ignores_a_per_task_constant_shift(batch):
+  logits = tf.random.normal(batch["query_label"].shape, seed=3)
+  shift = tf.constant([[-5.0], [0.0], [2.5], [40.0], [1e-3]])
+  labels, mask = batch["query_label"], batch["query_mask"]
+  before, pairs = masked_pairwise_losses(logits, labels, mask)
+  after, _ = masked_pairwise_losses(logits + shift, labels, mask)
+  assert float(tf.reduce_sum(pairs)) > 0
+  np.testing.assert_allclose(after.numpy(), before.numpy(), rtol=1e-5)
+  # ... and its gradient w.r.t. the logits sums to zero in every task (no offset is learnt).
+  with tf.GradientTape() as tape:
+    tape.watch(logits)
+    value = ranking_loss(logits, labels, mask)
+  np.testing.assert_allclose(tf.reduce_sum(tape.gradient(value, logits), axis=1).numpy(), 0.0,
+                             atol=1e-6)
+
+
+def test_pairwise_loss_is_zero_without_a_pair_and_padding_has_no_effect():
+  logits = tf.constant([[1.0, 2.0, 1e6], [0.3, -0.2, 0.0]])
+  labels = tf.constant([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+  mask = tf.constant([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+  with tf.GradientTape() as tape:
+    tape.watch(logits)
+    losses, pairs = masked_pairwise_losses(logits, labels, mask)
+  grads = tape.gradient(losses, logits).numpy()
+  assert losses.numpy()[0] == 0.0 and pairs.numpy()[0] == 0.0
+  assert np.isfinite(grads).all() and np.all(grads[:, 2] == 0) and np.all(grads[0] == 0)
+  assert grads[1, 0] < 0 < grads[1, 1]  # Pushes the positive up, the negative down.
+
+
+def _weights_after_one_step(batch, cls, **kwargs):
+  model = build(make_model(cls, **kwargs), batch)
+  model.train_on_batch(batch)
+  return [v.numpy() for v in model.trainable_variables]
+
+
+@pytest.mark.parametrize("cls,kwargs", [(LiMAMLModel, {"inner_steps": 2}),
+                                        (GlobalModel, {}),
+                                        (IdEmbeddingModel, {"num_members": 8})])
+def test_ranking_term_off_by_default_and_trains_every_model_when_on(batch, cls, kwargs):
+  default = _weights_after_one_step(batch, cls, **kwargs)
+  off = _weights_after_one_step(batch, cls, ranking_loss_weight=0.0, **kwargs)
+  on = _weights_after_one_step(batch, cls, ranking_loss_weight=1.0, **kwargs)
+  for d, o in zip(default, off):
+    np.testing.assert_array_equal(d, o)
+  assert any(not np.allclose(d, o) for d, o in zip(default, on))
+
+
+def test_ranking_term_adds_lambda_times_the_pairwise_loss_to_the_objective(batch):
+  model = build(make_model(inner_steps=1, ranking_loss_weight=0.7), batch)
+  fast = model.adapt_weights(batch)
+  loss, logits, labels, mask = model._query_loss(batch, fast)
+  expected = loss + 0.7 * ranking_loss(logits, labels, mask)
+  np.testing.assert_allclose(model._objective(loss, logits, labels, mask).numpy(),
+                             expected.numpy(), rtol=1e-6)
+  # Its meta-gradient reaches the Meta Block through the inner loop (second order).
+  with tf.GradientTape() as tape:
+    fast = model.adapt_weights(batch)
+    _, logits, labels, mask = model._query_loss(batch, fast)
+    term = ranking_loss(logits, labels, mask)
+  grads = tape.gradient(term, model.meta_block.adaptable_weights)
+  assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+
+
+def test_inner_ranking_term_changes_adaptation_only_for_tasks_with_a_pair(batch):
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  numpy_batch["support_label"][1] = 1.0  # Task 1: positives only, no pair.
+  plain = build(make_model(inner_steps=2, inner_lr=0.5,
+                           block_kwargs={"meta_item_interaction": True}), batch)
+  ranked = build(make_model(inner_steps=2, inner_lr=0.5, inner_ranking_loss_weight=2.0,
+                            block_kwargs={"meta_item_interaction": True}), batch)
+  adapted_plain, adapted_ranked = plain.adapt(numpy_batch), ranked.adapt(numpy_batch)
+  np.testing.assert_allclose(adapted_ranked[1], adapted_plain[1], rtol=1e-6)
+  assert not np.allclose(adapted_ranked[0], adapted_plain[0])
+
+
+def test_inner_pseudo_count_shrinks_each_tasks_step_by_n_over_n_plus_c(batch):
+  numpy_batch = {k: v.numpy() for k, v in batch.items()}
+  numpy_batch["support_mask"][1, 1:] = 0.0  # Task 1: one support interaction; the others six.
+  tensors = as_tensors(numpy_batch)
+  plain = build(make_model(inner_steps=1, inner_lr=0.5), tensors)
+  shrunk = build(make_model(inner_steps=1, inner_lr=0.5, inner_pseudo_count=3.0), tensors)
+  prior = plain.meta_block.stack_weights(5)
+  factor = np.array([6 / 9, 1 / 4, 6 / 9, 6 / 9, 6 / 9])
+  for w0, a, b in zip(prior, plain.adapt_weights(tensors), shrunk.adapt_weights(tensors)):
+    step = (a - w0).numpy()
+    expected = step * factor.reshape((5,) + (1,) * (step.ndim - 1))
+    np.testing.assert_allclose((b - w0).numpy(), expected, rtol=1e-4, atol=1e-7)
