@@ -14,7 +14,6 @@ gAUC gain, whether the model was blessed (`--min-auc`, `--min-gauc-gain`,
 """
 
 import argparse
-import dataclasses
 import os
 import time
 
@@ -123,9 +122,7 @@ def _starting_settings(dataset):
     return model_config.ModelConfig(), task_settings.DEFAULTS
   from limaml_keras.evaluation import tuned  # pylint: disable=g-import-not-at-top
   hp = tuned.hyperparameters(dataset)["limaml"]  # ValueError names the tuned datasets.
-  fields = [f.name for f in dataclasses.fields(model_config.ModelConfig)]
-  return (model_config.ModelConfig(**{name: getattr(hp, name) for name in fields}),
-          hp.training_task_settings())
+  return hp.model_config(), hp.training_task_settings()
 
 
 def _synthetic_input(output_dir: str, num_members: int) -> str:

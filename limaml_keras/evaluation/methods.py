@@ -51,6 +51,11 @@ class Hyperparameters(ModelConfig):
     """The `TaskSettings` of this method's training tasks."""
     return task_settings.DEFAULTS.replace(window=self.window, task_history=self.task_history)
 
+  def model_config(self) -> ModelConfig:
+    """The `ModelConfig` part (what the TFX Trainer takes), without the task choices."""
+    return ModelConfig(**{field.name: getattr(self, field.name)
+                          for field in dataclasses.fields(ModelConfig)})
+
 
 def config_for(trained_as: str, hp: ModelConfig) -> ModelConfig:
   """`hp` with `model` and `first_order` set for one of the `TRAINED_AS` values."""

@@ -38,7 +38,7 @@ from limaml_keras import tensor_layout as F
 from limaml_keras import schema
 from limaml_keras import task_settings
 from limaml_keras.preprocessing import Preprocessor
-from limaml_keras.tensor_layout import MEMBER_KEY, TIMESTAMP
+from limaml_keras.tensor_layout import TIMESTAMP
 from limaml_keras.tasks import Tasks, build_tasks
 
 #: Share of interactions in the query period (the pipeline's evaluation period).

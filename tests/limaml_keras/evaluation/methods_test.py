@@ -49,3 +49,10 @@ def test_every_model_trains_on_its_own_task_settings(kind):
     assert fits_support(history_hp) is None  # MAML's targets are always the query side.
   else:
     assert fits_support(plain_hp) is True and fits_support(history_hp) is False
+
+
+def test_hyperparameters_split_into_model_config_and_task_settings():
+  hp = M.Hyperparameters(epochs=7, support_items="shared", window=12, task_history=4)
+  config = hp.model_config()
+  assert type(config) is M.ModelConfig and (config.epochs, config.support_items) == (7, "shared")
+  assert hp.training_task_settings() == M.task_settings.DEFAULTS.replace(window=12, task_history=4)
