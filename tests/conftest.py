@@ -15,12 +15,16 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 SLOW_FIXTURES = frozenset({"saved_models", "server", "grpc_channel", "rest_url", "tiny_catalog"})
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
   """Marks `slow` every test that uses one of `SLOW_FIXTURES`; groups tests for xdist.
 
   With `--dist loadgroup` (pytest.ini) the tests that use those session
   fixtures run in one worker, which builds them once, and every other test
   runs in the worker of its module, which builds the module's fixtures once.
+  `tryfirst`: xdist reads the `xdist_group` marks in its own hook of the same
+  name, so they must be set before it runs (without it no test is grouped and
+  module fixtures are built once per worker).
   """
   for item in items:
     uses_saved_models = bool(SLOW_FIXTURES & set(getattr(item, "fixturenames", ())))

@@ -265,20 +265,22 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
                    "inner_pseudo_count": 3.0}),
     (GlobalModel, {"ranking_loss_weight": 0.5}),
 ])
-@pytest.mark.parametrize("suffix", ["", ".keras"])
-def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs, suffix):
+def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs):
+  """One trained model, saved as a SavedModel and as a `.keras` file; both load back equal."""
   model = make_model(cls, **kwargs)
   model.fit(tf.data.Dataset.from_tensors(batch).repeat(2), verbose=0)
-  path = str(tmp_path / f"model{suffix}")
-  model.save(path)
-  loaded = tf.keras.models.load_model(path)
-  assert type(loaded) is cls
-  assert without_build_config(loaded.get_config()) == without_build_config(model.get_config())
-  np.testing.assert_allclose(loaded.adapt(batch), model.adapt(batch), rtol=1e-6, atol=1e-7)
   inputs = {F.MEMBER_ID: batch[F.MEMBER_ID], F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES],
             F.ITEM_ID: batch["query_item_id"][:, 0], F.ITEM_FEATURES: batch["query_item_features"][:, 0],
             F.CONTEXT_FEATURES: batch["query_context_features"][:, 0]}
-  np.testing.assert_allclose(loaded(inputs).numpy(), model(inputs).numpy(), rtol=1e-6)
+  adapted, scores = model.adapt(batch), model(inputs).numpy()
+  for suffix in ("", ".keras"):
+    path = str(tmp_path / f"model{suffix}")
+    model.save(path)
+    loaded = tf.keras.models.load_model(path)
+    assert type(loaded) is cls, suffix
+    assert without_build_config(loaded.get_config()) == without_build_config(model.get_config())
+    np.testing.assert_allclose(loaded.adapt(batch), adapted, rtol=1e-6, atol=1e-7, err_msg=suffix)
+    np.testing.assert_allclose(loaded(inputs).numpy(), scores, rtol=1e-6, err_msg=suffix)
 
 
 def without_build_config(config):
