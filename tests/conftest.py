@@ -25,10 +25,18 @@ def pytest_collection_modifyitems(items):
   `tryfirst`: xdist reads the `xdist_group` marks in its own hook of the same
   name, so they must be set before it runs (without it no test is grouped and
   module fixtures are built once per worker).
+
+  Groups that hold a `slow` test are moved ahead of the others (a stable sort:
+  the order inside a group is kept), so the long units start first and the
+  short ones fill the workers' gaps at the end instead of one long module
+  running alone.
   """
+  groups = {}
   for item in items:
     uses_saved_models = bool(SLOW_FIXTURES & set(getattr(item, "fixturenames", ())))
     if uses_saved_models:
       item.add_marker(pytest.mark.slow)
-    item.add_marker(pytest.mark.xdist_group(
-        "saved_models" if uses_saved_models else item.nodeid.split("::")[0]))
+    groups[item] = "saved_models" if uses_saved_models else item.nodeid.split("::")[0]
+    item.add_marker(pytest.mark.xdist_group(groups[item]))
+  slow_groups = {groups[item] for item in items if item.get_closest_marker("slow")}
+  items.sort(key=lambda item: groups[item] not in slow_groups)
