@@ -9,7 +9,8 @@ CLI, Beam's worker processes) every `--sample-s` seconds. Prints one JSON object
 
     sizes.<n>: interactions, members, seconds per component (from the CLI's
                progress lines), total_s (the CLI's whole run), peak_rss_mb,
-               time_per_interaction_us
+               time_per_interaction_us, component_peak_rss_mb (the peak while each
+               component ran)
     time_per_interaction_ratio, peak_rss_ratio: largest size / smallest size
     (with the default sizes: `time_per_interaction_1m / time_per_interaction_100k`
     and `peak_rss_1m / peak_rss_100k`); only when every run finished
@@ -31,6 +32,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Dict, Iterable, List, Optional
 
@@ -57,16 +59,28 @@ def component_seconds(lines: Iterable[str]) -> Dict[str, float]:
   return seconds
 
 
+class _Progress:
+  """The CLI's output lines as they arrive, and the component running now."""
+
+  def __init__(self):
+    self.lines: List[str] = []
+    self.running: Optional[str] = None
+
+  def add(self, line: str) -> None:
+    self.lines.append(line)
+    started = _STARTED.search(line)
+    if started:
+      self.running = started.group("component")
+    elif _PROGRESS.search(line):
+      self.running = None
+
+
 def running_component(lines: Iterable[str]) -> Optional[str]:
   """The component that had started and not finished (None when none)."""
-  running = None
+  progress = _Progress()
   for line in lines:
-    match = _STARTED.search(line)
-    if match:
-      running = match.group("component")
-    elif _PROGRESS.search(line):
-      running = None
-  return running
+    progress.add(line)
+  return progress.running
 
 
 def members_for(interactions: int, seed: int = 0) -> int:
@@ -92,30 +106,43 @@ def write_data(directory: str, members: int, seed: int = 0) -> (str, int):
 
 def run_pipeline(data: str, output: str, epochs: int, timeout_s: float, sample_s: float,
                  extra_args: List[str]) -> dict:
-  """Runs `limaml pipeline run` on `data`; returns component seconds, total and peak RSS."""
+  """Runs `limaml pipeline run` on `data`; returns component seconds, total and peak RSS.
+
+  `component_peak_rss_mb` is the peak RSS sampled while each component ran
+  (read from the CLI's progress lines as they are printed).
+  """
   command = [sys.executable, "-m", "limaml.cli", "pipeline", "run", "--data", data, "--output",
              output, "--no-cache", "--epochs", str(epochs), *extra_args]
   started = time.time()
   # Its own session, so a timeout stops Beam's worker processes too.
   process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
-  rss = PeakRss(process.pid, sample_s)
-  timed_out = False
-  try:
-    output_text, _ = process.communicate(timeout=timeout_s)
-  except subprocess.TimeoutExpired:
-    timed_out = True
+  progress = _Progress()
+  rss = PeakRss(process.pid, sample_s, label=lambda: progress.running)
+  timed_out = threading.Event()
+
+  def stop():
+    timed_out.set()
     os.killpg(process.pid, signal.SIGKILL)
-    output_text, _ = process.communicate()
+
+  timer = threading.Timer(timeout_s, stop)
+  timer.start()
+  for line in process.stdout:
+    progress.add(line.rstrip("\n"))
+  process.wait()
+  timer.cancel()
   total = time.time() - started
   peak = rss.stop()
-  if process.returncode and not timed_out:
-    raise RuntimeError(f"pipeline run failed ({process.returncode}):\n{output_text[-3000:]}")
-  result = {"components_s": component_seconds(output_text.splitlines()),
-            "total_s": round(total, 1), "peak_rss_mb": round(peak / 2**20, 1)}
-  if timed_out:  # What finished before the limit, honestly labelled.
+  if process.returncode and not timed_out.is_set():
+    raise RuntimeError(f"pipeline run failed ({process.returncode}):\n"
+                       + "\n".join(progress.lines[-60:]))
+  result = {"components_s": component_seconds(progress.lines),
+            "total_s": round(total, 1), "peak_rss_mb": round(peak / 2**20, 1),
+            "component_peak_rss_mb": {name: round(value / 2**20, 1)
+                                      for name, value in rss.peaks.items()}}
+  if timed_out.is_set():  # What finished before the limit, honestly labelled.
     result["timed_out_after_s"] = timeout_s
-    result["running_when_stopped"] = running_component(output_text.splitlines())
+    result["running_when_stopped"] = running_component(progress.lines)
   return result
 
 

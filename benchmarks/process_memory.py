@@ -1,6 +1,7 @@
 """Peak resident memory of a process tree, sampled (the benchmarks' memory numbers)."""
 
 import threading
+from typing import Callable, Dict, Optional
 
 import psutil
 
@@ -22,18 +23,29 @@ def tree_rss_bytes(pid: int) -> int:
 
 
 class PeakRss:
-  """Samples `tree_rss_bytes(pid)` in a thread until `stop()`; `peak` is the largest sample."""
+  """Samples `tree_rss_bytes(pid)` in a thread until `stop()`; `peak` is the largest sample.
 
-  def __init__(self, pid: int, interval_s: float):
+  With `label` (a function called at each sample, e.g. the pipeline component
+  running now), `peaks` holds the largest sample taken under each label
+  (samples labelled None count only toward `peak`).
+  """
+
+  def __init__(self, pid: int, interval_s: float,
+               label: Optional[Callable[[], Optional[str]]] = None):
     self.peak = 0
-    self._pid, self._interval_s = pid, interval_s
+    self.peaks: Dict[str, int] = {}
+    self._pid, self._interval_s, self._label = pid, interval_s, label
     self._done = threading.Event()
     self._thread = threading.Thread(target=self._sample, daemon=True)
     self._thread.start()
 
   def _sample(self) -> None:
     while not self._done.is_set():
-      self.peak = max(self.peak, tree_rss_bytes(self._pid))
+      rss = tree_rss_bytes(self._pid)
+      self.peak = max(self.peak, rss)
+      name = self._label() if self._label else None
+      if name is not None:
+        self.peaks[name] = max(self.peaks.get(name, 0), rss)
       self._done.wait(self._interval_s)
 
   def stop(self) -> int:

@@ -4,6 +4,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import threading
 
 import psutil
 
@@ -29,3 +30,21 @@ def test_peak_rss_covers_child_processes():
     child.kill()
     child.wait()
   assert memory.tree_rss_bytes(child.pid) == 0  # Exited: nothing left to count.
+
+
+
+def test_labelled_peaks_are_kept_per_label():
+  calls = []
+  done = threading.Event()
+
+  def label():  # "a", "b", then unlabelled samples.
+    calls.append(None)
+    if len(calls) > 4:
+      done.set()
+    return {1: "a", 2: "b"}.get(len(calls))
+
+  sampler = memory.PeakRss(os.getpid(), interval_s=0.01, label=label)
+  assert done.wait(10)
+  peak = sampler.stop()
+  assert set(sampler.peaks) == {"a", "b"}
+  assert 0 < sampler.peaks["a"] <= peak and 0 < sampler.peaks["b"] <= peak
