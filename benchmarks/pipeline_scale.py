@@ -59,8 +59,11 @@ def component_seconds(lines: Iterable[str]) -> Dict[str, float]:
   return seconds
 
 
-class _Progress:
-  """The CLI's output lines as they arrive, and the component running now."""
+class Progress:
+  """The CLI's output lines as they arrive, and the component running now.
+
+  `running` is the component that has started and not finished (None when none).
+  """
 
   def __init__(self):
     self.lines: List[str] = []
@@ -73,14 +76,6 @@ class _Progress:
       self.running = started.group("component")
     elif _PROGRESS.search(line):
       self.running = None
-
-
-def running_component(lines: Iterable[str]) -> Optional[str]:
-  """The component that had started and not finished (None when none)."""
-  progress = _Progress()
-  for line in lines:
-    progress.add(line)
-  return progress.running
 
 
 def members_for(interactions: int, seed: int = 0) -> int:
@@ -117,13 +112,14 @@ def run_pipeline(data: str, output: str, epochs: int, timeout_s: float, sample_s
   # Its own session, so a timeout stops Beam's worker processes too.
   process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
-  progress = _Progress()
+  progress = Progress()
   rss = PeakRss(process.pid, sample_s, label=lambda: progress.running)
   timed_out = threading.Event()
 
   def stop():
-    timed_out.set()
-    os.killpg(process.pid, signal.SIGKILL)
+    if process.poll() is None:  # Not when it exited just before the limit.
+      timed_out.set()
+      os.killpg(process.pid, signal.SIGKILL)
 
   timer = threading.Timer(timeout_s, stop)
   timer.start()
@@ -142,7 +138,7 @@ def run_pipeline(data: str, output: str, epochs: int, timeout_s: float, sample_s
                                       for name, value in rss.peaks.items()}}
   if timed_out.is_set():  # What finished before the limit, honestly labelled.
     result["timed_out_after_s"] = timeout_s
-    result["running_when_stopped"] = running_component(progress.lines)
+    result["running_when_stopped"] = progress.running
   return result
 
 

@@ -12,4 +12,3 @@ def test_tests_are_grouped_by_module_for_xdist(request):
   if not os.environ.get("PYTEST_XDIST_WORKER"):
     pytest.skip("runs under pytest-xdist workers only (pytest.ini's default `-n 2`)")
   assert request.node.nodeid.endswith("@tests/conftest_test.py"), request.node.nodeid
-

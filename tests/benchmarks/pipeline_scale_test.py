@@ -30,5 +30,10 @@ def test_component_seconds_from_progress_lines():
 def test_running_component_is_the_one_started_last_and_not_finished():
   lines = ["[1/3] CsvExampleGen: running", "[1/3] CsvExampleGen: done (2.0 s)",
            "[2/3] StatisticsGen: running"]
-  assert bench.running_component(lines) == "StatisticsGen"
-  assert bench.running_component(lines[:2]) is None
+  progress = bench.Progress()
+  for count, line in enumerate(lines, 1):
+    progress.add(line)
+    if count == 2:
+      assert progress.running is None
+  assert progress.running == "StatisticsGen"
+  assert progress.lines == lines

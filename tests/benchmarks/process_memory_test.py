@@ -32,7 +32,6 @@ def test_peak_rss_covers_child_processes():
   assert memory.tree_rss_bytes(child.pid) == 0  # Exited: nothing left to count.
 
 
-
 def test_labelled_peaks_are_kept_per_label():
   calls = []
   done = threading.Event()
