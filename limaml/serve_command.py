@@ -162,15 +162,16 @@ def _start(args) -> int:
   server = dev_server.DevServer(args.model_base_path, model_name=args.model_name,
                                 host=args.host, grpc_port=args.grpc_port, rest_port=args.rest_port,
                                 poll_interval_s=args.poll_interval, limits=server_limits)
+  def print_ports():
+    print(f"serving {args.model_name!r} from {os.path.abspath(args.model_base_path)}: gRPC "
+          f"{server.host}:{server.grpc_port}, REST http://{server.host}:{server.rest_port} "
+          "(Ctrl-C stops)", flush=True)
+
   try:
-    server.start()
+    server.serve_until_interrupted(on_serving=print_ports)
   except OSError as e:
     print(f"limaml serve start: error: {e}", file=sys.stderr)
     return 1
-  print(f"serving {args.model_name!r} from {os.path.abspath(args.model_base_path)}: gRPC "
-        f"{server.host}:{server.grpc_port}, REST http://{server.host}:{server.rest_port} "
-        "(Ctrl-C stops)", flush=True)
-  server.wait()  # Until Ctrl-C; stops the server.
   return 0
 
 

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from concurrent import futures
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import grpc
 
@@ -153,12 +153,35 @@ class DevServer:
       return
     self._stopped.set()
     grpc_server.stop(grace=2.0).wait()
-    rest_server.shutdown()
-    rest_server.server_close()
+    if rest_server is not None:  # None when Ctrl-C came between binding gRPC and REST
+      rest_server.shutdown()
+      rest_server.server_close()
     for thread in self._threads:
       thread.join(timeout=10)
     self.models.close()
     self._unloaded.set()
+
+  def serve_until_interrupted(self, on_serving: Callable[[], None] = lambda: None) -> None:
+    """Starts, calls `on_serving`, serves until Ctrl-C or `stop`, then stops.
+
+    Ctrl-C (SIGINT) at any point, also while loading or before `wait` takes
+    over, stops the server: a `KeyboardInterrupt` that escaped would leave
+    gRPC's worker threads running and the process hanging at exit.
+
+    Args:
+      on_serving: called once the ports are bound (e.g. to print them).
+
+    Raises:
+      OSError: a port cannot be bound (nothing is left running).
+    """
+    try:
+      self.start()
+      on_serving()
+      self.wait()
+    except KeyboardInterrupt:
+      log.info("interrupted; stopping")
+    finally:
+      self.stop()
 
   def wait(self) -> None:
     """Blocks until `stop` (from another thread) or Ctrl-C, which stops the server."""

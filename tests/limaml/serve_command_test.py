@@ -110,14 +110,31 @@ def test_missing_paths_are_named(tmp_path, capsys):
   assert "no such interactions CSV" in capsys.readouterr().err
 
 
+def _stop_or_dump_stacks(process, stderr_path, timeout):
+  """SIGINT, then the exit code; a process still running after `timeout` s is
+  aborted (`PYTHONFAULTHANDLER` writes every thread's stack to its stderr file)
+  and the test fails with that file's end."""
+  process.send_signal(signal.SIGINT)
+  try:
+    return process.wait(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    process.send_signal(signal.SIGABRT)
+    process.wait(timeout=30)
+    with open(stderr_path) as f:
+      pytest.fail(f"still running {timeout} s after SIGINT; stacks:\n{f.read()[-8000:]}")
+
+
 @pytest.mark.slow  # a subprocess server: measured 35-130 s on 2 busy cores
 def test_start_serves_until_interrupted(saved_models, tmp_path):
   base_path = tmp_path / "limaml"
   shutil.copytree(saved_models.personalised_v1, base_path / "3")
+  stderr_path = tmp_path / "stderr.txt"
+  stderr = open(stderr_path, "w")  # pylint: disable=consider-using-with
   process = subprocess.Popen(
       [sys.executable, "-m", "limaml.cli", "serve", "start", "--model-base-path",
        str(base_path), "--grpc-port", "0", "--rest-port", "0"],
-      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+      stdout=subprocess.PIPE, stderr=stderr, text=True,
+      env={**os.environ, "PYTHONFAULTHANDLER": "1"},
       cwd=os.path.dirname(os.path.dirname(cli.__file__)))
   try:
     line = process.stdout.readline()
@@ -125,8 +142,8 @@ def test_start_serves_until_interrupted(saved_models, tmp_path):
     target = line.split("gRPC ")[1].split(",")[0]
     with client_lib.GrpcClient(target, timeout_s=10) as client:
       assert client.model_status()[0]["version"] == 3
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 0
+    assert _stop_or_dump_stacks(process, stderr_path, timeout=30) == 0
   finally:
     if process.poll() is None:
       process.kill()
+    stderr.close()

@@ -128,6 +128,27 @@ def test_stop_unloads_and_wait_returns(saved_models, tmp_path):
     requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/limaml", timeout=5)
 
 
+def test_ctrl_c_before_wait_still_stops_the_server(saved_models, tmp_path):
+  """SIGINT just after the ports are bound (before `wait`) must not leave gRPC running."""
+  base = str(tmp_path / "limaml")
+  add_version(saved_models.personalised_v1, base, 1)
+  server = dev_server.DevServer(base, grpc_port=0, rest_port=0)
+  held = []
+
+  def interrupted():
+    with server.models.get("limaml").hold() as loaded:
+      held.append(loaded)
+    raise KeyboardInterrupt
+
+  server.serve_until_interrupted(on_serving=interrupted)
+  assert held[0].closed
+  with pytest.raises(requests.ConnectionError):
+    requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/limaml", timeout=5)
+  with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+    with pytest.raises(grpc.FutureTimeoutError):
+      grpc.channel_ready_future(channel).result(timeout=2)
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"model_base_path": "/does/not/exist"}, "is not a directory"),
     ({"model_base_path": None}, "give a model_base_path"),
