@@ -41,11 +41,7 @@ def _run(args) -> int:
   from tfx_pipeline import local_runner
   # pylint: enable=g-import-not-at-top
   paths = local_runner.LocalPaths(os.path.abspath(os.path.join(args.output, "pipeline")))
-  # In-memory Beam: the same components, without a worker-process start-up per Beam
-  # step (about half the wall time); `limaml pipeline run` defaults to multi-processing.
-  pipeline_args = cli.build_parser().parse_args(
-      ["pipeline", "run", "--output", paths.output_dir,
-       "--beam-arg=--direct_running_mode=in_memory"])
+  pipeline_args = cli.build_parser().parse_args(["pipeline", "run", "--output", paths.output_dir])
   code = pipeline_args.func(pipeline_args)
   if code:
     return code

@@ -202,9 +202,13 @@ def _run(args) -> int:
   cutoff = f", cutoff timestamp {summary.cutoff_timestamp}" if summary.cutoff_timestamp else ""
   _report(f"data root {summary.data_root}: {summary.num_train} training-period and "
           f"{summary.num_eval} evaluation-period interactions{cutoff}")
+  beam_args = args.beam_arg or configs.local_beam_pipeline_args(
+      summary.num_train + summary.num_eval)
+  _report(f"Beam: {' '.join(beam_args)}"
+          + ("" if args.beam_arg else " (chosen by data size; --beam-arg to set)"))
   pipeline = local_runner.create_local_pipeline(
       paths, summary.data_root, spec, enable_cache=not args.no_cache,
-      beam_pipeline_args=args.beam_arg or configs.LOCAL_BEAM_PIPELINE_ARGS, **kwargs)
+      beam_pipeline_args=beam_args, **kwargs)
   local_runner.run(pipeline, report=_report, quiet=not args.verbose)
   _report_results(paths, pipeline.pipeline_info.pipeline_name, kwargs["train_baseline"])
   _report(f"finished in {time.time() - started:.0f} s")

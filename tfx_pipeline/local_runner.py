@@ -141,7 +141,8 @@ def run(pipeline: tfx.dsl.Pipeline, report: Optional[Callable[[str], None]] = pr
 
 def create_local_pipeline(paths: LocalPaths, data_root: str, feature_spec: schema.FeatureSpec,
                           *, pipeline_name: str = configs.PIPELINE_NAME,
-                          beam_pipeline_args: Sequence[str] = configs.LOCAL_BEAM_PIPELINE_ARGS,
+                          beam_pipeline_args: Sequence[str] = (
+                              configs.MULTI_PROCESSING_BEAM_PIPELINE_ARGS),
                           **kwargs) -> tfx.dsl.Pipeline:
   """`pipeline.create_pipeline` with the local paths, SQLite metadata and local Beam args.
 
@@ -150,7 +151,8 @@ def create_local_pipeline(paths: LocalPaths, data_root: str, feature_spec: schem
     data_root: directory with `train/` and `eval/` CSVs.
     feature_spec: the data's feature spec.
     pipeline_name: the pipeline name.
-    beam_pipeline_args: Beam arguments (DirectRunner, multi-processing);
+    beam_pipeline_args: Beam arguments (default: DirectRunner, multi-processing;
+      `configs.local_beam_pipeline_args` picks by data size);
       `quiet_workers.BEAM_PLUGIN_ARG` is added (quiet worker shutdown).
     **kwargs: further `create_pipeline` arguments.
   """

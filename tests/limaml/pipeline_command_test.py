@@ -149,6 +149,15 @@ def _pushed_model(**properties):
   return {"pushed_model": artifact}
 
 
+def test_local_beam_runs_in_memory_up_to_the_measured_size():
+  assert configs.local_beam_pipeline_args(0) == configs.IN_MEMORY_BEAM_PIPELINE_ARGS
+  assert configs.local_beam_pipeline_args(configs.IN_MEMORY_MAX_INTERACTIONS) == (
+      configs.IN_MEMORY_BEAM_PIPELINE_ARGS)
+  assert configs.local_beam_pipeline_args(configs.IN_MEMORY_MAX_INTERACTIONS + 1) == (
+      configs.MULTI_PROCESSING_BEAM_PIPELINE_ARGS)
+  assert "--direct_running_mode=multi_processing" in configs.MULTI_PROCESSING_BEAM_PIPELINE_ARGS
+
+
 def test_pushed_line_says_what_the_pusher_did():
   assert pipeline_cli.pushed_line(_pushed_model(pushed=0)) == (
       "serving model: not pushed: not blessed")
@@ -173,10 +182,11 @@ _NOISE = ("Traceback", "E external", "Exception ignored")
 def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
   """`limaml pipeline run` as a user runs it, on data with no member (or item) features.
 
-  A fresh process with the default multi-processing Beam workers; stderr may
-  hold no error-looking line (TensorFlow's C++ start-up notices, worker
-  shutdown noise), and the feature spec's empty member side must train,
-  evaluate and push (the Meta Block reads support interactions only).
+  A fresh process with the default Beam arguments (in memory for these 725
+  interactions; worker processes: `quiet_workers_test`); stderr may hold no
+  error-looking line (TensorFlow's C++ start-up notices, shutdown noise), and
+  the feature spec's empty member side must train, evaluate and push (the Meta
+  Block reads support interactions only).
   """
   data = synthetic.generate(num_members=40, num_items=20, seed=0)
   path = str(tmp_path / "input" / "interactions.csv")
@@ -192,5 +202,6 @@ def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
   assert result.returncode == 0, result.stderr[-5000:]
   assert "[pipeline] blessed: yes" in result.stdout and "gAUC" in result.stdout
   assert "[pipeline] serving model: pushed version" in result.stdout
+  assert "[pipeline] Beam: --direct_running_mode=in_memory (chosen by data size" in result.stdout
   noisy = [line for line in result.stderr.splitlines() if any(n in line for n in _NOISE)]
   assert not noisy, result.stderr[-5000:]

@@ -1,5 +1,7 @@
 """Constants of the LiMAML pipeline: names, defaults and Beam settings."""
 
+from typing import Tuple
+
 PIPELINE_NAME = "limaml"
 
 #: Python paths of the user functions the Transform and Trainer components load.
@@ -32,11 +34,29 @@ MAX_LOG_LOSS_INCREASE = 0.01
 #: id 0 or an out-of-vocabulary slot).
 TOLERATED_ANOMALY_TYPES = ("ENUM_TYPE_UNEXPECTED_STRING_VALUES",)
 
-#: Beam on this machine: the DirectRunner in multi-processing mode.
-LOCAL_BEAM_PIPELINE_ARGS = (
+#: Local Beam, one process: the DirectRunner with no worker process to start.
+IN_MEMORY_BEAM_PIPELINE_ARGS = ("--direct_running_mode=in_memory",)
+#: Local Beam over 2 worker processes (one per core of the 2-core reference machine).
+MULTI_PROCESSING_BEAM_PIPELINE_ARGS = (
     "--direct_running_mode=multi_processing",
     "--direct_num_workers=2",
 )
+#: `limaml pipeline run` runs Beam in one process up to this many interactions and
+#: over worker processes above. Each worker imports TensorFlow and gets its own copy
+#: of the data, which costs more than the second core gives on small data.
+#: Measured by `benchmarks/pipeline_scale.py` on 2 cores: at 94k interactions
+#: in memory 372 s and 1.9 GB peak against multi-processing 577 s and 4.3 GB; at
+#: 979k multi-processing 1,641 s, in memory over 1,800 s (its TaskGen alone is
+#: 2.2x slower). The two lines cross near 300k.
+IN_MEMORY_MAX_INTERACTIONS = 300_000
+
+
+def local_beam_pipeline_args(num_interactions: int) -> Tuple[str, ...]:
+  """The local Beam arguments for a run over `num_interactions` (in memory when small)."""
+  if num_interactions <= IN_MEMORY_MAX_INTERACTIONS:
+    return IN_MEMORY_BEAM_PIPELINE_ARGS
+  return MULTI_PROCESSING_BEAM_PIPELINE_ARGS
+
 #: Beam in a Kubeflow step (replace with e.g. Dataflow args at scale):
 #: one worker process per core of the step's container.
 KUBEFLOW_BEAM_PIPELINE_ARGS = (
