@@ -3,9 +3,10 @@
 For each size (interactions) it writes the synthetic data set with as many
 members as give about that many interactions (the generator's activity
 distribution, measured on a sample), runs `limaml pipeline run --data ...
---no-cache` in a fresh process with the local Beam arguments (multi-processing
-DirectRunner), and samples the resident memory of the whole process tree (the
-CLI, Beam's worker processes) every `--sample-s` seconds. Prints one JSON object:
+--no-cache` in a fresh process with multi-processing Beam (2 workers; a
+`--pipeline-arg=--beam-arg=...` replaces them), and samples the resident
+memory of the whole process tree (the CLI, Beam's worker processes) every
+`--sample-s` seconds. Prints one JSON object:
 
     sizes.<n>: interactions, members, seconds per component (from the CLI's
                progress lines), total_s (the CLI's whole run), peak_rss_mb,
@@ -41,7 +42,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 # The repository root, not this folder: `benchmarks/serving.py` must not shadow the `serving` package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.process_memory import PeakRss  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks.process_memory import PeakRss
+from tfx_pipeline.pipeline import configs
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 #: `[3/14] Transform: done (12.3 s)` (and `cached`), as `limaml pipeline run` prints them.
 _PROGRESS = re.compile(r"\[\d+/\d+\] (?P<component>[\w.-]+): (?:done|cached) \((?P<s>[\d.]+) s\)")
@@ -97,6 +101,18 @@ def write_data(directory: str, members: int, seed: int = 0) -> (str, int):
   path = synthetic.write_csv(data, os.path.join(directory, "interactions.csv"))
   schema.save_spec(data.spec, os.path.join(directory, schema.SPEC_FILE_NAME))
   return path, len(data.interactions)
+
+
+def with_local_beam_args(extra_args: List[str]) -> List[str]:
+  """`extra_args` plus the multi-processing Beam arguments, unless they set `--beam-arg`.
+
+  The measured setting is always multi-processing (the CLI itself would run
+  small data in memory: `configs.local_beam_pipeline_args`).
+  """
+  if any(arg.startswith("--beam-arg") for arg in extra_args):
+    return list(extra_args)
+  return list(extra_args) + [f"--beam-arg={arg}"
+                             for arg in configs.MULTI_PROCESSING_BEAM_PIPELINE_ARGS]
 
 
 def run_pipeline(data: str, output: str, epochs: int, timeout_s: float, sample_s: float,
@@ -171,7 +187,7 @@ def main() -> None:
       members = members_for(size)
       data, interactions = write_data(os.path.join(directory, "input"), members)
       run = run_pipeline(data, os.path.join(directory, "output"), args.epochs, args.timeout_s,
-                         args.sample_s, args.pipeline_arg)
+                         args.sample_s, with_local_beam_args(args.pipeline_arg))
       run.update(interactions=interactions, members=members,
                  time_per_interaction_us=round(run["total_s"] / interactions * 1e6, 2))
       results[str(size)] = run

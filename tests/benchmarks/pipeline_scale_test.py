@@ -37,3 +37,11 @@ def test_running_component_is_the_one_started_last_and_not_finished():
       assert progress.running is None
   assert progress.running == "StatisticsGen"
   assert progress.lines == lines
+
+
+def test_runs_are_multi_processing_unless_beam_args_are_given():
+  assert bench.with_local_beam_args(["--no-baseline"]) == [
+      "--no-baseline", "--beam-arg=--direct_running_mode=multi_processing",
+      "--beam-arg=--direct_num_workers=2"]
+  given = ["--beam-arg=--direct_running_mode=in_memory"]
+  assert bench.with_local_beam_args(given) == given
