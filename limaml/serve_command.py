@@ -18,6 +18,7 @@ cold-start path, an unknown item is an error. Without `--items` it ranks the
 import argparse
 import json
 import os
+import signal
 import sys
 
 from limaml import cli
@@ -141,6 +142,10 @@ def _serving_errors(function):
   return run
 
 
+def _raise_keyboard_interrupt(signum, frame):  # pylint: disable=unused-argument
+  raise KeyboardInterrupt
+
+
 def _start(args) -> int:
   """`limaml serve start`."""
   from serving import dev_server  # pylint: disable=g-import-not-at-top
@@ -162,6 +167,12 @@ def _start(args) -> int:
   server = dev_server.DevServer(args.model_base_path, model_name=args.model_name,
                                 host=args.host, grpc_port=args.grpc_port, rest_port=args.rest_port,
                                 poll_interval_s=args.poll_interval, limits=server_limits)
+  # Ctrl-C and SIGTERM (how Kubernetes and docker stop a server) stop it, also in a
+  # process started with SIGINT ignored (a background job of a non-interactive
+  # shell, some test runners), where Python installs no Ctrl-C handler.
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, _raise_keyboard_interrupt)
+
   def print_ports():
     print(f"serving {args.model_name!r} from {os.path.abspath(args.model_base_path)}: gRPC "
           f"{server.host}:{server.grpc_port}, REST http://{server.host}:{server.rest_port} "

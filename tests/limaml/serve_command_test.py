@@ -135,6 +135,9 @@ def test_start_serves_until_interrupted(saved_models, tmp_path):
        str(base_path), "--grpc-port", "0", "--rest-port", "0"],
       stdout=subprocess.PIPE, stderr=stderr, text=True,
       env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+      # Started with SIGINT ignored, as pytest-xdist workers and background jobs of
+      # non-interactive shells start children: Ctrl-C must stop the server all the same.
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
       cwd=os.path.dirname(os.path.dirname(cli.__file__)))
   try:
     line = process.stdout.readline()
