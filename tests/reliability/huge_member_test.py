@@ -5,6 +5,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from limaml_keras import tensor_layout
 from limaml_keras import tasks as tasks_lib
@@ -82,12 +83,29 @@ def _parsed(n, member_dim=DM, seed=0):
            preprocessing.TIMESTAMP: np.array([t])} for i, t in enumerate(times)]
 
 
+def _serialized(interactions, member_key=b"huge"):
+  """Transformed tf.Example records (what TaskGen's member shuffle carries)."""
+  records = []
+  for interaction in interactions:
+    feature = {preprocessing.MEMBER_KEY: tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[member_key]))}
+    for key, array in interaction.items():
+      if array.dtype == np.float32:
+        feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=array))
+      else:
+        feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=array))
+    records.append(tf.train.Example(
+        features=tf.train.Features(feature=feature)).SerializeToString())
+  return records
+
+
 @pytest.mark.slow
 def test_task_gen_handles_a_huge_member_a_window_at_a_time():
   settings = task_gen.TaskSettings(window=40, support_fraction=0.5, max_support=20, max_query=20,
                                    min_interactions=2)
   train, evaluation = _parsed(HUGE), _parsed(1_000, seed=1)
-  element = (b"huge", {task_gen.TRAIN_SPLIT: train, task_gen.EVAL_SPLIT: evaluation})
+  element = (b"huge", {task_gen.TRAIN_SPLIT: _serialized(train),
+                        task_gen.EVAL_SPLIT: _serialized(evaluation)})
   make_tasks = task_gen._MakeTasks(settings)  # pylint: disable=protected-access
   seen = {task_gen.TRAIN_SPLIT: [0, 0, 0], task_gen.EVAL_SPLIT: [0, 0, 0]}
   eval_summary = {}

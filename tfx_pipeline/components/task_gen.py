@@ -35,7 +35,7 @@ shards, so compare them as a set (`read_records`).
 import dataclasses
 import json
 import os
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -78,8 +78,8 @@ def member_keyed(serialized: bytes) -> Tuple[bytes, bytes]:
   TaskGen groups these, not parsed interactions: the member shuffle then
   holds each interaction as its compact record (~290 bytes on the synthetic
   data, against ~1,100 for the pickled arrays of `parse_interaction`), which
-  is what the DirectRunner keeps in memory; the records are parsed after
-  grouping, one member at a time.
+  is what the DirectRunner keeps in memory; after grouping they are parsed
+  as they are read (`SerializedInteractions`).
   """
   feature = tf.train.Example.FromString(serialized).features.feature
   return feature[tensor_layout.MEMBER_KEY].bytes_list.value[0], serialized
@@ -97,17 +97,58 @@ def _stack(interactions: List[_Interaction], member_key: bytes,
   return arrays
 
 
-def _time_ranks(interactions: List[_Interaction]) -> np.ndarray:
+class SerializedInteractions(Sequence):
+  """A member's serialized records as a sequence of `parse_interaction` dicts.
+
+  Each item is parsed when it is read, so a member's interactions are held as
+  compact records and only one batch of windows is parsed at a time.
+  """
+
+  def __init__(self, records: Iterable[bytes]):
+    self._records = list(records)
+
+  def __len__(self) -> int:
+    return len(self._records)
+
+  def __getitem__(self, index: int) -> _Interaction:
+    return parse_interaction(self._records[index])[1]
+
+  def __add__(self, other: "SerializedInteractions") -> "SerializedInteractions":
+    return SerializedInteractions(self._records + other._records)
+
+  def sort_keys(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(timestamps, item ids, labels), read without building the feature arrays."""
+    n = len(self._records)
+    timestamps, items, labels = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+    for j, record in enumerate(self._records):
+      feature = tf.train.Example.FromString(record).features.feature
+      timestamps[j] = feature[tensor_layout.TIMESTAMP].int64_list.value[0]
+      items[j] = feature[tensor_layout.ITEM_ID].int64_list.value[0]
+      labels[j] = feature[tensor_layout.LABEL].float_list.value[0]
+    return timestamps, items, labels
+
+
+def _sort_keys(interactions: Sequence[_Interaction]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(timestamps, item ids, labels) of each interaction."""
+  if isinstance(interactions, SerializedInteractions):
+    return interactions.sort_keys()
+  n = len(interactions)
+  timestamps, items, labels = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+  for j, interaction in enumerate(interactions):
+    timestamps[j] = interaction[tensor_layout.TIMESTAMP][0]
+    items[j] = interaction[tensor_layout.ITEM_ID][0]
+    labels[j] = interaction[tensor_layout.LABEL][0]
+  return timestamps, items, labels
+
+
+def _time_ranks(interactions: Sequence[_Interaction]) -> np.ndarray:
   """0..n-1 in time order; ties are ordered by item id, then label.
 
   Not by input order: Beam delivers a member's interactions in no fixed
-  order, and the output must not depend on it.
+  order, and the output must not depend on it. Keeps only the three sort keys.
   """
-  def column(key):
-    return np.concatenate([i[key] for i in interactions])
-
-  order = np.lexsort((column(tensor_layout.LABEL), column(tensor_layout.ITEM_ID),
-                      column(tensor_layout.TIMESTAMP)))
+  timestamps, items, labels = _sort_keys(interactions)
+  order = np.lexsort((labels, items, timestamps))
   ranks = np.empty(len(order), np.int64)
   ranks[order] = np.arange(len(order))
   return ranks
@@ -194,8 +235,8 @@ class _MakeTasks(beam.DoFn):
 
   def process(self, element):
     member_key, grouped = element
-    train = [parse_interaction(record)[1] for record in grouped[TRAIN_SPLIT]]
-    evaluation = [parse_interaction(record)[1] for record in grouped[EVAL_SPLIT]]
+    train = SerializedInteractions(grouped[TRAIN_SPLIT])
+    evaluation = SerializedInteractions(grouped[EVAL_SPLIT])
     made = ((TRAIN_SPLIT, train_tasks(member_key, train, self._settings),
              "too_few_interactions"),
             (EVAL_SPLIT, _optional(eval_task(member_key, train, evaluation, self._settings)),
