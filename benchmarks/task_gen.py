@@ -9,7 +9,6 @@ object: `seconds`, `peak_rss_mb` (this process and Beam's worker processes),
 `mode`, `tasks` (per split).
 
 Usage: python benchmarks/task_gen.py PIPELINE_ROOT [--mode in_memory|multi_processing]
-       [--workers 2]
 """
 
 import argparse
@@ -56,8 +55,8 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("pipeline_root")
   parser.add_argument("--mode", choices=("in_memory", "multi_processing"),
-                      default="multi_processing")
-  parser.add_argument("--workers", type=int, default=2, help="multi_processing workers")
+                      default="multi_processing",
+                      help="the pipeline's local Beam arguments (multi_processing: 2 workers)")
   args = parser.parse_args()
   try:
     splits = transformed_splits(args.pipeline_root)
@@ -67,14 +66,14 @@ def main() -> None:
   import apache_beam as beam
   from tfx_pipeline.components import task_gen
   from limaml_keras.task_settings import DEFAULTS
+  from tfx_pipeline.pipeline import configs
   # pylint: enable=g-import-not-at-top
-  beam_args = [f"--direct_running_mode={args.mode}"]
-  if args.mode == "multi_processing":
-    beam_args.append(f"--direct_num_workers={args.workers}")
+  beam_args = {"in_memory": configs.IN_MEMORY_BEAM_PIPELINE_ARGS,
+               "multi_processing": configs.MULTI_PROCESSING_BEAM_PIPELINE_ARGS}[args.mode]
   output = tempfile.mkdtemp(prefix="task_gen-")
   sampler = PeakRss(os.getpid(), interval_s=0.5)
   started = time.time()
-  with beam.Pipeline(argv=beam_args) as pipeline:
+  with beam.Pipeline(argv=list(beam_args)) as pipeline:
     task_gen.build_task_pipeline(pipeline, splits, output, DEFAULTS)
   seconds = time.time() - started
   peak = sampler.stop()
