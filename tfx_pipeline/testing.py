@@ -173,6 +173,27 @@ def transformed_examples(tft_output: tft.TFTransformOutput, rows: Sequence[Tuple
   return examples
 
 
+def transformed_record(member_key: bytes, interaction: Mapping[str, np.ndarray]) -> bytes:
+  """One transformed tf.Example as TaskGen reads it (`task_gen.parse_interaction` inverts it).
+
+  Args:
+    member_key: the member's key.
+    interaction: transformed feature name -> values (floating dtypes become a
+      float list, the others an int64 list).
+
+  Returns:
+    The serialized tf.Example.
+  """
+  example = tf.train.Example()
+  features = example.features.feature
+  features[tensor_layout.MEMBER_KEY].bytes_list.value.append(member_key)
+  for key, values in interaction.items():
+    values = np.asarray(values)
+    kind = features[key].float_list if values.dtype.kind == "f" else features[key].int64_list
+    kind.value.extend(values.ravel().tolist())
+  return example.SerializeToString()
+
+
 def write_records(path: str, records: Sequence[bytes]) -> str:
   """Writes serialized records to a gzipped TFRecord file; returns `path`."""
   with tf.io.TFRecordWriter(path, "GZIP") as writer:

@@ -5,12 +5,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from limaml_keras import tensor_layout
 from limaml_keras import tasks as tasks_lib
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline.components import task_gen
+from tfx_pipeline import testing
 
 HUGE = 100_000
 SMALL_MEMBERS = 2_000
@@ -85,18 +85,7 @@ def _parsed(n, member_dim=DM, seed=0):
 
 def _serialized(interactions, member_key=b"huge"):
   """Transformed tf.Example records (what TaskGen's member shuffle carries)."""
-  records = []
-  for interaction in interactions:
-    feature = {preprocessing.MEMBER_KEY: tf.train.Feature(
-        bytes_list=tf.train.BytesList(value=[member_key]))}
-    for key, array in interaction.items():
-      if array.dtype == np.float32:
-        feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=array))
-      else:
-        feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=array))
-    records.append(tf.train.Example(
-        features=tf.train.Features(feature=feature)).SerializeToString())
-  return records
+  return [testing.transformed_record(member_key, interaction) for interaction in interactions]
 
 
 @pytest.mark.slow

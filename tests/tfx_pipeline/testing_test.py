@@ -11,6 +11,7 @@ from limaml_keras import serving_contract
 from tfx_pipeline.models import personalized_model
 from tfx_pipeline.models import preprocessing
 from tfx_pipeline import testing
+from tfx_pipeline.components import task_gen
 
 # Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
 pytestmark = pytest.mark.slow
@@ -64,3 +65,18 @@ def test_serve_signature_runs_the_table_through_the_tf1_loader(tft_output, tmp_p
                                 {personalized_model.MEMBER_ID_INPUT: [b"8", b"nobody"]})
   np.testing.assert_array_equal(out[tensor_layout.META_EMBEDDING][0], testing.embeddings()[1])
   assert out[serving_contract.PERSONALISED].tolist() == [True, False]
+
+
+def test_transformed_record_is_what_task_gen_parses():
+  interaction = {tensor_layout.MEMBER_ID: np.array([3]),
+                 tensor_layout.MEMBER_FEATURES: np.array([0.5, -1.0], np.float32),
+                 tensor_layout.ITEM_ID: np.array([9]),
+                 tensor_layout.ITEM_FEATURES: np.array([2.0], np.float32),
+                 tensor_layout.CONTEXT_FEATURES: np.zeros(0, np.float32),
+                 tensor_layout.LABEL: np.array([1.0], np.float32),
+                 tensor_layout.TIMESTAMP: np.array([1234567890123])}
+  key, parsed = task_gen.parse_interaction(testing.transformed_record(b"m-1", interaction))
+  assert key == b"m-1" and parsed.keys() == interaction.keys()
+  for name, value in interaction.items():
+    np.testing.assert_array_equal(parsed[name], value, err_msg=name)
+    assert parsed[name].dtype == value.dtype, name

@@ -85,27 +85,42 @@ def member_keyed(serialized: bytes) -> Tuple[bytes, bytes]:
   return feature[tensor_layout.MEMBER_KEY].bytes_list.value[0], serialized
 
 
-def _stack(interactions: List[_Interaction], member_key: bytes,
-           order_key: np.ndarray) -> Dict[str, np.ndarray]:
-  """Per-interaction arrays in the layout `tasks_lib.build_tasks` takes."""
+def _stack(interactions: List[_Interaction]) -> Dict[str, np.ndarray]:
+  """Parsed interactions -> per-interaction arrays in the layout `tasks_lib.build_tasks` takes."""
   arrays = {}
   for key in _FLOAT_KEYS + _INT_KEYS:
     column = [interaction[key] for interaction in interactions]
     arrays[key] = np.stack(column) if key in _MATRIX_KEYS else np.concatenate(column)
+  return arrays
+
+
+def _rows(interactions: Sequence[_Interaction], indices: np.ndarray, member_key: bytes,
+          order_key: np.ndarray) -> Dict[str, np.ndarray]:
+  """The interactions at `indices`, stacked, with `order_key` as their timestamps."""
+  if isinstance(interactions, SerializedInteractions):
+    arrays = interactions.stacked(indices)
+  else:
+    arrays = _stack([interactions[i] for i in indices])
   arrays[tensor_layout.TIMESTAMP] = order_key
-  arrays[tensor_layout.MEMBER_KEY] = np.full(len(interactions), member_key, dtype=object)
+  arrays[tensor_layout.MEMBER_KEY] = np.full(len(indices), member_key, dtype=object)
   return arrays
 
 
 class SerializedInteractions(Sequence):
   """A member's serialized records as a sequence of `parse_interaction` dicts.
 
-  Each item is parsed when it is read, so a member's interactions are held as
-  compact records and only one batch of windows is parsed at a time.
+  The records are kept as they are (compact) and parsed in batches when
+  needed: `stacked` parses the rows of one batch of windows with one
+  `tf.io.parse_example` call, and `sort_keys` reads three features in chunks,
+  so memory stays one batch of windows however many records a member has.
   """
+
+  #: Records parsed per `tf.io.parse_example` call by `sort_keys`.
+  CHUNK = 8192
 
   def __init__(self, records: Iterable[bytes]):
     self._records = list(records)
+    self._widths: Optional[Dict[str, int]] = None
 
   def __len__(self) -> int:
     return len(self._records)
@@ -116,16 +131,43 @@ class SerializedInteractions(Sequence):
   def __add__(self, other: "SerializedInteractions") -> "SerializedInteractions":
     return SerializedInteractions(self._records + other._records)
 
+  def _feature_widths(self) -> Dict[str, int]:
+    """Values per interaction of each feature, read from the first record."""
+    if self._widths is None:
+      first = parse_interaction(self._records[0])[1]
+      self._widths = {key: first[key].size for key in _FLOAT_KEYS + _INT_KEYS}
+    return self._widths
+
+  def _parsed(self, records: List[bytes], keys: Sequence[str]) -> Dict[str, np.ndarray]:
+    """`keys` of `records`: [n, width] for the matrix features, [n] for the others."""
+    widths = self._feature_widths()
+    spec = {key: tf.io.FixedLenFeature([widths[key]],
+                                       tf.float32 if key in _FLOAT_KEYS else tf.int64)
+            for key in keys if widths[key]}
+    try:
+      parsed = tf.io.parse_example(records, spec) if spec and records else {}
+    except tf.errors.InvalidArgumentError as error:
+      raise ValueError("TaskGen: a member's transformed records do not all have the widths of "
+                       f"the first one ({widths}): {error.message}") from None
+    arrays = {}
+    for key in keys:
+      width = widths[key]
+      value = (parsed[key].numpy() if key in parsed else
+               np.zeros((len(records), width), np.float32 if key in _FLOAT_KEYS else np.int64))
+      arrays[key] = value if key in _MATRIX_KEYS else value.reshape(len(records))
+    return arrays
+
+  def stacked(self, indices: Sequence[int]) -> Dict[str, np.ndarray]:
+    """The records at `indices`, parsed and stacked (`_stack`'s layout)."""
+    return self._parsed([self._records[i] for i in indices], _FLOAT_KEYS + _INT_KEYS)
+
   def sort_keys(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(timestamps, item ids, labels), read without building the feature arrays."""
-    n = len(self._records)
-    timestamps, items, labels = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
-    for j, record in enumerate(self._records):
-      feature = tf.train.Example.FromString(record).features.feature
-      timestamps[j] = feature[tensor_layout.TIMESTAMP].int64_list.value[0]
-      items[j] = feature[tensor_layout.ITEM_ID].int64_list.value[0]
-      labels[j] = feature[tensor_layout.LABEL].float_list.value[0]
-    return timestamps, items, labels
+    """(timestamps, item ids, labels), parsed `CHUNK` records at a time."""
+    keys = (tensor_layout.TIMESTAMP, tensor_layout.ITEM_ID, tensor_layout.LABEL)
+    chunks = [self._parsed(self._records[start:start + self.CHUNK], keys)
+              for start in range(0, len(self._records), self.CHUNK)]
+    return tuple(np.concatenate([chunk[key] for chunk in chunks]) if chunks else
+                 np.zeros(0) for key in keys)
 
 
 def _sort_keys(interactions: Sequence[_Interaction]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,7 +215,7 @@ def _capped_task(member_key: bytes, interactions: List[_Interaction], order_key:
   keep = np.flatnonzero((order_key >= support_size - settings.max_support) &
                         (order_key < support_size + settings.max_query))
   task = tasks_lib.build_tasks(
-      _stack([interactions[i] for i in keep], member_key, order_key[keep]),
+      _rows(interactions, keep, member_key, order_key[keep]),
       cutoff_time=support_size, max_support=settings.max_support, max_query=settings.max_query)
   task = tasks_lib.pad_sides(task, settings.max_support, settings.max_query)
   query_size = len(interactions) - support_size
@@ -182,8 +224,8 @@ def _capped_task(member_key: bytes, interactions: List[_Interaction], order_key:
       tensor_layout.QUERY: query_size - int(task.query_sizes[0])})
 
 
-def train_tasks(member_key: bytes, train: List[_Interaction],
-                settings: TaskSettings) -> Iterator[tasks_lib.Tasks]:
+def train_tasks(member_key: bytes, train: Sequence[_Interaction], settings: TaskSettings,
+                ranks: Optional[np.ndarray] = None) -> Iterator[tasks_lib.Tasks]:
   """The member's training tasks (`limaml_keras.tasks.training_tasks`), in batches of windows.
 
   Nothing when the member has fewer than `settings.min_interactions`
@@ -191,11 +233,12 @@ def train_tasks(member_key: bytes, train: List[_Interaction],
   consecutive runs of `window` interactions in time order, so the member's
   interactions are sorted once and up to `WINDOWS_PER_BATCH` windows are
   built at a time: memory is one sort plus one batch of windows, however
-  long the member's history.
+  long the member's history. `ranks`: `_time_ranks(train)` when the caller
+  has it.
   """
   if not train or len(train) < settings.min_interactions:
     return
-  ranks = _time_ranks(train)
+  ranks = _time_ranks(train) if ranks is None else ranks
   order = np.argsort(ranks)
   per_window = dataclasses.replace(settings, min_interactions=1)
   step = settings.window * WINDOWS_PER_BATCH
@@ -206,7 +249,7 @@ def train_tasks(member_key: bytes, train: List[_Interaction],
   for start in range(0, len(order), step):
     begin = max(0, start - context)
     rows = order[begin:start + step]
-    tasks = tasks_lib.training_tasks(_stack([train[i] for i in rows], member_key, ranks[rows]),
+    tasks = tasks_lib.training_tasks(_rows(train, rows, member_key, ranks[rows]),
                                      per_window)
     if begin < start:
       window_index = np.array([int(key.rsplit("#", 1)[1]) for key in tasks.member_ids])
@@ -214,14 +257,20 @@ def train_tasks(member_key: bytes, train: List[_Interaction],
     yield tasks
 
 
-def eval_task(member_key: bytes, train: List[_Interaction], evaluation: List[_Interaction],
-              settings: TaskSettings) -> Optional[tasks_lib.Tasks]:
-  """The member's evaluation task, or None when it has no evaluation interaction."""
+def eval_task(member_key: bytes, train: Sequence[_Interaction],
+              evaluation: Sequence[_Interaction], settings: TaskSettings,
+              train_ranks: Optional[np.ndarray] = None) -> Optional[tasks_lib.Tasks]:
+  """The member's evaluation task, or None when it has no evaluation interaction.
+
+  `train_ranks`: `_time_ranks(train)` when the caller has it.
+  """
   if not evaluation:
     return None
   # Rank time within each period and put the periods one after the other, so
   # the split follows the periods even when their timestamps overlap.
-  order_key = np.concatenate([_time_ranks(train) if train else np.zeros(0, np.int64),
+  if train_ranks is None:
+    train_ranks = _time_ranks(train) if train else np.zeros(0, np.int64)
+  order_key = np.concatenate([train_ranks,
                               len(train) + _time_ranks(evaluation)])
   return _capped_task(member_key, train + evaluation, order_key, len(train), settings)
 
@@ -237,10 +286,11 @@ class _MakeTasks(beam.DoFn):
     member_key, grouped = element
     train = SerializedInteractions(grouped[TRAIN_SPLIT])
     evaluation = SerializedInteractions(grouped[EVAL_SPLIT])
-    made = ((TRAIN_SPLIT, train_tasks(member_key, train, self._settings),
+    ranks = _time_ranks(train)  # Sorted once for both splits.
+    made = ((TRAIN_SPLIT, train_tasks(member_key, train, self._settings, ranks),
              "too_few_interactions"),
-            (EVAL_SPLIT, _optional(eval_task(member_key, train, evaluation, self._settings)),
-             "no_query"))
+            (EVAL_SPLIT, _optional(eval_task(member_key, train, evaluation, self._settings,
+                                             ranks)), "no_query"))
     for split, batches, reason in made:
       empty = True
       for tasks in batches:

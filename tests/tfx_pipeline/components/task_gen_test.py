@@ -1,5 +1,6 @@
 """Tests of TaskGen's per-member split rules and of its Beam pipeline."""
 
+import dataclasses
 import json
 import os
 
@@ -105,6 +106,44 @@ def test_eval_task_cold_start_and_no_query():
   assert task_gen.eval_task(b"m", [_interaction(1, 1)], [], SETTINGS) is None
 
 
+def _serialized(interactions, member_key=b"m"):
+  return task_gen.SerializedInteractions(
+      [testing.transformed_record(member_key, x) for x in interactions])
+
+
+def _assert_same_tasks(actual, expected):
+  assert actual.member_ids.tolist() == expected.member_ids.tolist()
+  assert actual.arrays.keys() == expected.arrays.keys()
+  for key, value in expected.arrays.items():
+    np.testing.assert_array_equal(actual.arrays[key], value, err_msg=key)
+    assert actual.arrays[key].dtype == value.dtype, key
+
+
+def test_serialized_records_give_the_tasks_of_parsed_ones(monkeypatch):
+  # Batched parsing (`stacked`, chunked `sort_keys`) must change nothing; the
+  # context features have width 0, and chunks of 3 split the sort keys.
+  monkeypatch.setattr(task_gen.SerializedInteractions, "CHUNK", 3)
+  train = [_interaction(item, 10 * item, label=item % 2) for item in (5, 1, 4, 2, 3, 6, 7, 8, 9)]
+  evaluation = [_interaction(9, 5), _interaction(8, 1)]
+  serialized = _serialized(train)
+  assert len(serialized) == len(train)
+  np.testing.assert_array_equal(serialized.sort_keys()[0], [50, 10, 40, 20, 30, 60, 70, 80, 90])
+  for settings in (SETTINGS, dataclasses.replace(SETTINGS, task_history=3)):
+    for got, want in zip(task_gen.train_tasks(b"m", serialized, settings),
+                         task_gen.train_tasks(b"m", train, settings), strict=True):
+      _assert_same_tasks(got, want)
+  _assert_same_tasks(task_gen.eval_task(b"m", serialized, _serialized(evaluation), SETTINGS),
+                     task_gen.eval_task(b"m", train, evaluation, SETTINGS))
+
+
+def test_records_of_other_widths_are_a_clear_error():
+  narrow = _interaction(1, 10)
+  narrow[tensor_layout.ITEM_FEATURES] = np.array([1.0], np.float32)
+  records = _serialized([_interaction(2, 20), narrow])
+  with pytest.raises(ValueError, match="do not all have the widths of the first one"):
+    records.stacked([0, 1])
+
+
 def test_settings_are_the_library_settings_and_are_checked():
   assert task_gen.TaskSettings is task_settings.TaskSettings
   with pytest.raises(ValueError, match="support_fraction"):
@@ -120,15 +159,8 @@ def test_size_distribution():
 
 
 def _transformed_example(member, item, timestamp, label):
-  value = _interaction(item, timestamp, member_feature=float(len(member)), label=label)
-  feature = {preprocessing.MEMBER_KEY: tf.train.Feature(
-      bytes_list=tf.train.BytesList(value=[member.encode()]))}
-  for key, array in value.items():
-    if array.dtype == np.float32:
-      feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=array))
-    else:
-      feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=array))
-  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+  return testing.transformed_record(member.encode(), _interaction(
+      item, timestamp, member_feature=float(len(member)), label=label))
 
 
 def _write_split(directory, rows, shards=1):
