@@ -85,13 +85,11 @@ def member_keyed(serialized: bytes) -> Tuple[bytes, bytes]:
   return feature[tensor_layout.MEMBER_KEY].bytes_list.value[0], serialized
 
 
-def _stack(interactions: List[_Interaction]) -> Dict[str, np.ndarray]:
+def _stack(interactions: List[_Interaction],
+           keys: Sequence[str] = _FLOAT_KEYS + _INT_KEYS) -> Dict[str, np.ndarray]:
   """Parsed interactions -> per-interaction arrays in the layout `tasks_lib.build_tasks` takes."""
-  arrays = {}
-  for key in _FLOAT_KEYS + _INT_KEYS:
-    column = [interaction[key] for interaction in interactions]
-    arrays[key] = np.stack(column) if key in _MATRIX_KEYS else np.concatenate(column)
-  return arrays
+  return {key: (np.stack if key in _MATRIX_KEYS else np.concatenate)(
+      [interaction[key] for interaction in interactions]) for key in keys}
 
 
 def _rows(interactions: Sequence[_Interaction], indices: np.ndarray, member_key: bytes,
@@ -117,6 +115,9 @@ class SerializedInteractions(Sequence):
 
   #: Records parsed per `tf.io.parse_example` call by `sort_keys`.
   CHUNK = 8192
+  #: Fewer records than this are parsed one by one in Python: a TF op call
+  #: costs about a millisecond, ~20 records' worth (most members are small).
+  MIN_BATCH_PARSE = 64
 
   def __init__(self, records: Iterable[bytes]):
     self._records = list(records)
@@ -139,16 +140,22 @@ class SerializedInteractions(Sequence):
     return self._widths
 
   def _parsed(self, records: List[bytes], keys: Sequence[str]) -> Dict[str, np.ndarray]:
-    """`keys` of `records`: [n, width] for the matrix features, [n] for the others."""
-    widths = self._feature_widths()
-    spec = {key: tf.io.FixedLenFeature([widths[key]],
-                                       tf.float32 if key in _FLOAT_KEYS else tf.int64)
-            for key in keys if widths[key]}
+    """`keys` of `records`: [n, width] for the matrix features, [n] for the others.
+
+    Raises:
+      ValueError: when the records do not all have the first record's widths.
+    """
     try:
+      if 0 < len(records) < self.MIN_BATCH_PARSE:
+        return _stack([parse_interaction(record)[1] for record in records], keys)
+      widths = self._feature_widths()
+      spec = {key: tf.io.FixedLenFeature([widths[key]],
+                                         tf.float32 if key in _FLOAT_KEYS else tf.int64)
+              for key in keys if widths[key]}
       parsed = tf.io.parse_example(records, spec) if spec and records else {}
-    except tf.errors.InvalidArgumentError as error:
+    except (ValueError, tf.errors.InvalidArgumentError) as error:
       raise ValueError("TaskGen: a member's transformed records do not all have the widths of "
-                       f"the first one ({widths}): {error.message}") from None
+                       f"the first one ({self._feature_widths()}): {error}") from None
     arrays = {}
     for key in keys:
       width = widths[key]

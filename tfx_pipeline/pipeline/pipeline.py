@@ -44,6 +44,7 @@ from tfx_pipeline.components import anomalies_gate
 from tfx_pipeline.components import atomic_pusher
 from tfx_pipeline.pipeline import configs
 from tfx_pipeline.components import evaluation_config
+from tfx_pipeline.components import evaluator_extractors
 from tfx_pipeline.ops import input_data
 from tfx_pipeline.components import meta_embedding_gen
 from limaml_keras import model_config as model_config_lib
@@ -180,7 +181,9 @@ def create_pipeline(
       eval_config=evaluation_config.eval_config(
           with_baseline=baseline is not None, min_auc=min_auc, min_gauc_gain=min_gauc_gain,
           max_log_loss_increase=max_log_loss_increase),
-      example_splits=[EVAL_SPLIT]).with_id(configs.EVALUATOR_ID)
+      example_splits=[EVAL_SPLIT],
+      # Extracts slimmed before TFMA groups them by member (`evaluator_extractors`).
+      module_path=evaluator_extractors.__name__).with_id(configs.EVALUATOR_ID)
   pusher = atomic_pusher.AtomicPusher(
       model=personalized_model,
       model_blessing=evaluator.outputs["blessing"],

@@ -160,12 +160,22 @@ def test_latest_interactions_combiner_is_order_independent():
     random.Random(seed).shuffle(order)
     halves = [fn.create_accumulator(), fn.create_accumulator()]
     for j, interaction in enumerate(order):
-      halves[j % 2] = fn.add_input(halves[j % 2], interaction)
+      halves[j % 2] = fn.add_input(halves[j % 2], ms.order_key(interaction))
     count, latest = fn.extract_output(fn.merge_accumulators(halves))
     assert count == 6
-    results.add(tuple(ms.order_key(i) for i in latest))
+    results.add(tuple(latest))
   assert len(results) == 1
   assert [key[0] for key in results.pop()] == [7, 9, 9]
+
+
+def test_order_key_holds_the_whole_interaction(setup):
+  for record in setup["transformed"]:
+    _, interaction = task_gen.parse_interaction(record)
+    restored = ms.interaction_of(ms.order_key(interaction))
+    assert restored.keys() == interaction.keys()
+    for key, value in interaction.items():
+      np.testing.assert_array_equal(restored[key], value, err_msg=key)
+      assert restored[key].dtype == value.dtype, key
 
 
 def test_support_record_is_a_task_record(setup):

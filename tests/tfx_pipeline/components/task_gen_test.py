@@ -119,10 +119,13 @@ def _assert_same_tasks(actual, expected):
     assert actual.arrays[key].dtype == value.dtype, key
 
 
-def test_serialized_records_give_the_tasks_of_parsed_ones(monkeypatch):
-  # Batched parsing (`stacked`, chunked `sort_keys`) must change nothing; the
-  # context features have width 0, and chunks of 3 split the sort keys.
+@pytest.mark.parametrize("min_batch_parse", [0, 2, 1000])
+def test_serialized_records_give_the_tasks_of_parsed_ones(monkeypatch, min_batch_parse):
+  # Parsing in Python (small sets) or batched in TF (`stacked`, chunked
+  # `sort_keys`) must change nothing; the context features have width 0, and
+  # chunks of 3 split the sort keys.
   monkeypatch.setattr(task_gen.SerializedInteractions, "CHUNK", 3)
+  monkeypatch.setattr(task_gen.SerializedInteractions, "MIN_BATCH_PARSE", min_batch_parse)
   train = [_interaction(item, 10 * item, label=item % 2) for item in (5, 1, 4, 2, 3, 6, 7, 8, 9)]
   evaluation = [_interaction(9, 5), _interaction(8, 1)]
   serialized = _serialized(train)
@@ -136,7 +139,9 @@ def test_serialized_records_give_the_tasks_of_parsed_ones(monkeypatch):
                      task_gen.eval_task(b"m", train, evaluation, SETTINGS))
 
 
-def test_records_of_other_widths_are_a_clear_error():
+@pytest.mark.parametrize("min_batch_parse", [0, 1000])
+def test_records_of_other_widths_are_a_clear_error(monkeypatch, min_batch_parse):
+  monkeypatch.setattr(task_gen.SerializedInteractions, "MIN_BATCH_PARSE", min_batch_parse)
   narrow = _interaction(1, 10)
   narrow[tensor_layout.ITEM_FEATURES] = np.array([1.0], np.float32)
   records = _serialized([_interaction(2, 20), narrow])

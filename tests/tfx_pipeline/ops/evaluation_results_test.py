@@ -23,6 +23,7 @@ from limaml_keras import schema
 from limaml_keras import serving_contract
 from tfx_pipeline.components import activity_slices
 from tfx_pipeline.components import evaluation_config
+from tfx_pipeline.components import evaluator_extractors
 from tfx_pipeline.ops import evaluation_results
 
 # Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
@@ -100,9 +101,12 @@ def _evaluate(scored, out, candidate, baseline=None, **thresholds):
                                            model_name=spec.name, eval_config=config)
             for spec in config.model_specs]
   output = str(scored["root"] / out)
+  # The Evaluator's extractors: every number below is read from slimmed extracts.
+  extractors = evaluator_extractors.custom_extractors(eval_shared_model=models,
+                                                      eval_config=config)
   tfma.run_model_analysis(eval_shared_model=models, eval_config=config,
                           data_location=str(scored["root"] / "data.tfrecord"),
-                          output_path=output)
+                          output_path=output, extractors=extractors)
   return evaluation_results.read_evaluation(output)
 
 

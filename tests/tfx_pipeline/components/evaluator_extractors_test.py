@@ -1,0 +1,62 @@
+"""The Evaluator's extractors: TFMA's defaults, then the extracts slimmed to what metrics read.
+
+That the metrics computed from the slimmed extracts are right is checked on
+real TFMA runs in `tests/tfx_pipeline/ops/evaluation_results_test.py`, which
+evaluates through `custom_extractors`.
+"""
+
+import numpy as np
+from tensorflow_model_analysis import constants
+from tfx.components.util import udf_utils
+
+from limaml_keras import schema
+from limaml_keras import synthetic
+from tfx_pipeline.components import evaluation_config
+from tfx_pipeline.components import evaluator_extractors
+from tfx_pipeline.pipeline import configs
+from tfx_pipeline.pipeline import pipeline as pipeline_lib
+
+
+def test_only_what_the_metrics_read_is_kept():
+  extracts = {
+      constants.INPUT_KEY: b"serialized example",
+      constants.FEATURES_KEY: {schema.MEMBER_ID_COLUMN: np.array([b"m1"]),
+                               "age": np.array([31.0]), "item_id": np.array([b"x"])},
+      constants.TRANSFORMED_FEATURES_KEY: {"candidate": {"item_id": np.array([3])}},
+      constants.LABELS_KEY: np.array([1.0]),
+      constants.PREDICTIONS_KEY: {"candidate": np.array([0.7]), "baseline": np.array([0.6])},
+      constants.EXAMPLE_WEIGHTS_KEY: np.array([1.0]),
+      constants.SLICE_KEY_TYPES_KEY: [(), (("activity", b"1-5"),)],
+  }
+  kept = evaluator_extractors.kept(extracts, [schema.MEMBER_ID_COLUMN])
+  assert set(kept) == {constants.FEATURES_KEY, constants.LABELS_KEY, constants.PREDICTIONS_KEY,
+                       constants.EXAMPLE_WEIGHTS_KEY, constants.SLICE_KEY_TYPES_KEY}
+  assert list(kept[constants.FEATURES_KEY]) == [schema.MEMBER_ID_COLUMN]
+  assert kept[constants.PREDICTIONS_KEY] is extracts[constants.PREDICTIONS_KEY]
+  assert kept[constants.SLICE_KEY_TYPES_KEY] is extracts[constants.SLICE_KEY_TYPES_KEY]
+  # Optional keys that are absent stay absent.
+  assert evaluator_extractors.kept({constants.LABELS_KEY: 1}, ["m"]) == {constants.LABELS_KEY: 1}
+
+
+def test_the_query_keys_are_the_member_id():
+  for with_baseline in (True, False):
+    config = evaluation_config.eval_config(with_baseline=with_baseline)
+    assert evaluator_extractors.query_keys(config) == [schema.MEMBER_ID_COLUMN]
+
+
+def test_the_pipelines_evaluator_loads_the_hook():
+  """TFX falls back to the default extractors, silently, when the hook does not load."""
+  evaluator, = [c for c in pipeline_lib.create_pipeline(
+      "p", "/root", "/data", synthetic.SPEC, "/serving").components
+                if c.id == configs.EVALUATOR_ID]
+  assert evaluator.exec_properties["module_path"] == evaluator_extractors.__name__
+  hook = udf_utils.try_get_fn(evaluator.exec_properties, "custom_extractors")
+  assert hook is evaluator_extractors.custom_extractors
+
+
+def test_the_slimming_stage_comes_after_tfmas_slicing():
+  config = evaluation_config.eval_config(with_baseline=False)
+  stages = [e.stage_name for e in evaluator_extractors.custom_extractors(
+      eval_shared_model=None, eval_config=config)]
+  assert stages[-1] == evaluator_extractors.KEEP_WHAT_METRICS_READ
+  assert stages.index("ExtractSliceKeys") == len(stages) - 2
