@@ -19,241 +19,19 @@ The user-facing contract is Keras': `compile(optimizer)`, `fit`, `evaluate`,
 `save`. Batches are task batches (see `limaml_keras.tensor_layout`).
 """
 
-import dataclasses
 import itertools
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from limaml_keras import losses as losses_lib
+from limaml_keras import task_batch as task_batch_lib
 from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
 
-_SIDES = (F.SUPPORT, F.QUERY)
 #: Values of `PersonalizedRanker(support_items=...)`.
 SUPPORT_ITEMS = ("none", "shared", "own")
-# Expected rank and dtype kind ("int" or "float") of every task-batch key.
-_TASK_RANKS = {F.MEMBER_ID: (1, "int"), F.MEMBER_FEATURES: (2, "float")}
-_SIDE_RANKS = {F.ITEM_ID: (2, "int"), F.ITEM_FEATURES: (3, "float"),
-               F.CONTEXT_FEATURES: (3, "float"), F.LABEL: (2, "float"), F.MASK: (2, "float")}
-for _side, (_name, _spec) in itertools.product(_SIDES, _SIDE_RANKS.items()):
-  _TASK_RANKS[F.side_key(_side, _name)] = _spec
-
-
-def _dtype_kind(dtype: tf.DType) -> str:
-  if dtype.is_integer:
-    return "int"
-  if dtype.is_floating:
-    return "float"
-  return dtype.name
-
-
-def validate_task_batch(batch: Dict[str, tf.Tensor], require_member_id: bool = False) -> None:
-  """Checks keys, ranks, dtypes and matching sizes of a task batch.
-
-  Runs on static shapes, so it costs nothing per step inside `tf.function`.
-
-  Args:
-    batch: a task batch (see `limaml_keras.tensor_layout`).
-    require_member_id: whether `member_id` must be present.
-
-  Raises:
-    ValueError: naming the offending key and what was expected.
-  """
-  if not isinstance(batch, dict):
-    raise ValueError(f"A task batch must be a dict of tensors, got {type(batch).__name__}.")
-  required = [k for k in _TASK_RANKS if k != F.MEMBER_ID or require_member_id]
-  missing = [k for k in required if k not in batch]
-  if missing:
-    raise ValueError(f"Task batch is missing keys {missing}; it has {sorted(batch)}.")
-  for key in required:
-    rank, kind = _TASK_RANKS[key]
-    value = batch[key]
-    shape = value.shape
-    if shape.rank is not None and shape.rank != rank:
-      raise ValueError(f"Task batch key {key!r} must have rank {rank}, got shape {shape}.")
-    if _dtype_kind(value.dtype) != kind and not (kind == "float" and value.dtype.is_integer):
-      raise ValueError(f"Task batch key {key!r} must be {kind}, got dtype {value.dtype.name}.")
-  _check_same_dims(batch, required)
-  if batch[F.MEMBER_FEATURES].shape[0] == 0:
-    raise ValueError("Task batch is empty: it holds 0 tasks.")
-
-
-def _check_same_dims(batch, keys) -> None:
-  """Every key shares T; every side's keys share its length; feature dims match across sides."""
-  num_tasks = {k: batch[k].shape[0] for k in keys}
-  for side in _SIDES:
-    lengths = {k: batch[F.side_key(side, name)].shape[1] for k, name in
-               ((F.side_key(side, n), n) for n in _SIDE_RANKS)}
-    _assert_equal_dims(lengths, f"{side} length")
-  _assert_equal_dims(num_tasks, "number of tasks")
-  for name in (F.ITEM_FEATURES, F.CONTEXT_FEATURES):
-    _assert_equal_dims({F.side_key(s, name): batch[F.side_key(s, name)].shape[-1] for s in _SIDES},
-                       f"{name} size")
-
-
-def _assert_equal_dims(dims: Dict[str, Optional[int]], what: str) -> None:
-  known = {k: d for k, d in dims.items() if d is not None}
-  if len(set(known.values())) > 1:
-    raise ValueError(f"Task batch keys disagree on the {what}: {known}.")
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureDims:
-  """Feature sizes a model is built for (a plain value: never tracked by TF)."""
-  member_dim: int
-  item_dim: int
-  context_dim: int
-
-  def as_dict(self) -> Dict[str, int]:
-    return dataclasses.asdict(self)
-
-
-def support_history(batch) -> tf.Tensor:
-  """Summary `[T, 2 * Di + 2]` of each task's support set (for the Meta Block).
-
-  Masked mean item features of the positive and of the negative support
-  interactions, then `log1p` of their counts. Padding has no effect; an
-  empty support gives zeros.
-  """
-  return labelled_support_pool(batch, batch[F.side_key(F.SUPPORT, F.ITEM_FEATURES)])
-
-
-def labelled_support_pool(batch, values) -> tf.Tensor:
-  """Masked means of `values` `[T, L, D]` over positive and over negative support, and log-counts.
-
-  Returns `[T, 2 * D + 2]`: mean over the positive support interactions, mean
-  over the negative ones, `log1p` of both counts. Padding has no effect; an
-  empty support gives zeros. With D = 0 no 0-width product is ever formed.
-  """
-  label = tf.cast(batch[F.side_key(F.SUPPORT, F.LABEL)], tf.float32)
-  mask = tf.cast(batch[F.side_key(F.SUPPORT, F.MASK)], tf.float32)
-  values = tf.cast(values, tf.float32)
-  width = values.shape[-1]
-  values = tf.where(mask[..., tf.newaxis] > 0, values, 0.0)
-  parts, counts = [], []
-  for weight in (label * mask, (1.0 - label) * mask):
-    count = tf.reduce_sum(weight, axis=1, keepdims=True)
-    if width != 0:
-      parts.append(tf.einsum("tl,tld->td", weight, values) / tf.maximum(count, 1.0))
-    counts.append(tf.math.log1p(count))
-  return tf.concat(parts + counts, axis=-1)
-
-
-def sample_support_sizes(batch, sizes: Sequence[int], seed=None):
-  """Keeps each task's latest k support interactions, k drawn uniformly from `sizes`.
-
-  Support slots are left-aligned and chronological, so the latest k real
-  interactions are the slots `[n - k, n)` of a task with n. Only the support
-  mask changes (masked slots have no effect anywhere). Empty `sizes`: the
-  batch is returned unchanged.
-  """
-  if not sizes:
-    return batch
-  key = F.side_key(F.SUPPORT, F.MASK)
-  mask = tf.cast(batch[key], tf.float32)
-  real = tf.reduce_sum(mask, axis=1, keepdims=True)
-  choice = tf.random.uniform(tf.shape(mask)[:1], 0, len(sizes), dtype=tf.int32, seed=seed)
-  keep = tf.gather(tf.constant(list(sizes), tf.float32), choice)[:, tf.newaxis]
-  slot = tf.cast(tf.range(tf.shape(mask)[1]), tf.float32)[tf.newaxis]
-  out = dict(batch)
-  out[key] = mask * tf.cast(slot >= real - keep, tf.float32)
-  return out
-
-
-def _replica_context():
-  """The replica context of a multi-replica `tf.distribute` step, else None."""
-  context = tf.distribute.get_replica_context()
-  return context if context is not None and context.num_replicas_in_sync > 1 else None
-
-
-def global_mean(numerator, denominator):
-  """This replica's share of a mean over the *global* batch.
-
-  `numerator / sum over replicas of denominator`: summed over replicas (what
-  the optimizer does with replicas' gradients) it is the mean over the global
-  batch, so a step on R replicas equals one step on one device with the same
-  global batch. Without distribution (one replica) it is `numerator / denominator`.
-  Denominators below 1 count as 1 (a batch without any target has loss 0).
-  """
-  context = _replica_context()
-  if context is not None:
-    denominator = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(denominator))
-  return numerator / tf.maximum(denominator, 1.0)
-
-
-def sum_over_replicas(value):
-  """`value` summed over the replicas of a distributed step (a constant); `value` otherwise."""
-  context = _replica_context()
-  if context is None:
-    return value
-  return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(value))
-
-
-def replica_share(value):
-  """`value / replicas in sync`: a per-replica term (regularisation) counted once in total."""
-  context = _replica_context()
-  return value if context is None else value / context.num_replicas_in_sync
-
-
-def masked_task_losses(logits, labels, mask):
-  """Per-task mean binary cross-entropy over real (mask=1) interactions.
-
-  Args:
-    logits: `[T, L]`.
-    labels: `[T, L]` in {0, 1}.
-    mask: `[T, L]`, 1 for real interactions, 0 for padding.
-
-  Returns:
-    `(losses, counts)`: `[T]` per-task mean loss (0 for a task with no real
-    interaction) and `[T]` number of real interactions. Padded entries have
-    exactly zero effect on both, and on their gradients.
-  """
-  per_example = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-  # tf.where, not multiplication: a non-finite logit at a padded slot must not leak NaN.
-  per_example = tf.where(mask > 0, per_example, tf.zeros_like(per_example))
-  counts = tf.reduce_sum(mask, axis=1)
-  return tf.reduce_sum(per_example, axis=1) / tf.maximum(counts, 1.0), counts
-
-
-def masked_pairwise_losses(logits, labels, mask):
-  """Per-task mean pairwise logistic loss over (positive, negative) pairs of real interactions.
-
-  For every task, the mean over pairs (i, j) with i positive and j negative of
-  `softplus(-(logit_i - logit_j))` (RankNet / BPR), weighted by
-  `label_i * (1 - label_j)` so soft labels count fractionally. Only score
-  differences within a task enter, so the loss is invariant to adding a
-  per-task constant to the logits: it rewards re-ordering a member's items,
-  not a member-level offset.
-
-  Args:
-    logits: `[T, L]`.
-    labels: `[T, L]` in [0, 1].
-    mask: `[T, L]`, 1 for real interactions, 0 for padding.
-
-  Returns:
-    `(losses, pairs)`: `[T]` per-task mean pair loss (0 for a task without a
-    positive-negative pair) and `[T]` the pair weight sums. Padding has
-    exactly zero effect on both and on their gradients.
-  """
-  positive = labels * mask
-  negative = (1.0 - labels) * mask
-  weight = positive[:, :, tf.newaxis] * negative[:, tf.newaxis, :]
-  difference = logits[:, :, tf.newaxis] - logits[:, tf.newaxis, :]
-  # tf.where, not multiplication: a non-finite padded logit must not leak NaN.
-  per_pair = tf.where(weight > 0, tf.nn.softplus(-tf.where(weight > 0, difference, 0.0)), 0.0)
-  pairs = tf.reduce_sum(weight, axis=[1, 2])
-  return tf.reduce_sum(per_pair * weight, axis=[1, 2]) / tf.maximum(pairs, 1e-6), pairs
-
-
-def ranking_loss(logits, labels, mask):
-  """Mean over the tasks that have a positive-negative pair of `masked_pairwise_losses`.
-
-  This replica's share of the global batch's mean (`global_mean`).
-  """
-  losses, pairs = masked_pairwise_losses(logits, labels, mask)
-  has_pair = tf.cast(pairs > 0, tf.float32)
-  return global_mean(tf.reduce_sum(losses * has_pair), tf.reduce_sum(has_pair))
 
 
 class PersonalizedRanker(tf.keras.Model):
@@ -397,7 +175,7 @@ class PersonalizedRanker(tf.keras.Model):
     """Creates every variable for the given feature sizes (once)."""
     if self._dims is not None:
       return
-    self._dims = FeatureDims(int(member_dim), int(item_dim), int(context_dim))
+    self._dims = task_batch_lib.FeatureDims(int(member_dim), int(item_dim), int(context_dim))
     with tf.init_scope():
       if not self.meta_block.built:
         history_dim = 2 * int(item_dim) + 2 if self.use_history else 0
@@ -466,7 +244,7 @@ class PersonalizedRanker(tf.keras.Model):
 
   @tf.autograph.experimental.do_not_convert
   def _build_from_task_batch(self, batch) -> None:
-    validate_task_batch(batch, require_member_id=self._needs_member_id())
+    task_batch_lib.validate_task_batch(batch, require_member_id=self._needs_member_id())
     dims = [batch[F.MEMBER_FEATURES].shape[-1],
             batch[F.side_key(F.SUPPORT, F.ITEM_FEATURES)].shape[-1],
             batch[F.side_key(F.SUPPORT, F.CONTEXT_FEATURES)].shape[-1]]
@@ -496,12 +274,12 @@ class PersonalizedRanker(tf.keras.Model):
     has_support = F.side_key(F.SUPPORT, F.MASK) in batch
     num_tasks = tf.shape(member_features)[0]
     if self.use_history:
-      parts.append(support_history(batch) if has_support else
+      parts.append(task_batch_lib.support_history(batch) if has_support else
                    tf.zeros([num_tasks, 2 * self._dims.item_dim + 2]))
     if self.support_items != "none":
       if has_support:
         items = self._lookup_support_items(batch[F.side_key(F.SUPPORT, F.ITEM_ID)])
-        parts.append(labelled_support_pool(batch, items))
+        parts.append(task_batch_lib.labelled_support_pool(batch, items))
       else:
         parts.append(tf.zeros([num_tasks, self._support_items_dim()]))
     return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
@@ -557,7 +335,7 @@ class PersonalizedRanker(tf.keras.Model):
     logits = self._side_logits(batch, side, embeddings)
     labels = tf.cast(batch[F.side_key(side, F.LABEL)], tf.float32)
     mask = tf.cast(batch[F.side_key(side, F.MASK)], tf.float32)
-    losses, counts = masked_task_losses(logits, labels, mask)
+    losses, counts = losses_lib.masked_task_losses(logits, labels, mask)
     return logits, labels, mask, losses, counts
 
   def adapt_weights(self, batch, steps: Optional[int] = None,
@@ -596,7 +374,7 @@ class PersonalizedRanker(tf.keras.Model):
         embeddings = self._member_embedding(batch, fast)
         logits, labels, mask, losses, counts = self._side_losses(batch, F.SUPPORT, embeddings)
         if self.inner_ranking_loss_weight:
-          losses += self.inner_ranking_loss_weight * masked_pairwise_losses(logits, labels, mask)[0]
+          losses += self.inner_ranking_loss_weight * losses_lib.masked_pairwise_losses(logits, labels, mask)[0]
         if self.inner_pseudo_count:
           losses *= counts / (counts + self.inner_pseudo_count)
         # Tasks are independent, so d(sum)/d(fast[t]) is task t's own gradient.
@@ -624,7 +402,7 @@ class PersonalizedRanker(tf.keras.Model):
     logits, labels, mask, losses, counts = self._side_losses(batch, F.QUERY, embeddings)
     has_query = tf.cast(counts > 0, tf.float32)
     # Under tf.distribute: this replica's share of the global batch's mean.
-    loss = global_mean(tf.reduce_sum(losses * has_query), tf.reduce_sum(has_query))
+    loss = losses_lib.global_mean(tf.reduce_sum(losses * has_query), tf.reduce_sum(has_query))
     return loss, logits, labels, mask
 
   # ------------------------------------------------------------ Keras steps
@@ -633,7 +411,7 @@ class PersonalizedRanker(tf.keras.Model):
     batch, _, _ = tf.keras.utils.unpack_x_y_sample_weight(batch)
     self._build_from_task_batch(batch)
     batch = dict(batch)
-    for side in _SIDES:
+    for side in task_batch_lib.SIDES:
       key = F.side_key(side, F.LABEL)
       label = tf.cast(batch[key], tf.float32)
       label = tf.debugging.assert_all_finite(label, f"{key} contains NaN or Inf")
@@ -647,9 +425,9 @@ class PersonalizedRanker(tf.keras.Model):
 
   def _objective(self, loss, logits, labels, mask):
     """What the outer optimizer descends: `loss` + λ·ranking term + regularisation."""
-    total = loss + replica_share(self._regularization())
+    total = loss + losses_lib.replica_share(self._regularization())
     if self.ranking_loss_weight:
-      total += self.ranking_loss_weight * ranking_loss(logits, labels, mask)
+      total += self.ranking_loss_weight * losses_lib.ranking_loss(logits, labels, mask)
     return total
 
   def _update_metrics(self, loss, logits, labels, mask):
@@ -657,9 +435,9 @@ class PersonalizedRanker(tf.keras.Model):
 
     `loss` is this replica's share of the global batch's loss (`global_mean`).
     """
-    self._loss_tracker.update_state(sum_over_replicas(loss))
+    self._loss_tracker.update_state(losses_lib.sum_over_replicas(loss))
     self._regularization_tracker.update_state(
-        sum_over_replicas(replica_share(self._regularization())))
+        losses_lib.sum_over_replicas(losses_lib.replica_share(self._regularization())))
     self._auc.update_state(labels, logits, sample_weight=mask)
     loss, regularization = self._loss_tracker.result(), self._regularization_tracker.result()
     return {"loss": loss, "auc": self._auc.result(), "regularization_loss": regularization,
@@ -720,7 +498,7 @@ class PersonalizedRanker(tf.keras.Model):
 
     `batch` may hold only the `member_*` and `support_*` keys.
     """
-    batch = with_empty_query(batch)
+    batch = task_batch_lib.with_empty_query(batch)
     fast = self.adapt_weights(batch, first_order=True) if self.inner_steps else None
     return tf.stop_gradient(self._member_embedding(batch, fast))
 
@@ -743,7 +521,7 @@ class PersonalizedRanker(tf.keras.Model):
       numpy `[T, d]`: `MetaBlock_{θm'_u}(member features of u)`. A task with
       no support gets the cold-start embedding.
     """
-    batch = _support_only_batch(task_batch)
+    batch = task_batch_lib.support_only_batch(task_batch)
     self._build_from_task_batch(batch)
     if self._adapt_function is None:
       self._adapt_function = tf.function(self.adapt_embeddings, reduce_retracing=True)
@@ -776,37 +554,6 @@ class PersonalizedRanker(tf.keras.Model):
     for key in ("meta_block", "global_block"):
       config[key] = tf.keras.layers.deserialize(config[key], custom_objects=custom_objects)
     return cls(**config)
-
-
-def _support_only_batch(task_batch) -> Dict[str, tf.Tensor]:
-  """Converts a task batch to tensors, filling absent query keys with empty ones."""
-  if not isinstance(task_batch, dict):
-    raise ValueError(f"A task batch must be a dict, got {type(task_batch).__name__}.")
-  batch = {}
-  for key, value in task_batch.items():
-    try:
-      batch[key] = tf.convert_to_tensor(value)
-    except (ValueError, TypeError) as e:
-      raise ValueError(f"Task batch key {key!r} is not a numeric array: {e}") from None
-  if F.MEMBER_FEATURES in batch:
-    batch.setdefault(F.MEMBER_ID, tf.zeros(tf.shape(batch[F.MEMBER_FEATURES])[:1], tf.int64))
-  return with_empty_query(batch)
-
-
-def with_empty_query(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-  """Adds zero-length query tensors where a batch has only its support side.
-
-  Graph-friendly: lets a support-only batch (what adaptation and the meta
-  embedding job have) pass as a full task batch.
-  """
-  out = dict(batch)
-  for name in F.INTERACTION_KEYS:
-    support = batch.get(F.side_key(F.SUPPORT, name))
-    query_key = F.side_key(F.QUERY, name)
-    if query_key not in out and support is not None:
-      shape = tf.concat([tf.shape(support)[:1], [0], tf.shape(support)[2:]], axis=0)
-      out[query_key] = tf.zeros(shape, support.dtype)
-  return out
 
 
 @tf.keras.utils.register_keras_serializable(package="LiMAML")
@@ -850,16 +597,16 @@ class LiMAMLModel(PersonalizedRanker):
     embeddings = self._member_embedding(batch, fast_weights)
     _, _, _, losses, counts = self._side_losses(batch, F.SUPPORT, embeddings)
     has_support = tf.cast(counts > 0, tf.float32)
-    return global_mean(tf.reduce_sum(losses * has_support), tf.reduce_sum(has_support))
+    return losses_lib.global_mean(tf.reduce_sum(losses * has_support), tf.reduce_sum(has_support))
 
   def _adaptation_results(self, batch, fast, query_loss):
     """Updates the inner-loop trackers (class docstring); returns their results."""
     # Replicas' shares summed: the global batch's means, as `_update_metrics` reports the loss.
-    before = sum_over_replicas(self._support_loss(batch, None))
-    after = sum_over_replicas(self._support_loss(batch, [tf.stop_gradient(w) for w in fast]))
+    before = losses_lib.sum_over_replicas(self._support_loss(batch, None))
+    after = losses_lib.sum_over_replicas(self._support_loss(batch, [tf.stop_gradient(w) for w in fast]))
     for name, value in (("support_loss_before", before), ("support_loss_after", after),
                         ("adaptation_gain", before - after),
-                        ("query_loss", sum_over_replicas(query_loss))):
+                        ("query_loss", losses_lib.sum_over_replicas(query_loss))):
       self._adaptation_trackers[name].update_state(value)
     results = {name: tracker.result() for name, tracker in self._adaptation_trackers.items()}
     if self._inner_lrs:
@@ -868,7 +615,7 @@ class LiMAMLModel(PersonalizedRanker):
     return results
 
   def train_step(self, data):
-    batch = sample_support_sizes(self._checked(data), self.train_support_sizes)
+    batch = task_batch_lib.sample_support_sizes(self._checked(data), self.train_support_sizes)
     if self.first_order:
       _, gradient_sums = self._inner_loop(batch, self.inner_steps, first_order=True)
     with tf.GradientTape() as tape:
@@ -912,14 +659,14 @@ class GlobalModel(PersonalizedRanker):
     batch = self._checked(data)
     with tf.GradientTape() as tape:
       embeddings = self._member_embedding(batch)
-      targets = _SIDES if self.fit_support and not self.use_history else (F.QUERY,)
+      targets = task_batch_lib.SIDES if self.fit_support and not self.use_history else (F.QUERY,)
       sides = [self._side_losses(batch, side, embeddings) for side in targets]
       logits = tf.concat([s[0] for s in sides], axis=1)
       labels = tf.concat([s[1] for s in sides], axis=1)
       mask = tf.concat([s[2] for s in sides], axis=1)
-      losses, counts = masked_task_losses(logits, labels, mask)
+      losses, counts = losses_lib.masked_task_losses(logits, labels, mask)
       # Every real interaction weighs the same, as in ordinary training.
-      loss = global_mean(tf.reduce_sum(losses * counts), tf.reduce_sum(counts))
+      loss = losses_lib.global_mean(tf.reduce_sum(losses * counts), tf.reduce_sum(counts))
       total = self._objective(loss, logits, labels, mask)
     self._apply(tape, total)
     return self._update_metrics(loss, logits, labels, mask)

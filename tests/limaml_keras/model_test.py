@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
-from limaml_keras.model import (GlobalModel, IdEmbeddingModel, LiMAMLModel, masked_pairwise_losses,
-                                ranking_loss, validate_task_batch)
+from limaml_keras.losses import ranking_loss
+from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel
 from limaml_keras.testing import pad_task_batch, random_task_batch
 
 
@@ -308,42 +308,6 @@ def test_id_embedding_model_sends_unknown_members_to_the_shared_row(batch):
 
 
 # ------------------------------------------------------------------ bad input
-def test_missing_key_is_named(batch):
-  del batch["support_label"]
-  with pytest.raises(ValueError, match="missing keys.*support_label"):
-    validate_task_batch(batch)
-
-
-def test_wrong_rank_is_named(batch):
-  batch["query_item_features"] = batch["query_item_features"][:, :, 0]
-  with pytest.raises(ValueError, match="'query_item_features' must have rank 3"):
-    validate_task_batch(batch)
-
-
-def test_wrong_dtype_is_named(batch):
-  batch["support_item_id"] = tf.strings.as_string(batch["support_item_id"])
-  with pytest.raises(ValueError, match="'support_item_id' must be int"):
-    validate_task_batch(batch)
-
-
-def test_mismatched_task_counts_are_named(batch):
-  batch["member_features"] = batch["member_features"][:3]
-  with pytest.raises(ValueError, match="number of tasks"):
-    validate_task_batch(batch)
-
-
-def test_mismatched_feature_sizes_between_sides_are_named(batch):
-  batch["query_item_features"] = batch["query_item_features"][:, :, :2]
-  with pytest.raises(ValueError, match="item_features size"):
-    validate_task_batch(batch)
-
-
-def test_empty_task_batch_is_named(batch):
-  empty = {k: v[:0] for k, v in batch.items()}
-  with pytest.raises(ValueError, match="0 tasks"):
-    validate_task_batch(empty)
-
-
 def test_tasks_without_any_interaction_contribute_nothing(batch):
   model = build(make_model(inner_steps=1), batch)
   numpy_batch = {k: v.numpy() for k, v in batch.items()}
@@ -400,16 +364,6 @@ def test_adapt_rejects_non_numeric_input(batch):
 
 
 # -------------------------------------------------------------- support history
-def test_support_history_summarises_positives_and_negatives_by_hand():
-  from limaml_keras.model import support_history
-  batch = random_task_batch(num_tasks=1, support=3, item_dim=2)
-  batch["support_item_features"][0] = [[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]
-  batch["support_label"][0] = [1.0, 0.0, 1.0]
-  batch["support_mask"][0] = [1.0, 1.0, 0.0]
-  history = support_history(as_tensors(batch)).numpy()[0]
-  np.testing.assert_allclose(history, [1, 2, 3, 4, np.log(2), np.log(2)], rtol=1e-6)
-
-
 def test_history_model_cold_start_sees_zero_history(batch):
   model = build(make_model(inner_steps=0, use_history=True), batch)
   numpy_batch = {k: v.numpy() for k, v in batch.items()}
@@ -434,17 +388,6 @@ def test_global_model_trains_on_query_targets_only(batch, options):
 
 
 # ------------------------------------------------ support items, support sizes, inner-lr bound
-def test_support_items_pool_item_embeddings_by_label_by_hand():
-  from limaml_keras.model import labelled_support_pool
-  batch = {"support_label": tf.constant([[1.0, 0.0, 1.0, 0.0]]),
-           "support_mask": tf.constant([[1.0, 1.0, 1.0, 0.0]])}
-  values = tf.constant([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [9.0, 9.0]]])
-  pooled = labelled_support_pool(batch, values).numpy()[0]
-  np.testing.assert_allclose(pooled, [3.0, 4.0, 3.0, 4.0, np.log(3.0), np.log(2.0)], rtol=1e-6)
-  empty = labelled_support_pool(batch, tf.zeros([1, 4, 0])).numpy()[0]
-  np.testing.assert_allclose(empty, [np.log(3.0), np.log(2.0)], rtol=1e-6)
-
-
 @pytest.mark.slow
 def test_meta_block_reads_the_support_items(batch):
   model = build(make_model(inner_steps=0, support_items="shared"), batch)
@@ -454,24 +397,6 @@ def test_meta_block_reads_the_support_items(batch):
   # The item ids reach the Meta Block through the Global Block's table (shared).
   assert model.support_item_embedding is None
   assert model.meta_block.adaptable_weights[0].shape[0] == 3 + 2 * 3 + 2
-
-
-def test_sampled_support_sizes_keep_each_tasks_latest_k(batch):
-  from limaml_keras.model import sample_support_sizes
-  mask = np.zeros((40, 6), np.float32)
-  sizes = np.arange(40) % 7
-  for t, n in enumerate(sizes):
-    mask[t, :n] = 1.0
-  tf.random.set_seed(0)
-  out = sample_support_sizes({"support_mask": tf.constant(mask)}, [0, 2])["support_mask"].numpy()
-  kept = out.sum(axis=1)
-  assert set(kept) <= {0, 1, 2} and {0, 2} <= set(kept)
-  for t, n in enumerate(sizes):
-    k = int(kept[t])
-    assert k == 0 or k == min(2, n)
-    np.testing.assert_array_equal(out[t, n - k:n], 1.0)       # the latest k
-    assert out[t, :n - k].sum() == 0 and out[t, n:].sum() == 0
-  assert sample_support_sizes({"support_mask": mask}, [])["support_mask"] is mask
 
 
 @pytest.mark.slow
@@ -583,45 +508,6 @@ def test_limaml_with_member_id_embedding_adds_the_members_row(batch):
 
 
 # ------------------------------------------------------- within-member ranking term (issue 12)
-def test_pairwise_loss_by_hand():
-  logits = tf.constant([[2.0, 0.5, -1.0, 7.0]])
-  labels = tf.constant([[1.0, 0.0, 0.0, 1.0]])
-  mask = tf.constant([[1.0, 1.0, 1.0, 0.0]])  # The last slot is padding.
-  losses, pairs = masked_pairwise_losses(logits, labels, mask)
-  expected = (np.log1p(np.exp(-1.5)) + np.log1p(np.exp(-3.0))) / 2
-  np.testing.assert_allclose(losses.numpy(), [expected], rtol=1e-6)
-  np.testing.assert_allclose(pairs.numpy(), [2.0])
-
-
-def test_pairwise_loss_ignores_a_per_task_constant_shift(batch):
-  logits = tf.random.normal(batch["query_label"].shape, seed=3)
-  shift = tf.constant([[-5.0], [0.0], [2.5], [40.0], [1e-3]])
-  labels, mask = batch["query_label"], batch["query_mask"]
-  before, pairs = masked_pairwise_losses(logits, labels, mask)
-  after, _ = masked_pairwise_losses(logits + shift, labels, mask)
-  assert float(tf.reduce_sum(pairs)) > 0
-  np.testing.assert_allclose(after.numpy(), before.numpy(), rtol=1e-5)
-  # ... and its gradient w.r.t. the logits sums to zero in every task (no offset is learnt).
-  with tf.GradientTape() as tape:
-    tape.watch(logits)
-    value = ranking_loss(logits, labels, mask)
-  np.testing.assert_allclose(tf.reduce_sum(tape.gradient(value, logits), axis=1).numpy(), 0.0,
-                             atol=1e-6)
-
-
-def test_pairwise_loss_is_zero_without_a_pair_and_padding_has_no_effect():
-  logits = tf.constant([[1.0, 2.0, 1e6], [0.3, -0.2, 0.0]])
-  labels = tf.constant([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-  mask = tf.constant([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
-  with tf.GradientTape() as tape:
-    tape.watch(logits)
-    losses, pairs = masked_pairwise_losses(logits, labels, mask)
-  grads = tape.gradient(losses, logits).numpy()
-  assert losses.numpy()[0] == 0.0 and pairs.numpy()[0] == 0.0
-  assert np.isfinite(grads).all() and np.all(grads[:, 2] == 0) and np.all(grads[0] == 0)
-  assert grads[1, 0] < 0 < grads[1, 1]  # Pushes the positive up, the negative down.
-
-
 def _weights_after_one_step(batch, cls, **kwargs):
   model = build(make_model(cls, **kwargs), batch)
   model.train_on_batch(batch)

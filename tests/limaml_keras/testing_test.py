@@ -3,7 +3,7 @@
 import numpy as np
 
 from limaml_keras import tensor_layout as F
-from limaml_keras.model import validate_task_batch
+from limaml_keras.task_batch import validate_task_batch
 from limaml_keras.testing import pad_task_batch, random_task_batch
 
 import tensorflow as tf
