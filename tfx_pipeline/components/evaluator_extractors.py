@@ -9,7 +9,10 @@ that shuffle held the evaluation period several times over. The last
 extractor here (`KEEP_WHAT_METRICS_READ`) drops everything the metrics do not
 read: it keeps labels, predictions, example weights, slice keys and, of the
 features, only the query keys (the member id). Slicing is done before it, by
-TFMA's own `SliceKeyExtractor`.
+TFMA's own `SliceKeyExtractor`. TFMA runs its metrics evaluator on the
+extracts as they leave the stage named `ExtractSliceKeys` (the evaluator's
+`run_after`), not after the last extractor, so the slimming is part of that
+stage: TFMA's slice-key transform, then `KEEP_WHAT_METRICS_READ`.
 
 The TFX Evaluator calls `custom_extractors` when the component is built with
 `module_path` = this module (`tfx_pipeline.pipeline.pipeline` does).
@@ -20,9 +23,12 @@ from typing import Any, Dict, List, Sequence
 import apache_beam as beam
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants
+from tensorflow_model_analysis.extractors import slice_key_extractor
 
-#: Stage name of the last extractor.
+#: Name of the slimming step inside the slice-key stage.
 KEEP_WHAT_METRICS_READ = "KeepWhatMetricsRead"
+#: TFMA's slice-key stage, after which its metrics evaluator runs.
+SLICE_KEY_STAGE = slice_key_extractor.SLICE_KEY_EXTRACTOR_STAGE_NAME
 #: Extract keys the metrics read (features are kept by `query_keys` only).
 KEPT_KEYS = (constants.LABELS_KEY, constants.PREDICTIONS_KEY, constants.EXAMPLE_WEIGHTS_KEY,
              constants.SLICE_KEY_TYPES_KEY)
@@ -42,9 +48,23 @@ def kept(extracts: Dict[str, Any], feature_keys: Sequence[str]) -> Dict[str, Any
   return slim
 
 
+class _SliceKeysThenKeep(beam.PTransform):
+  """TFMA's slice-key extraction, then only what the metrics read (module docstring)."""
+
+  def __init__(self, slice_keys: beam.PTransform, feature_keys: Sequence[str]):
+    super().__init__()
+    self._slice_keys = slice_keys
+    self._feature_keys = list(feature_keys)
+
+  def expand(self, extracts):
+    return (extracts
+            | "SliceKeys" >> self._slice_keys
+            | KEEP_WHAT_METRICS_READ >> beam.Map(kept, self._feature_keys))
+
+
 def custom_extractors(eval_shared_model, eval_config: tfma.EvalConfig,
                       tensor_adapter_config=None) -> List[tfma.extractors.Extractor]:
-  """TFMA's default extractors, then `KEEP_WHAT_METRICS_READ` (the TFX Evaluator's hook).
+  """TFMA's default extractors, the slice-key stage slimming its output (the TFX Evaluator's hook).
 
   Args:
     eval_shared_model: the evaluated model(s), as TFMA's `default_extractors` takes them.
@@ -52,11 +72,18 @@ def custom_extractors(eval_shared_model, eval_config: tfma.EvalConfig,
     tensor_adapter_config: as TFMA's `default_extractors` takes it.
 
   Returns:
-    The extractors, in order.
+    The extractors, in order; the last keeps TFMA's slice-key stage name.
+
+  Raises:
+    ValueError: when TFMA's extractors do not end with its slice-key stage
+      (another TFMA version: the metrics would not see the slimmed extracts).
   """
   extractors = tfma.default_extractors(eval_shared_model=eval_shared_model,
                                        eval_config=eval_config,
                                        tensor_adapter_config=tensor_adapter_config)
-  return extractors + [tfma.extractors.Extractor(
-      stage_name=KEEP_WHAT_METRICS_READ,
-      ptransform=beam.Map(kept, query_keys(eval_config)))]
+  last = extractors[-1]
+  if last.stage_name != SLICE_KEY_STAGE:
+    raise ValueError(f"TFMA's extractors end with {last.stage_name!r}, not {SLICE_KEY_STAGE!r}")
+  return extractors[:-1] + [tfma.extractors.Extractor(
+      stage_name=SLICE_KEY_STAGE,
+      ptransform=_SliceKeysThenKeep(last.ptransform, query_keys(eval_config)))]

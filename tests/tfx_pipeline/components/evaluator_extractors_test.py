@@ -5,7 +5,10 @@ real TFMA runs in `tests/tfx_pipeline/ops/evaluation_results_test.py`, which
 evaluates through `custom_extractors`.
 """
 
+import apache_beam as beam
+from apache_beam.testing import util as beam_testing
 import numpy as np
+import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants
 from tfx.components.util import udf_utils
 
@@ -54,9 +57,19 @@ def test_the_pipelines_evaluator_loads_the_hook():
   assert hook is evaluator_extractors.custom_extractors
 
 
-def test_the_slimming_stage_comes_after_tfmas_slicing():
+def test_the_metrics_evaluator_reads_the_slimmed_extracts():
+  """TFMA runs its metrics after the stage its `run_after` names: that stage must slim."""
   config = evaluation_config.eval_config(with_baseline=False)
-  stages = [e.stage_name for e in evaluator_extractors.custom_extractors(
-      eval_shared_model=None, eval_config=config)]
-  assert stages[-1] == evaluator_extractors.KEEP_WHAT_METRICS_READ
-  assert stages.index("ExtractSliceKeys") == len(stages) - 2
+  extractors = evaluator_extractors.custom_extractors(eval_shared_model=None, eval_config=config)
+  evaluators = tfma.default_evaluators(eval_config=config)
+  assert [e.run_after for e in evaluators] == [extractors[-1].stage_name]
+  extracts = {constants.FEATURES_KEY: {schema.MEMBER_ID_COLUMN: np.array([b"m1"]),
+                                       "age": np.array([31.0])},
+              constants.INPUT_KEY: b"serialized", constants.LABELS_KEY: np.array([1.0]),
+              constants.PREDICTIONS_KEY: np.array([0.7])}
+  with beam.Pipeline() as pipeline:
+    out = pipeline | beam.Create([extracts]) | extractors[-1].ptransform
+    keys = out | beam.Map(lambda e: (sorted(e), sorted(e[constants.FEATURES_KEY])))
+    beam_testing.assert_that(keys, beam_testing.equal_to([(
+        sorted([constants.FEATURES_KEY, constants.LABELS_KEY, constants.PREDICTIONS_KEY,
+                constants.SLICE_KEY_TYPES_KEY]), [schema.MEMBER_ID_COLUMN])]))
