@@ -1,7 +1,7 @@
 """Ablation of the LiMAML model changes on the `member` protocol's validation split.
 
 Prints one JSON object: for every variant, gAUC (member-weighted), AUC and log
-loss of the query interactions — overall (full support, up to 50) and per
+loss of the query interactions — overall (support up to `--max-support`) and per
 support size n of the few-shot curve — per seed, with mean and std.
 
 Everything is measured on `protocol.member_validation_split`: the member
@@ -48,6 +48,8 @@ CHANGES = {
     "hist": {"use_history": True},
     "hist50": {"task_history": 50, "window": 20},  # history tasks: support = previous 50, query = 20
     "hist20": {"task_history": 20, "window": 20},
+    "hist100": {"task_history": 100, "window": 20},  # ... support = previous 100
+    "sizes100": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50, 100)},
     "nohist": {"use_history": False},
     "steps0": {"inner_steps": 0},               # no inner loop: the Meta Block reads the support only
     "steps1": {"inner_steps": 1},
@@ -141,11 +143,14 @@ def main(argv=None) -> dict:
                       help="share of members held out of training (the held-out-members variant)")
   parser.add_argument("--few-shot", type=int, nargs="*", default=list(protocol.FEW_SHOT_SIZES))
   parser.add_argument("--epochs", type=int, default=None, help="override every variant's epochs")
+  parser.add_argument("--max-support", type=int, default=protocol.DEFAULT_MAX_SUPPORT,
+                      help="support cap of the scored members (their latest interactions)")
   args = parser.parse_args(argv)
 
   started = time.perf_counter()
   frame, spec = datasets.load(args.dataset, args.data_dir)
-  split = protocol.member_validation_split(frame, spec, held_out_fraction=args.held_out)
+  split = protocol.member_validation_split(frame, spec, held_out_fraction=args.held_out,
+                                          max_support=args.max_support)
   tuned = configs.hyperparameters(args.dataset)
   parsed = {v: parse_variant(v, tuned) for v in args.variants}
   if args.epochs is not None:
@@ -183,6 +188,7 @@ def main(argv=None) -> dict:
       "dataset": args.dataset,
       "protocol": "member (validation split inside the training data)",
       "held_out_fraction": args.held_out,
+      "max_support": args.max_support,
       "seeds": args.seeds,
       "scored_members": int(len(evaluation)),
       "query_interactions": int(evaluation.query_sizes.sum()),

@@ -46,6 +46,7 @@ from tfx.types import artifact_utils
 from limaml_keras import tensor_layout
 from limaml_keras import tasks as tasks_lib
 from limaml_keras.task_settings import DEFAULTS, TaskSettings
+from tfx_pipeline.beam import grouped_records
 from tfx_pipeline.components import task_records
 
 TRAIN_SPLIT = "train"
@@ -77,8 +78,9 @@ def member_keyed(serialized: bytes) -> Tuple[bytes, bytes]:
 
   TaskGen groups these, not parsed interactions: the member shuffle then
   holds each interaction as its compact record (~290 bytes on the synthetic
-  data, against ~1,100 for the pickled arrays of `parse_interaction`), which
-  is what the DirectRunner keeps in memory; after grouping they are parsed
+  data, against ~1,100 for the pickled arrays of `parse_interaction`),
+  packed and compressed per member and bundle (`grouped_records`), which is
+  what the DirectRunner keeps in memory; after grouping they are parsed
   as they are read (`SerializedInteractions`).
   """
   feature = tf.train.Example.FromString(serialized).features.feature
@@ -420,7 +422,7 @@ def build_task_pipeline(pipeline: beam.Pipeline, input_uris: Mapping[str, str],
                   Tuple[bytes, bytes]))
       for split, uri in input_uris.items()}
   made = (interactions
-          | "GroupByMember" >> beam.CoGroupByKey()
+          | "GroupByMember" >> grouped_records.GroupRecordsByKey()
           | "MakeTasks" >> beam.ParDo(_MakeTasks(settings)).with_outputs(
               TRAIN_SPLIT, EVAL_SPLIT, _SUMMARY))
   for split in (TRAIN_SPLIT, EVAL_SPLIT):
@@ -429,7 +431,8 @@ def build_task_pipeline(pipeline: beam.Pipeline, input_uris: Mapping[str, str],
              os.path.join(output_uri, f"Split-{split}", _RECORD_PREFIX),
              file_name_suffix=".gz"))
   # Memory per worker stays bounded at any scale: GroupByMember holds one member's
-  # interactions, the statistics combine into fixed-size histograms (combiner
+  # interactions (and its shuffle holds them compressed: `grouped_records`), the
+  # statistics combine into fixed-size histograms (combiner
   # lifting), and "Gather" lists one summary per split (two), not per member.
   _ = (made[_SUMMARY]
        | "SummariseSplits" >> beam.CombinePerKey(_TaskStatisticsFn(settings))

@@ -35,10 +35,27 @@ def test_only_what_the_metrics_read_is_kept():
   assert set(kept) == {constants.FEATURES_KEY, constants.LABELS_KEY, constants.PREDICTIONS_KEY,
                        constants.EXAMPLE_WEIGHTS_KEY, constants.SLICE_KEY_TYPES_KEY}
   assert list(kept[constants.FEATURES_KEY]) == [schema.MEMBER_ID_COLUMN]
-  assert kept[constants.PREDICTIONS_KEY] is extracts[constants.PREDICTIONS_KEY]
+  # One-value numbers as Python numbers; the member id and the slice keys as they were.
+  assert kept[constants.PREDICTIONS_KEY] == {"candidate": 0.7, "baseline": 0.6}
+  assert kept[constants.LABELS_KEY] == 1.0 and kept[constants.EXAMPLE_WEIGHTS_KEY] == 1.0
+  assert all(type(v) is float for v in kept[constants.PREDICTIONS_KEY].values())
+  assert kept[constants.FEATURES_KEY][schema.MEMBER_ID_COLUMN] is (
+      extracts[constants.FEATURES_KEY][schema.MEMBER_ID_COLUMN])
   assert kept[constants.SLICE_KEY_TYPES_KEY] is extracts[constants.SLICE_KEY_TYPES_KEY]
   # Optional keys that are absent stay absent.
   assert evaluator_extractors.kept({constants.LABELS_KEY: 1}, ["m"]) == {constants.LABELS_KEY: 1}
+
+
+def test_only_one_value_numeric_arrays_become_python_numbers():
+  values = {"one": np.array([3], np.int64), "float32": np.array([[0.25]], np.float32),
+            "two": np.array([1.0, 2.0]), "text": np.array([b"m1"], object), "none": None,
+            "nested": {"flag": np.array([True])}}
+  out = evaluator_extractors.scalars(values)
+  assert out["one"] == 3 and type(out["one"]) is int
+  assert out["float32"] == 0.25 and type(out["float32"]) is float
+  assert out["nested"] == {"flag": True}
+  for same in ("two", "text", "none"):
+    assert out[same] is values[same]
 
 
 def test_the_query_keys_are_the_member_id():
