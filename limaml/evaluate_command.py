@@ -12,7 +12,8 @@ Protocols: `time` (one global cutoff, as in production), `member` (each
 member's latest 20 % of interactions are query, earlier ones training data and
 support) and `member-heldout` (`member` with 20 % of members kept out of
 training; only they are scored). Every method is also scored with support
-truncated to the latest n interactions (the few-shot curve).
+truncated to the latest n interactions (the few-shot curve), n up to
+--max-support (the support cap; default: the pipeline's).
 
 Writes results.json and report.html to --output, and TensorBoard logs (one run
 per method and seed) to --tensorboard-dir: `tensorboard --logdir DIR`.
@@ -22,6 +23,7 @@ import argparse
 import os
 
 from limaml import cli
+from limaml_keras import task_settings
 from limaml_keras.evaluation import datasets
 from limaml_keras.evaluation.method_names import METHODS
 from limaml_keras.evaluation.protocol_names import PROTOCOLS
@@ -61,6 +63,10 @@ def register(subparsers) -> None:
   parser.add_argument("--tune", action="store_true",
                       help="search hyper-parameters on a validation split first")
   parser.add_argument("--epochs", type=_positive_int, help="override every method's epochs")
+  parser.add_argument("--max-support", type=_positive_int,
+                      default=task_settings.DEFAULTS.max_support,
+                      help="support cap of the scored members: their latest interactions "
+                      "(default: the pipeline's, %(default)s)")
   parser.set_defaults(func=_run)
 
 
@@ -112,7 +118,8 @@ def _run(args) -> int:
                                methods=args.methods, tune=args.tune, epochs=args.epochs,
                                log=log, protocol_name=args.protocol, data=data,
                                settings_from=args.settings_from,
-                               tensorboard_dir=tensorboard_dir, overrides=args.overrides)
+                               tensorboard_dir=tensorboard_dir, overrides=args.overrides,
+                               max_support=args.max_support)
   print(f"wrote {args.output}/results.json and {args.output}/report.html "
         f"({record['seconds']} s)")
   if record["tensorboard"]:

@@ -38,7 +38,8 @@ TENSORBOARD_SUBDIR = "tensorboard"
 
 
 def make_split(frame, spec: schema.FeatureSpec, protocol_name: str,
-               validation: bool = False) -> Tuple[protocol.Split, Tasks]:
+               validation: bool = False,
+               max_support: int = protocol.DEFAULT_MAX_SUPPORT) -> Tuple[protocol.Split, Tasks]:
   """`(split, scored_tasks)` of `frame` under `protocol_name`.
 
   Args:
@@ -46,18 +47,21 @@ def make_split(frame, spec: schema.FeatureSpec, protocol_name: str,
     spec: their feature spec.
     protocol_name: one of `PROTOCOLS`.
     validation: the protocol applied inside the training data (for tuning).
+    max_support: support cap of the scored members (their latest interactions).
 
   Raises:
     ValueError: unknown protocol.
   """
   if protocol_name == "time":
-    split = (protocol.validation_split if validation else protocol.time_split)(frame, spec)
+    split = (protocol.validation_split if validation else protocol.time_split)(
+        frame, spec, max_support=max_support)
     return split, split.evaluation
   if protocol_name not in PROTOCOLS:
     raise ValueError(f"unknown protocol {protocol_name!r}; choose from {list(PROTOCOLS)}")
   held_out = protocol.DEFAULT_HELD_OUT_FRACTION if protocol_name == "member-heldout" else 0.0
   build = protocol.member_validation_split if validation else protocol.member_split
-  split = build(frame, spec, held_out_fraction=held_out, seed=HELD_OUT_SEED)
+  split = build(frame, spec, held_out_fraction=held_out, seed=HELD_OUT_SEED,
+                max_support=max_support)
   if not held_out:
     return split, split.evaluation
   members = np.asarray(split.evaluation.member_ids).astype(str)
@@ -73,7 +77,8 @@ def cutoff_date(cutoff: Optional[int]) -> Optional[str]:
       "%Y-%m-%d %H:%M:%S UTC")
 
 
-def protocol_record(protocol_name: str, split: protocol.Split, scored: Tasks) -> Dict:
+def protocol_record(protocol_name: str, split: protocol.Split, scored: Tasks,
+                    max_support: int = protocol.DEFAULT_MAX_SUPPORT) -> Dict:
   """What the split looks like, for `results.json` and the report."""
   return {
       "name": protocol_name,
@@ -83,7 +88,7 @@ def protocol_record(protocol_name: str, split: protocol.Split, scored: Tasks) ->
       "scored_members": int(len(scored)),
       "cold_start_members": int(scored.cold_start.sum()),
       "query_interactions": int(scored.query_sizes.sum()),
-      "max_support": protocol.DEFAULT_MAX_SUPPORT,
+      "max_support": max_support,
       "members_without_query": int(split.evaluation.dropped_members.get("no_query", 0)),
       "held_out_members": len(split.held_out_members),
       "few_shot_sizes": list(protocol.FEW_SHOT_SIZES),
@@ -165,7 +170,8 @@ def evaluate(dataset: str,
              data: Optional[Tuple] = None,
              settings_from: Optional[str] = None,
              tensorboard_dir: Optional[str] = "",
-             overrides: Sequence[str] = ()) -> Dict:
+             overrides: Sequence[str] = (),
+             max_support: int = protocol.DEFAULT_MAX_SUPPORT) -> Dict:
   """Runs the comparison and writes `results.json` and `report.html` to `output_dir`.
 
   Args:
@@ -184,6 +190,8 @@ def evaluate(dataset: str,
     tensorboard_dir: TensorBoard log root; "" (default) is
       `<output_dir>/tensorboard`, None writes no logs.
     overrides: `METHOD.FIELD=VALUE` changes applied last (`apply_overrides`).
+    max_support: support cap of adaptation at evaluation (each scored
+      member's latest interactions; the few-shot curve truncates below it).
 
   Returns:
     The report dict written to `results.json`.
@@ -196,14 +204,15 @@ def evaluate(dataset: str,
   hyperparameters = choose_hyperparameters(dataset, log, settings_from)
   trials = []
   if tune:
-    validation, _ = make_split(frame, spec, protocol_name, validation=True)
+    validation, _ = make_split(frame, spec, protocol_name, validation=True,
+                               max_support=max_support)
     log(f"tuning on a {protocol_name} validation split inside the training data")
     hyperparameters, trials = tuning.tune(validation, methods, hyperparameters, log=log)
   if epochs is not None:
     hyperparameters = {m: hp.replace(epochs=epochs) for m, hp in hyperparameters.items()}
   hyperparameters = apply_overrides(hyperparameters, overrides)
-  split, scored = make_split(frame, spec, protocol_name)
-  described = protocol_record(protocol_name, split, scored)
+  split, scored = make_split(frame, spec, protocol_name, max_support=max_support)
+  described = protocol_record(protocol_name, split, scored, max_support)
   when = f"cutoff {described['cutoff_date']}" if split.cutoff is not None else protocol_name
   log(f"{when}: {described['training_interactions']} training interactions, "
       f"{described['scored_members']} members scored ({described['cold_start_members']} "

@@ -62,6 +62,19 @@ def test_unknown_protocol_is_refused_by_argparse():
     cli.main(["evaluate", "--protocol", "random"])
 
 
+@pytest.mark.parametrize("bad", ["0", "-3", "many"])
+def test_a_bad_support_cap_is_refused_by_argparse(bad, capsys):
+  with pytest.raises(SystemExit):
+    cli.main(["evaluate", "--max-support", bad])
+  assert "--max-support" in capsys.readouterr().err
+
+
+def test_the_support_cap_defaults_to_the_pipelines():
+  from limaml_keras import task_settings  # pylint: disable=import-outside-toplevel
+  args = cli.build_parser().parse_args(["evaluate"])
+  assert args.max_support == task_settings.DEFAULTS.max_support
+
+
 def test_input_files_of_a_split_root_reads_both_periods(tmp_path):
   for period in ("train", "eval"):
     (tmp_path / period).mkdir()
@@ -86,12 +99,13 @@ def test_evaluate_user_csv_member_protocol_end_to_end(small_csv, tmp_path, capsy
   output = tmp_path / "out"
   code = cli.main(["evaluate", "--data", os.path.dirname(small_csv), "--protocol", "member",
                    "--seeds", "0", "--epochs", "1", "--methods", "global", "limaml",
-                   "--output", str(output), "--as-of", "2000000000"])
+                   "--output", str(output), "--as-of", "2000000000", "--max-support", "30"])
   out = capsys.readouterr().out
   assert code == 0
   assert "no tuned settings for 'data'" in out and "untuned defaults" in out
   record = json.load(open(output / "results.json", encoding="utf-8"))
   assert record["protocol"]["name"] == "member" and record["protocol"]["cutoff"] is None
+  assert record["protocol"]["max_support"] == 30
   assert set(record["results"]) == {"global", "limaml"}
   assert set(record["results"]["limaml"]["few_shot"]) == {"0", "1", "2", "5", "10", "20", "50"}
   runs = {os.path.relpath(root, output / "tensorboard") for root, _, files in

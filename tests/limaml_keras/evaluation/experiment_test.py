@@ -130,6 +130,19 @@ def test_held_out_protocol_scores_only_held_out_members(small_frame):
 
 
 @pytest.mark.parametrize("name", ["time", "member", "member-heldout"])
+@pytest.mark.parametrize("validation", [False, True])
+def test_the_support_cap_reaches_every_protocol(small_frame, name, validation):
+  frame, spec = small_frame
+  capped = {cap: experiment.make_split(frame, spec, name, validation=validation,
+                                       max_support=cap)[1] for cap in (3, 1000)}
+  assert capped[3].support_sizes.max() == 3 < capped[1000].support_sizes.max()
+  np.testing.assert_array_equal(capped[3].support_sizes,
+                                np.minimum(capped[1000].support_sizes, 3))
+  split, scored = experiment.make_split(frame, spec, name, max_support=3)
+  assert experiment.protocol_record(name, split, scored, 3)["max_support"] == 3
+
+
+@pytest.mark.parametrize("name", ["time", "member", "member-heldout"])
 def test_baselines_train_on_every_training_interaction(small_frame, name):
   frame, spec = small_frame
   split, _ = experiment.make_split(frame, spec, name)
