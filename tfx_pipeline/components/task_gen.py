@@ -63,6 +63,8 @@ _FLOAT_KEYS = (tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_FEATURES, tenso
 _INT_KEYS = (tensor_layout.MEMBER_ID, tensor_layout.ITEM_ID, tensor_layout.TIMESTAMP)
 _MATRIX_KEYS = (tensor_layout.MEMBER_FEATURES, tensor_layout.ITEM_FEATURES, tensor_layout.CONTEXT_FEATURES)
 _Interaction = Dict[str, np.ndarray]
+#: A member's interactions are ordered by these (ties broken by the later keys).
+_SORT_KEYS = (tensor_layout.TIMESTAMP, tensor_layout.ITEM_ID, tensor_layout.LABEL)
 
 
 def parse_interaction(serialized: bytes) -> Tuple[bytes, _Interaction]:
@@ -172,24 +174,20 @@ class SerializedInteractions(Sequence):
 
   def sort_keys(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(timestamps, item ids, labels), parsed `CHUNK` records at a time."""
-    keys = (tensor_layout.TIMESTAMP, tensor_layout.ITEM_ID, tensor_layout.LABEL)
-    chunks = [self._parsed(self._records[start:start + self.CHUNK], keys)
+    chunks = [self._parsed(self._records[start:start + self.CHUNK], _SORT_KEYS)
               for start in range(0, len(self._records), self.CHUNK)]
     return tuple(np.concatenate([chunk[key] for chunk in chunks]) if chunks else
-                 np.zeros(0) for key in keys)
+                 np.zeros(0) for key in _SORT_KEYS)
 
 
 def _sort_keys(interactions: Sequence[_Interaction]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(timestamps, item ids, labels) of each interaction."""
   if isinstance(interactions, SerializedInteractions):
     return interactions.sort_keys()
-  n = len(interactions)
-  timestamps, items, labels = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
-  for j, interaction in enumerate(interactions):
-    timestamps[j] = interaction[tensor_layout.TIMESTAMP][0]
-    items[j] = interaction[tensor_layout.ITEM_ID][0]
-    labels[j] = interaction[tensor_layout.LABEL][0]
-  return timestamps, items, labels
+  if not interactions:
+    return tuple(np.zeros(0) for _ in _SORT_KEYS)
+  stacked = _stack(list(interactions), _SORT_KEYS)
+  return tuple(stacked[key] for key in _SORT_KEYS)
 
 
 def _time_ranks(interactions: Sequence[_Interaction]) -> np.ndarray:
