@@ -28,7 +28,8 @@ TUNED: Dict[str, Dict[str, dict]] = {
         "limaml": {"embedding_dim": 32, "inner_lr": 1.0, "learn_inner_lr": True,
                    "support_items": "shared", "meta_item_interaction": True,
                    "task_history": 50, "window": 20,
-                   "train_support_sizes": (0, 1, 2, 5, 10, 20, 50)},
+                   "train_support_sizes": (0, 1, 2, 5, 10, 20, 50),
+                   "inner_pseudo_count": 5.0},
     },
 }
 
