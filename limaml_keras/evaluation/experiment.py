@@ -78,8 +78,12 @@ def cutoff_date(cutoff: Optional[int]) -> Optional[str]:
 
 
 def protocol_record(protocol_name: str, split: protocol.Split, scored: Tasks,
-                    max_support: int = protocol.DEFAULT_MAX_SUPPORT) -> Dict:
-  """What the split looks like, for `results.json` and the report."""
+                    max_support: int) -> Dict:
+  """What the split looks like, for `results.json` and the report.
+
+  `max_support` is the support cap `make_split` was given (the split does not
+  keep it), so the record states the cap the scores were computed with.
+  """
   return {
       "name": protocol_name,
       "cutoff": split.cutoff,

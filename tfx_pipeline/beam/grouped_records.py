@@ -7,9 +7,10 @@ of them once more. A member shuffle of a million transformed tf.Examples held
 several GB that way.
 
 `GroupRecordsByKey` gives the same grouping with a `CombineFn`. Runners lift
-a combiner before the shuffle (the DirectRunner, Dataflow, Flink and Spark
-all do): each worker gathers a key's records per bundle, and `compact` packs
-them into one zlib-compressed blob per tag. The shuffle then holds one small
+a combiner before the shuffle (the DirectRunner and Dataflow do, and so does
+Beam's portable runner path, which Flink and Spark run Python through): each
+worker gathers a key's records per bundle, and `compact` packs them into one
+zlib-compressed blob per tag. The shuffle then holds one small
 tuple per key and bundle, and the records of one member, which repeat feature
 names and member features, compress several-fold. The grouped side gets every
 record back unchanged, as lists; order within a key is not defined (as with

@@ -430,8 +430,8 @@ def build_task_pipeline(pipeline: beam.Pipeline, input_uris: Mapping[str, str],
              file_name_suffix=".gz"))
   # Memory per worker stays bounded at any scale: GroupByMember holds one member's
   # interactions (and its shuffle holds them compressed: `grouped_records`), the
-  # statistics combine into fixed-size histograms (combiner
-  # lifting), and "Gather" lists one summary per split (two), not per member.
+  # statistics combine into fixed-size histograms (combiner lifting), and "Gather"
+  # lists one summary per split (two), not per member.
   _ = (made[_SUMMARY]
        | "SummariseSplits" >> beam.CombinePerKey(_TaskStatisticsFn(settings))
        | "Gather" >> beam.combiners.ToList()

@@ -124,7 +124,8 @@ def test_held_out_protocol_scores_only_held_out_members(small_frame):
   held_out = set(split.held_out_members)
   assert held_out and set(np.asarray(scored.member_ids).astype(str)) == held_out
   assert not held_out & set(np.asarray(split.train["member_key"]).astype(str))
-  record = experiment.protocol_record("member-heldout", split, scored)
+  record = experiment.protocol_record("member-heldout", split, scored,
+                                      max_support=protocol.DEFAULT_MAX_SUPPORT)
   assert record["scored_members"] == len(held_out) == record["held_out_members"]
   assert record["cutoff_date"] is None
 
