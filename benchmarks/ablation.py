@@ -41,6 +41,7 @@ CHANGES = {
     "items": {"support_items": "shared"},       # Meta Block reads support item ids (shared table)
     "ownitems": {"support_items": "own"},       # ... with its own item table
     "bilinear": {"meta_item_interaction": True},  # (W e)·item term in the Global Block logit
+    "notower": {"meta_in_tower": False},         # meta embedding only in the bilinear term
     "sizes": {"train_support_sizes": (0, 1, 2, 5, 10, 20)},  # sampled support sizes, 0 included
     "sizes50": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50)},  # ... up to the evaluation cap
     "sizes1": {"train_support_sizes": (1, 2, 5, 10, 20)},    # ... without zero-support tasks

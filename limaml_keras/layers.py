@@ -155,6 +155,11 @@ class GlobalBlock(tf.keras.layers.Layer):
       is the meta embedding and v the item representation (item-id embedding
       and item features, concatenated), so the meta embedding re-orders items
       directly instead of acting mostly as a member-level offset.
+    meta_in_tower: feed the meta embedding to the DCN/MLP tower. False (needs
+      `meta_item_interaction`): the meta embedding reaches the logit only
+      through the bilinear term, so the tower is a member-independent item
+      ranker and personalisation is a dot product with the item
+      representation (matrix-factorisation style).
   """
 
   def __init__(self,
@@ -166,8 +171,12 @@ class GlobalBlock(tf.keras.layers.Layer):
                activation: str = "relu",
                use_member_features: bool = True,
                meta_item_interaction: bool = False,
+               meta_in_tower: bool = True,
                **kwargs):
     super().__init__(**kwargs)
+    if not meta_in_tower and not meta_item_interaction:
+      raise ValueError("`meta_in_tower=False` needs `meta_item_interaction=True`: otherwise the "
+                       "meta embedding would not reach the logit at all.")
     if int(num_items) < 0:
       raise ValueError(f"`num_items` must be >= 0, got {num_items}.")
     if int(num_cross_layers) < 0:
@@ -190,6 +199,7 @@ class GlobalBlock(tf.keras.layers.Layer):
                    for i, u in enumerate(self._hidden_units)]
     self._logit = tf.keras.layers.Dense(1, name="logit")
     self._meta_item_interaction = bool(meta_item_interaction)
+    self._meta_in_tower = bool(meta_in_tower)
     self._meta_projection = None  # built in `build`: its width is the item representation's
 
   @property
@@ -230,7 +240,7 @@ class GlobalBlock(tf.keras.layers.Layer):
     if self._item_embedding is not None:
       item_parts.append(self.lookup_items(inputs[F.ITEM_ID]))
       parts.append(item_parts[-1])
-    x0 = tf.concat(parts, axis=-1)
+    x0 = tf.concat(parts if self._meta_in_tower else parts[1:], axis=-1)
     x = x0
     for cross in self._crosses:
       x = cross(x0, x)
@@ -252,5 +262,6 @@ class GlobalBlock(tf.keras.layers.Layer):
         "activation": self._activation,
         "use_member_features": self._use_member_features,
         "meta_item_interaction": self._meta_item_interaction,
+        "meta_in_tower": self._meta_in_tower,
     }
     return {**super().get_config(), **config}

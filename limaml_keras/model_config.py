@@ -44,6 +44,9 @@ class ModelConfig:
       `limaml` with `member_id_embedding`).
     meta_item_interaction: a bilinear meta-embedding x item term in the
       Global Block (every model).
+    meta_in_tower: the meta embedding also feeds the Global Block's tower
+      (False needs `meta_item_interaction`: personalisation only through the
+      bilinear term).
     support_items: `limaml`: the Meta Block reads support item ids ("none",
       "shared" with the Global Block's item embedding, or "own").
     train_support_sizes: `limaml`: support sizes sampled in meta-training
@@ -82,6 +85,7 @@ class ModelConfig:
   fine_tune_lr: float = 0.1
   id_l2: float = 1e-4
   meta_item_interaction: bool = False
+  meta_in_tower: bool = True
   support_items: str = "none"
   train_support_sizes: Tuple[int, ...] = ()
   max_inner_lr: Optional[float] = None

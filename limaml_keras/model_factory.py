@@ -29,7 +29,8 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
   meta = MetaBlock(hidden_units=config.meta_hidden, embedding_dim=config.embedding_dim)
   ranker = GlobalBlock(num_items=num_items, item_embedding_dim=config.item_embedding_dim,
                        num_cross_layers=config.num_cross_layers, hidden_units=config.global_hidden,
-                       meta_item_interaction=config.meta_item_interaction)
+                       meta_item_interaction=config.meta_item_interaction,
+                       meta_in_tower=config.meta_in_tower)
   ranking = {"ranking_loss_weight": config.ranking_loss_weight,
              "inner_ranking_loss_weight": config.inner_ranking_loss_weight,
              "inner_pseudo_count": config.inner_pseudo_count}

@@ -59,6 +59,7 @@ def test_meta_block_kernels_are_initialised_independently():
     GlobalBlock(num_items=5, item_embedding_dim=2, num_cross_layers=2, cross_projection_dim=2,
                 hidden_units=[6], use_member_features=False),
     GlobalBlock(num_items=5, meta_item_interaction=True),
+    GlobalBlock(num_items=5, meta_item_interaction=True, meta_in_tower=False),
 ])
 def test_config_round_trip(layer):
   clone = type(layer).from_config(layer.get_config())
@@ -78,6 +79,7 @@ def test_meta_block_bad_arguments_are_named(kwargs, match):
     ({"num_items": -1}, "num_items"),
     ({"num_cross_layers": -2}, "num_cross_layers"),
     ({"hidden_units": [4, -1]}, "hidden_units"),
+    ({"meta_in_tower": False}, "meta_item_interaction"),
 ])
 def test_global_block_bad_arguments_are_named(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -122,6 +124,23 @@ def test_meta_item_interaction_is_a_bilinear_term_that_reorders_items():
                          block.item_embedding(inputs[F.ITEM_ID]).numpy()], axis=1)
   expected = before + np.sum((inputs[F.META_EMBEDDING] @ projection) * item, axis=1)
   np.testing.assert_allclose(block(inputs).numpy(), expected, rtol=1e-5)
+
+
+def test_meta_embedding_outside_the_tower_reaches_the_logit_only_through_the_bilinear_term():
+  block = GlobalBlock(num_items=5, item_embedding_dim=2, hidden_units=[4],
+                      meta_item_interaction=True, meta_in_tower=False)
+  inputs = interactions()
+  block(inputs)
+  # With the projection at zero the logit is member-independent: any meta embedding scores alike.
+  other = dict(inputs, **{F.META_EMBEDDING: inputs[F.META_EMBEDDING] + 5.0})
+  np.testing.assert_allclose(block(other).numpy(), block(inputs).numpy(), rtol=1e-6)
+  projection = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
+  block._meta_projection.kernel.assign(projection)
+  item = np.concatenate([inputs[F.ITEM_FEATURES],
+                         block.item_embedding(inputs[F.ITEM_ID]).numpy()], axis=1)
+  shift = np.sum((other[F.META_EMBEDDING] - inputs[F.META_EMBEDDING]) @ projection * item, axis=1)
+  np.testing.assert_allclose(block(other).numpy() - block(inputs).numpy(), shift,
+                             rtol=1e-4, atol=1e-5)
 
 
 def test_meta_item_interaction_needs_an_item_representation():
