@@ -40,6 +40,7 @@ from limaml_keras.evaluation import methods as M  # pylint: disable=g-import-not
 CHANGES = {
     "items": {"support_items": "shared"},       # Meta Block reads support item ids (shared table)
     "ownitems": {"support_items": "own"},       # ... with its own item table
+    "noitems": {"support_items": "none"},       # the Meta Block does not read support items
     "bilinear": {"meta_item_interaction": True},  # (W e)·item term in the Global Block logit
     "notower": {"meta_in_tower": False},         # meta embedding only in the bilinear term
     "sizes": {"train_support_sizes": (0, 1, 2, 5, 10, 20)},  # sampled support sizes, 0 included
@@ -54,6 +55,7 @@ CHANGES = {
     "nohist": {"use_history": False},
     "steps0": {"inner_steps": 0},               # no inner loop: the Meta Block reads the support only
     "steps1": {"inner_steps": 1},
+    "steps2": {"inner_steps": 2},
     "steps5": {"inner_steps": 5},
     "lrmax1": {"max_inner_lr": 1.0},
     "lrmax03": {"max_inner_lr": 0.3},
@@ -80,6 +82,7 @@ CHANGES = {
     "pc2": {"inner_pseudo_count": 2.0},
     "pc5": {"inner_pseudo_count": 5.0},
     "pc10": {"inner_pseudo_count": 10.0},
+    "pc20": {"inner_pseudo_count": 20.0},
 }
 
 

@@ -3,11 +3,12 @@
 Run by `distribution_test.py` in a fresh process (the logical-device split
 and the multi-worker gRPC server must not leak into other tests):
 
-    python distributed_run.py STRATEGIES RECORDS OUT_DIR [LOGICAL_CPUS]
+    python distributed_run.py STRATEGIES RECORDS OUT_DIR [LOGICAL_CPUS [MODELS]]
 
 STRATEGIES: comma-separated `tfx_pipeline.models.distribution` names, trained
 one after the other in this process (`auto` and `multi_worker` read
-`TF_CONFIG`; a multi-worker strategy must come first). Each model trains through the Trainer's `train_model` (its
+`TF_CONFIG`; a multi-worker strategy must come first). MODELS: comma-separated
+names from `MODELS` (default: all of them). Each model trains through the Trainer's `train_model` (its
 datasets, `BackupAndRestore`) with plain SGD, so a mis-scaled loss shows as a
 different step (Adam would hide a constant factor), then is saved as a
 SavedModel, reloaded, and scores a fixed interaction batch. Writes
@@ -68,13 +69,13 @@ def scoring_batch() -> dict:
                                                       tf.float32)}
 
 
-def train(strategy_name: str, records: str, out_dir: str) -> None:
-  """Trains, saves and reloads every model under one strategy; writes the `.npz`."""
+def train(strategy_name: str, records: str, out_dir: str, models=MODELS) -> None:
+  """Trains `models` (saving and reloading those in `SAVED`) under one strategy; writes the `.npz`."""
   strategy = distribution.make_strategy(strategy_name)
   task = distribution.tf_config().get("task", {})
   name = f"{task.get('type', 'local')}-{task.get('index', 0)}-{strategy_name}"
   out = {"replicas": np.array(strategy.num_replicas_in_sync)}
-  for model_name in MODELS:
+  for model_name in models:
     tf.keras.utils.set_random_seed(CONFIG.seed)
     with strategy.scope():
       model = make_model(model_name)
@@ -97,14 +98,16 @@ def train(strategy_name: str, records: str, out_dir: str) -> None:
   np.savez(os.path.join(out_dir, f"{name}.npz"), **out)
 
 
-def main(strategies: str, records: str, out_dir: str, logical_cpus: int = 1) -> None:
+def main(strategies: str, records: str, out_dir: str, logical_cpus: int = 1,
+         models=MODELS) -> None:
   if logical_cpus > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
   for strategy_name in strategies.split(","):
-    train(strategy_name, records, out_dir)
+    train(strategy_name, records, out_dir, models)
 
 
 if __name__ == "__main__":
-  main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 1)
+  main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 1,
+       tuple(sys.argv[5].split(",")) if len(sys.argv) > 5 else MODELS)
