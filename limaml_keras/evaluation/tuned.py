@@ -3,9 +3,9 @@
 Tuning applies the evaluation protocol *inside* the training period
 (`protocol.validation_split`) and never looks at the query period. The values
 below are what that search picked; rerun it with `limaml evaluate --tune`.
-MovieLens-100K's LiMAML settings add the model changes chosen by
+LiMAML's settings on both datasets add the model changes chosen by
 `benchmarks/ablation.py` on the same validation split
-(docs/results/ablation/README.md).
+(docs/results/ablation/README.md; synthetic: round 5).
 """
 
 from typing import Dict
@@ -19,7 +19,11 @@ TUNED: Dict[str, Dict[str, dict]] = {
         "id_embedding": {"epochs": 20},
         "fine_tune": {"fine_tune_steps": 5, "fine_tune_lr": 1.0},
         "limaml_first_order": {"inner_steps": 5, "inner_lr": 1.0},
-        "limaml": {"inner_lr": 0.3, "learn_inner_lr": True, "use_history": True},
+        "limaml": {"inner_lr": 0.3, "learn_inner_lr": True, "use_history": True,
+                   "support_items": "shared", "meta_item_interaction": True,
+                   "task_history": 50, "window": 20,
+                   "train_support_sizes": (0, 1, 2, 5, 10, 20, 50),
+                   "inner_pseudo_count": 5.0},
     },
     "movielens-100k": {
         "id_embedding": {"epochs": 10},
