@@ -105,6 +105,9 @@ class ModelConfig:
     if isinstance(self.inner_steps, bool) or not isinstance(self.inner_steps, int) or \
         self.inner_steps < 0:
       raise ValueError(f"inner_steps must be >= 0 (a whole number), got {self.inner_steps!r}")
+    if not self.meta_in_tower and not self.meta_item_interaction:
+      raise ValueError("meta_in_tower=False needs meta_item_interaction=True: otherwise the "
+                       "meta embedding would not reach the logit at all")
     for name in ("ranking_loss_weight", "inner_ranking_loss_weight", "inner_pseudo_count"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, float)) or \

@@ -26,6 +26,7 @@ def test_dict_round_trip():
     ({"inner_ranking_loss_weight": float("inf")}, "inner_ranking_loss_weight must be a finite"),
     ({"ranking_loss_weight": "0.5"}, "ranking_loss_weight must be a finite"),
     ({"inner_pseudo_count": -2}, "inner_pseudo_count must be a finite number >= 0"),
+    ({"meta_in_tower": False}, "meta_in_tower=False needs meta_item_interaction=True"),
 ])
 def test_bad_config_is_rejected(value, message):
   with pytest.raises(ValueError, match=message):
