@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Sequence
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from limaml_keras import autograph_rules  # pylint: disable=unused-import  (AutoGraph skips tf_keras)
 from limaml_keras import tensor_layout as F
 
 

@@ -1,0 +1,40 @@
+"""`benchmarks/first_trace.py`: first-step timings of each model kind, and the mode switch."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+from tensorflow.python.autograph.core import config  # pylint: disable=g-direct-tensorflow-import
+
+from limaml_keras import autograph_rules
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "first_trace.py")
+_SPEC = importlib.util.spec_from_file_location("first_trace_benchmark", _PATH)
+first_trace = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(first_trace)
+
+
+def test_convert_mode_takes_out_only_the_tf_keras_rule():
+  assert autograph_rules.skips_tf_keras()
+  rules = first_trace.without_tf_keras_rule(config.CONVERSION_RULES)
+  assert len(rules) == len(config.CONVERSION_RULES) - 1
+  assert not any(r.matches(autograph_rules.TF_KERAS_MODULE) for r in rules)
+  assert any(r.matches("keras") for r in rules)  # TensorFlow's own rules stay.
+
+
+@pytest.mark.slow  # trains a model
+def test_child_prints_the_timings_of_each_model(capsys):
+  first_trace.main(["--child", "skip", "--models", "global"])
+  record = json.loads(capsys.readouterr().out)
+  assert list(record) == ["global"]
+  timings = record["global"]
+  assert set(timings) == {"first_step_s", "second_step_s", "first_score_s", "loss"}
+  assert all(timings[k] > 0 for k in ("first_step_s", "second_step_s", "first_score_s"))
+  assert 0 < timings["loss"] < 5
+
+
+def test_unknown_model_is_named(capsys):
+  with pytest.raises(SystemExit):
+    first_trace.main(["--models", "global,bogus"])
+  assert "--models: unknown ['bogus']" in capsys.readouterr().err
