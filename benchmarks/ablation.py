@@ -18,6 +18,8 @@ Usage:
   python benchmarks/ablation.py --dataset movielens-100k \
       --data-dir /work/shared/data/movielens-100k --seeds 0 1 \
       --variants global fine_tune id_embedding limaml limaml+items+bilinear
+  python benchmarks/ablation.py --csv interactions.csv --spec features.json \
+      --settings-from movielens-100k --variants global limaml limaml+noitems
 """
 
 import argparse
@@ -30,8 +32,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 from limaml_keras import metrics  # pylint: disable=g-import-not-at-top
+from limaml_keras import schema  # pylint: disable=g-import-not-at-top
 from limaml_keras.evaluation import datasets, protocol  # pylint: disable=g-import-not-at-top
 from limaml_keras.evaluation import tuned as configs  # pylint: disable=g-import-not-at-top
 from limaml_keras.evaluation import methods as M  # pylint: disable=g-import-not-at-top
@@ -118,10 +122,11 @@ def measure(scored) -> dict:
 
 
 def evaluate(model, tasks, sizes) -> dict:
-  """Metrics with the full support and with support truncated to each n."""
-  record = {"all": measure(M.score(model, tasks))}
+  """Metrics with the full support and with support truncated to each n (one traced scorer)."""
+  score_fn = tf.function(model.score_query, reduce_retracing=True)
+  record = {"all": measure(M.score(model, tasks, score_fn=score_fn))}
   for n in sizes:
-    record[str(n)] = measure(M.score(model, protocol.truncate_support(tasks, n)))
+    record[str(n)] = measure(M.score(model, protocol.truncate_support(tasks, n), score_fn=score_fn))
   return record
 
 
@@ -140,6 +145,12 @@ def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
   parser.add_argument("--dataset", default="movielens-100k", choices=datasets.DATASETS)
   parser.add_argument("--data-dir", default="/work/shared/data/movielens-100k")
+  parser.add_argument("--csv", default=None,
+                      help="a raw-schema CSV instead of --dataset (the `limaml evaluate --data` "
+                           "rules); its feature spec is --spec")
+  parser.add_argument("--spec", default=None, help="feature spec JSON of --csv")
+  parser.add_argument("--settings-from", default=None,
+                      help="the tuned settings the variants start from (default: --dataset)")
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   parser.add_argument("--variants", nargs="+", default=["global", "fine_tune", "id_embedding",
                                                         "limaml"])
@@ -152,10 +163,16 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
 
   started = time.perf_counter()
-  frame, spec = datasets.load(args.dataset, args.data_dir)
+  if args.csv:
+    if not args.spec:
+      parser.error("--csv needs --spec (its feature spec JSON)")
+    spec = schema.load_spec(args.spec)
+    frame, _ = datasets.load_csv([args.csv], spec, as_of=int(time.time()))
+  else:
+    frame, spec = datasets.load(args.dataset, args.data_dir)
   split = protocol.member_validation_split(frame, spec, held_out_fraction=args.held_out,
                                           max_support=args.max_support)
-  tuned = configs.hyperparameters(args.dataset)
+  tuned = configs.hyperparameters(args.settings_from or args.dataset)
   parsed = {v: parse_variant(v, tuned) for v in args.variants}
   if args.epochs is not None:
     parsed = {v: (m, t.replace(epochs=args.epochs), e) for v, (m, t, e) in parsed.items()}
@@ -189,7 +206,8 @@ def main(argv=None) -> dict:
             f"log_loss {last['all']['log_loss']:.4f} ({seconds[variant][-1]} s) gauc/log_loss by "
             f"support size: {few_shot}", file=sys.stderr)
   record = {
-      "dataset": args.dataset,
+      "dataset": args.csv or args.dataset,
+      "settings_from": args.settings_from or args.dataset,
       "protocol": "member (validation split inside the training data)",
       "held_out_fraction": args.held_out,
       "max_support": args.max_support,

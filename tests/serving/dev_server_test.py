@@ -43,7 +43,8 @@ def test_hot_swap_under_concurrent_requests_drops_nothing(saved_models, tmp_path
     request = _predict_request(saved_models)
     rows = {"instances": [{"b64": base64.b64encode(e).decode()}
                           for e in request_examples(saved_models.feature_spec)]}
-    seen, failures, stop = [], [], threading.Event()
+    # `answered`: every version answered so far, in real time (the waits below read it).
+    seen, answered, failures, stop = [], [], [], threading.Event()
 
     def grpc_client():
       with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
@@ -53,6 +54,7 @@ def test_hot_swap_under_concurrent_requests_drops_nothing(saved_models, tmp_path
           try:
             response = stub.Predict(request, timeout=30)
             versions.append(response.model_spec.version.value)
+            answered.append(versions[-1])
           except grpc.RpcError as e:
             failures.append(e.details())
         seen.append(versions)
@@ -69,10 +71,11 @@ def test_hot_swap_under_concurrent_requests_drops_nothing(saved_models, tmp_path
     threads += [threading.Thread(target=rest_client) for _ in range(2)]
     for thread in threads:
       thread.start()
-    time.sleep(0.5)
+    # Requests answered before and after the swap, however loaded the machine is.
+    _wait_for(lambda: answered.count(1) >= 8)
     add_version(saved_models.personalised_v2, base, 2)
     _wait_for(lambda: server.models.get("limaml").serving_version == 2)
-    time.sleep(0.5)
+    _wait_for(lambda: answered.count(2) >= 8)
     stop.set()
     for thread in threads:
       thread.join()

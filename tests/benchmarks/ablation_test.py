@@ -1,0 +1,59 @@
+"""`benchmarks/ablation.py`: variant names, and a run on a user's CSV (the validation split only)."""
+
+import importlib.util
+import os
+
+import pytest
+
+from limaml_keras import schema
+from limaml_keras import synthetic
+from limaml_keras.evaluation import tuned
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "ablation.py")
+_SPEC = importlib.util.spec_from_file_location("ablation_benchmark", _PATH)
+ablation = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(ablation)
+
+
+def test_a_variant_stacks_its_changes_on_the_tuned_settings():
+  settings = tuned.hyperparameters("movielens-100k")
+  method, train_hp, eval_hp = ablation.parse_variant("limaml+noitems+steps1", settings)
+  assert method == "limaml"
+  assert (train_hp.support_items, train_hp.inner_steps) == ("none", 1)
+  assert (eval_hp.support_items, eval_hp.inner_steps) == ("none", 1)
+  assert train_hp.epochs == settings["limaml"].epochs
+  # fine_tune trains as the global model: its changes reach that model's settings.
+  method, train_hp, _ = ablation.parse_variant("fine_tune+e3", settings)
+  assert (method, train_hp.epochs) == ("fine_tune", 3)
+
+
+@pytest.mark.parametrize("variant, message", [("bogus", "unknown method 'bogus'"),
+                                              ("limaml+bogus", "unknown changes ['bogus']")])
+def test_bad_variants_are_named(variant, message):
+  with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    ablation.parse_variant(variant, tuned.hyperparameters("movielens-100k"))
+
+
+def test_csv_needs_its_spec(tmp_path, capsys):
+  with pytest.raises(SystemExit):
+    ablation.main(["--csv", str(tmp_path / "x.csv")])
+  assert "--csv needs --spec" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # trains two models
+def test_a_user_csv_without_member_features_runs(tmp_path):
+  data = synthetic.generate(num_members=60, num_items=20, seed=1)
+  path = str(tmp_path / "interactions.csv")
+  data.interactions[list(schema.KEY_COLUMNS)].to_csv(path, index=False)
+  schema.save_spec(schema.FeatureSpec(), str(tmp_path / "features.json"))
+  record = ablation.main(["--csv", path, "--spec", str(tmp_path / "features.json"),
+                          "--settings-from", "movielens-100k", "--variants", "global",
+                          "limaml+noitems", "--seeds", "0", "--epochs", "1", "--few-shot", "0", "2"])
+  assert (record["dataset"], record["settings_from"]) == (path, "movielens-100k")
+  assert 0 < record["scored_members"] <= 60
+  for variant in ("global", "limaml+noitems"):
+    entry = record["variants"][variant]
+    assert set(entry) >= {"all", "0", "2", "hyperparameters", "seconds"}
+    assert 0.0 <= entry["all"]["gauc"]["mean"] <= 1.0
+    assert entry["all"]["gauc"]["values"] and len(entry["all"]["gauc"]["values"]) == 1
+  assert record["variants"]["limaml+noitems"]["hyperparameters"]["support_items"] == "none"
