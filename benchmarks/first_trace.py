@@ -10,7 +10,7 @@ times its first `fit` step (trace + one step), a second one (no trace) and the
 first `score_query` (trace + one call).
 
 * `skip`: the package default, tf-keras not converted.
-* `convert`: the rule taken out again after import (TensorFlow's stock rules).
+* `convert`: the rules taken out again after import (TensorFlow's stock rules).
 
 Prints one JSON object: per mode and model the three times in seconds, per
 mode the total, and `first_step_speedup` = convert total / skip total (same
@@ -62,12 +62,10 @@ def measure(models):
   return out
 
 
-def without_tf_keras_rule(rules):
-  """AutoGraph's conversion `rules` less the ones that keep it out of tf-keras."""
-  from tensorflow.python.autograph.core import config  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+def without_tf_keras_rules(rules):
+  """AutoGraph's conversion `rules` less `limaml_keras.autograph_rules.RULES`."""
   from limaml_keras import autograph_rules  # pylint: disable=g-import-not-at-top
-  return tuple(r for r in rules if not (isinstance(r, config.DoNotConvert) and
-                                        r.matches(autograph_rules.TF_KERAS_MODULE)))
+  return tuple(r for r in rules if r not in autograph_rules.RULES)
 
 
 def child(mode, models):
@@ -75,7 +73,7 @@ def child(mode, models):
   from tensorflow.python.autograph.core import config  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
   from limaml_keras import autograph_rules  # pylint: disable=g-import-not-at-top
   if mode == "convert":
-    config.CONVERSION_RULES = without_tf_keras_rule(config.CONVERSION_RULES)
+    config.CONVERSION_RULES = without_tf_keras_rules(config.CONVERSION_RULES)
   if autograph_rules.skips_tf_keras() != (mode == "skip"):
     raise RuntimeError(f"mode {mode}: AutoGraph's rules did not change as expected")
   return measure(models)
