@@ -36,6 +36,8 @@ from limaml_keras import serving_contract
 from tfx_pipeline.models import export
 from tfx_pipeline import local_runner
 from tfx_pipeline.models import personalized_model
+from tfx_pipeline.pipeline import pipeline as pipeline_lib
+from limaml_keras import model_config
 from tfx_pipeline.ops import push
 from limaml_keras import schema
 from limaml_keras import task_settings
@@ -295,3 +297,14 @@ def test_anomalies_stop_the_run(tmp_path):
   with pytest.raises(anomalies_gate.DataAnomaliesError, match=expected):
     local_runner.run(pipeline, report=None)
   assert not local_runner.latest_outputs(paths, configs.PIPELINE_NAME, "Transform")
+
+
+@pytest.mark.parametrize("config, message", [
+    (model_config.ModelConfig(model="global"), "must describe the 'limaml' model"),
+    (model_config.ModelConfig(member_id_embedding=True),
+     "member_id_embedding is not supported by the pipeline"),
+])
+def test_model_configs_the_pipeline_cannot_train_and_serve_are_named(config, message):
+  with pytest.raises(ValueError, match=message):
+    pipeline_lib.create_pipeline("p", "/root", "/data", synthetic.SPEC, "/serving",
+                                 model_config=config)
