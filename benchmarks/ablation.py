@@ -32,7 +32,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 from limaml_keras import metrics  # pylint: disable=g-import-not-at-top
 from limaml_keras import schema  # pylint: disable=g-import-not-at-top
@@ -123,7 +122,7 @@ def measure(scored) -> dict:
 
 def evaluate(model, tasks, sizes) -> dict:
   """Metrics with the full support and with support truncated to each n (one traced scorer)."""
-  score_fn = tf.function(model.score_query, reduce_retracing=True)
+  score_fn = M.query_scorer(model)
   record = {"all": measure(M.score(model, tasks, score_fn=score_fn))}
   for n in sizes:
     record[str(n)] = measure(M.score(model, protocol.truncate_support(tasks, n), score_fn=score_fn))
@@ -167,7 +166,9 @@ def main(argv=None) -> dict:
     if not args.spec:
       parser.error("--csv needs --spec (its feature spec JSON)")
     spec = schema.load_spec(args.spec)
-    frame, _ = datasets.load_csv([args.csv], spec, as_of=int(time.time()))
+    frame, notes = datasets.load_csv([args.csv], spec)  # as of now, as `limaml evaluate --data`
+    for note in notes:
+      print(f"note: {note}", file=sys.stderr)
   else:
     frame, spec = datasets.load(args.dataset, args.data_dir)
   split = protocol.member_validation_split(frame, spec, held_out_fraction=args.held_out,

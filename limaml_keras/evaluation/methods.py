@@ -104,18 +104,26 @@ def configure_for(method: str, model: PersonalizedRanker, hp: Hyperparameters) -
     model.inner_steps = 0
 
 
+def query_scorer(model: PersonalizedRanker):
+  """`model.score_query` as a `tf.function` to score several task sets with one trace.
+
+  `reduce_retracing` generalises the support width, so truncated supports
+  (the few-shot curve) reuse the trace.
+  """
+  return tf.function(model.score_query, reduce_retracing=True)
+
+
 def score(model: PersonalizedRanker, tasks: Tasks, batch_size: int = 256,
           score_fn=None) -> Dict[str, np.ndarray]:
   """Scores every real query interaction of `tasks` after per-task adaptation.
 
-  `score_fn`: a `tf.function` of `model.score_query` to reuse across calls
-  (scoring several task sets with one trace); made fresh when None.
+  `score_fn`: a `query_scorer(model)` to reuse across calls; made fresh when None.
 
   Returns:
     Per-interaction arrays: `member` (task member key), `label`, `score`
     (logit) and `support_size` (of the interaction's task).
   """
-  score_fn = score_fn or tf.function(model.score_query, reduce_retracing=True)
+  score_fn = score_fn or query_scorer(model)
   logits = np.concatenate([score_fn(b).numpy() for b in tasks.dataset(batch_size)], axis=0)
   mask = tasks.arrays[F.side_key(F.QUERY, F.MASK)] > 0
   rows = np.nonzero(mask)[0]

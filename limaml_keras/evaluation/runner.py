@@ -9,7 +9,6 @@ import time
 from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from limaml_keras import metrics
 from limaml_keras.evaluation import methods as M
@@ -114,8 +113,7 @@ def run_methods(split: Split,
                                callbacks=_callbacks(tensorboard_dir, method, seed, kind, tasks))
       model, curve = models[kind]
       M.configure_for(method, model, hyperparameters[method])
-      # One trace for every task set (reduce_retracing generalises the support width).
-      score_fn = tf.function(model.score_query, reduce_retracing=True)
+      score_fn = M.query_scorer(model)  # one trace for every task set
       record = metric_record(M.score(model, evaluation, score_fn=score_fn))
       few_shot = {n: metric_record(M.score(model, tasks, score_fn=score_fn))
                   for n, tasks in truncated.items()}
