@@ -49,6 +49,8 @@ CHANGES = {
     "sizes": {"train_support_sizes": (0, 1, 2, 5, 10, 20)},  # sampled support sizes, 0 included
     "sizes50": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50)},  # ... up to the evaluation cap
     "sizes1": {"train_support_sizes": (1, 2, 5, 10, 20)},    # ... without zero-support tasks
+    # ... zero-support tasks 3 in 9 instead of 1 in 7 (the member-ID row must score alone more often)
+    "sizes0x3": {"train_support_sizes": (0, 0, 0, 1, 2, 5, 10, 20, 50)},
     "id": {"member_id_embedding": True},         # the paper's setting: ID embedding + meta embedding
     "hist": {"use_history": True},
     "hist50": {"task_history": 50, "window": 20},  # history tasks: support = previous 50, query = 20

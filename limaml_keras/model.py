@@ -489,9 +489,18 @@ class PersonalizedRanker(tf.keras.Model):
       inputs[F.META_EMBEDDING] = self._member_embedding(inputs)
     return self.global_block(inputs)
 
-  def embed(self, member_features) -> tf.Tensor:
-    """Cold-start meta embeddings `[B, d]`: the un-adapted Meta Block, no history."""
-    return self.meta_block(self._member_inputs({F.MEMBER_FEATURES: member_features}))
+  def embed(self, member_features, member_id=None) -> tf.Tensor:
+    """Cold-start meta embeddings `[B, d]`: the un-adapted Meta Block, no history.
+
+    Args:
+      member_features: `[B, Dm]`.
+      member_id: optional `[B]` member-vocabulary indices (0 = unknown). Given
+        to a model with a member-ID embedding, each member's ID row is added,
+        as `adapt` does; otherwise the result is the Meta Block's output alone.
+    """
+    if member_id is None:
+      return self.meta_block(self._member_inputs({F.MEMBER_FEATURES: member_features}))
+    return self._member_embedding({F.MEMBER_FEATURES: member_features, F.MEMBER_ID: member_id})
 
   def adapt_embeddings(self, batch) -> tf.Tensor:
     """Graph-friendly `adapt`: meta embeddings `[T, d]` after the inner loop.

@@ -107,15 +107,25 @@ def side_dims(tft_output: tft.TFTransformOutput) -> Dict[str, int]:
 
 
 def untrained_model(tft_output: tft.TFTransformOutput, embedding_dim: int = EMBEDDING_DIM,
-                    seed: int = 0) -> model_lib.LiMAMLModel:
-  """A small, built (seeded, untrained) LiMAML model for `tft_output`."""
+                    seed: int = 0, member_id_embedding: bool = False) -> model_lib.LiMAMLModel:
+  """A small, built (seeded, untrained) LiMAML model for `tft_output`.
+
+  With `member_id_embedding` it also has a member-ID table over the Transform
+  vocabulary, filled with seeded random rows (an untrained one is all zeros).
+  """
   tf.keras.utils.set_random_seed(seed)
   num_items = tft_output.vocabulary_size_by_name(preprocessing.ITEM_VOCABULARY) + 1
+  num_members = (tft_output.vocabulary_size_by_name(preprocessing.MEMBER_VOCABULARY) + 1
+                 if member_id_embedding else 0)
   ranker = model_lib.LiMAMLModel(
       layers.MetaBlock(hidden_units=[8], embedding_dim=embedding_dim),
-      layers.GlobalBlock(num_items=num_items, item_embedding_dim=4, hidden_units=[8]))
+      layers.GlobalBlock(num_items=num_items, item_embedding_dim=4, hidden_units=[8]),
+      num_members=num_members)
   ranker.score_logits({tensor_layout.ITEM_ID: tf.zeros([1], tf.int64),
                        **{k: tf.zeros([1, d]) for k, d in side_dims(tft_output).items()}})
+  if num_members:
+    table = ranker.member_embedding.embeddings
+    table.assign(tf.random.normal(table.shape, seed=seed))
   return ranker
 
 

@@ -515,6 +515,22 @@ def test_limaml_with_member_id_embedding_adds_the_members_row(batch):
                              atol=1e-5)
 
 
+def test_cold_start_embed_with_member_ids_adds_their_rows(batch):
+  model = build(make_model(inner_steps=1, num_members=8), batch)
+  table = tf.random.normal([8, 4])
+  model.member_embedding.embeddings.assign(table)
+  features = batch["member_features"]
+  ids = np.arange(features.shape[0]) * 3  # 0, 3, 6, then >= 8: outside the table, row 0.
+  expected = np.where((ids < 8)[:, None], table.numpy()[np.minimum(ids, 7)], table.numpy()[0])
+  np.testing.assert_allclose(model.embed(features, ids).numpy() - model.embed(features).numpy(),
+                             expected, rtol=1e-5, atol=1e-5)
+  # With an empty support, `adapt` gives the same embedding (the serving cold-start path).
+  empty = dict({k: v.numpy() for k, v in batch.items()}, member_id=ids)
+  empty["support_mask"] = np.zeros_like(empty["support_mask"])
+  np.testing.assert_allclose(model.adapt(empty), model.embed(features, ids).numpy(), rtol=1e-5,
+                             atol=1e-5)
+
+
 # ------------------------------------------------------- within-member ranking term (issue 12)
 def _weights_after_one_step(batch, cls, **kwargs):
   model = build(make_model(cls, **kwargs), batch)

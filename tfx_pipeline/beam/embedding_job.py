@@ -142,7 +142,8 @@ def support_parse_spec(task_format: task_records.TaskFormat,
                        with_timestamp: bool = False) -> Dict[str, tf.io.FixedLenFeature]:
   """`tf.io.parse_example` spec of the keys the job reads from a task record."""
   spec = {k: v for k, v in task_records.parse_spec(task_format).items()
-          if k == tensor_layout.MEMBER_FEATURES or k.startswith(tensor_layout.SUPPORT + "_")}
+          if k in (tensor_layout.MEMBER_ID, tensor_layout.MEMBER_FEATURES)
+          or k.startswith(tensor_layout.SUPPORT + "_")}
   spec[task_records.MEMBER_KEY] = tf.io.FixedLenFeature([], tf.string)
   spec[task_records.SUPPORT_SIZE] = tf.io.FixedLenFeature([], tf.int64)
   if with_timestamp:
@@ -190,7 +191,8 @@ def member_columns(serialized: Sequence[bytes]) -> Dict[str, np.ndarray]:
 
 def adapt_inputs(parsed: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   """The `adapt` signature's keyword arguments from `parse_members` output."""
-  keys = [tensor_layout.MEMBER_FEATURES] + [tensor_layout.side_key(tensor_layout.SUPPORT, name)
+  keys = [tensor_layout.MEMBER_ID, tensor_layout.MEMBER_FEATURES] + [
+      tensor_layout.side_key(tensor_layout.SUPPORT, name)
                                       for name in tensor_layout.INTERACTION_KEYS]
   return {key: parsed[key] for key in keys}
 

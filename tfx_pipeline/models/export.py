@@ -10,10 +10,14 @@ Signatures (all names explicit, as TF Serving clients use them):
 * `predict_with_embedding`: `examples` plus `meta_embedding` `[N, d]` (for
   example an adapted embedding from an external store) -> the same outputs.
 * `adapt`: padded support sets of T members in the transformed task layout
-  (`member_features` `[T, Dm]`, `support_item_id` `[T, S]`,
+  (`member_id` `[T]` (the Transform vocabulary's index, 0 = unknown; read
+  only by a model with a member-ID embedding), `member_features` `[T, Dm]`,
+  `support_item_id` `[T, S]`,
   `support_item_features` `[T, S, Di]`, `support_context_features`
   `[T, S, Dc]`, `support_label` `[T, S]`, `support_mask` `[T, S]`, any S)
-  -> `meta_embedding` `[T, d]`, the Meta Block adapted on each support set.
+  -> `meta_embedding` `[T, d]`, the Meta Block adapted on each support set
+  (plus the member's ID row for a model with a member-ID embedding, so
+  `predict_with_embedding` takes it as it comes).
 """
 
 from typing import Any, Dict, Mapping
@@ -39,7 +43,7 @@ def _adapt_input_signature(model: model_lib.PersonalizedRanker):
             tensor_layout.CONTEXT_FEATURES: ([None, None, context_dim], tf.float32),
             tensor_layout.LABEL: ([None, None], tf.float32),
             tensor_layout.MASK: ([None, None], tf.float32)}
-  signature = [spec[tensor_layout.MEMBER_FEATURES]]
+  signature = [spec[tensor_layout.MEMBER_ID], spec[tensor_layout.MEMBER_FEATURES]]
   for name in tensor_layout.INTERACTION_KEYS:
     shape, dtype = shapes[name]
     key = tensor_layout.side_key(tensor_layout.SUPPORT, name)
@@ -112,11 +116,12 @@ def make_signatures(model: model_lib.PersonalizedRanker,
                                  tensor_layout.META_EMBEDDING: checked_embedding(meta_embedding)})
 
   @tf.function(input_signature=_adapt_input_signature(model))
-  def adapt(member_features, support_item_id, support_item_features, support_context_features,
-            support_label, support_mask):
+  def adapt(member_id, member_features, support_item_id, support_item_features,
+            support_context_features, support_label, support_mask):
     support = (support_item_id, support_item_features, support_context_features, support_label,
                support_mask)
-    batch = {tensor_layout.MEMBER_FEATURES: member_features, **dict(zip(_SUPPORT_KEYS, support))}
+    batch = {tensor_layout.MEMBER_ID: member_id, tensor_layout.MEMBER_FEATURES: member_features,
+             **dict(zip(_SUPPORT_KEYS, support))}
     return {tensor_layout.META_EMBEDDING: model.adapt_embeddings(batch)}
 
   return {serving_contract.SERVING_SIGNATURE: serve.get_concrete_function(),

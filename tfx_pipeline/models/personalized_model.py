@@ -21,7 +21,8 @@ Signatures:
   `logits` `[N]` and `personalised` bool `[N]`. Each example's raw `member_id` (as a string: the
   Transform output `member_key`) is looked up in the table; a member not in it
   gets the cold-start embedding, the un-adapted Meta Block on their transformed
-  member features (`model.embed`), computed in the graph.
+  member features (`model.embed`, with their ID row for a model with a
+  member-ID embedding), computed in the graph.
 * `predict_with_embedding`: `examples` plus `meta_embedding` `[N, d]` supplied
   by the caller (for an external key-value store when the table is too big
   for the SavedModel) -> `probabilities`, `logits`.
@@ -155,7 +156,7 @@ class _PersonalizedServing(tf.Module):
     batch = export.interaction_batch(self.model, transformed)
     member_ids = tf.reshape(transformed[preprocessing.MEMBER_KEY], [-1])
     looked_up, personalised = self.table.lookup(member_ids)
-    cold = self.model.embed(batch[tensor_layout.MEMBER_FEATURES])
+    cold = self.model.embed(batch[tensor_layout.MEMBER_FEATURES], batch[tensor_layout.MEMBER_ID])
     embedding = tf.where(personalised[:, tf.newaxis], looked_up, cold)
     outputs = export.score_outputs(self.model, {**batch, tensor_layout.META_EMBEDDING: embedding})
     return {**outputs, serving_contract.PERSONALISED: personalised}

@@ -129,18 +129,12 @@ def create_pipeline(
     The pipeline.
 
   Raises:
-    ValueError: `model_config` is not a LiMAML model the pipeline can export
-      (a member-ID embedding is not).
+    ValueError: `model_config` does not describe the LiMAML model.
   """
   model_config = model_config or model_config_lib.ModelConfig()
   if model_config.model != model_config_lib.LIMAML:
     raise ValueError(f"model_config must describe the {model_config_lib.LIMAML!r} model, got "
                      f"{model_config.model!r}; the baseline is added by train_baseline")
-  if model_config.member_id_embedding:
-    raise ValueError("model_config.member_id_embedding is not supported by the pipeline: the "
-                     "serving export's `adapt` signature and the meta-embedding job carry no "
-                     "member ids (the evaluation API supports it: limaml evaluate --set "
-                     "limaml.member_id_embedding=True)")
   settings = task_settings or task_settings_lib.DEFAULTS
 
   example_gen = _example_gen(data_root)

@@ -43,8 +43,8 @@ def requests(tft_output):
   return [serving_contract.raw_example(row, raw_spec).SerializeToString() for row in REQUESTS]
 
 
-def _embeddings():
-  return testing.embeddings()
+def _embeddings(num_members: int = len(MEMBERS)):
+  return testing.embeddings(num_members)
 
 
 _serve = testing.serve_signature
@@ -87,6 +87,23 @@ def test_unknown_member_gets_the_cold_start_score(exported, requests, model, tft
   cold = model.score_logits(export.interaction_batch(model, transformed)).numpy()
   np.testing.assert_allclose(out[serving_contract.LOGITS][4:], cold[4:], rtol=1e-5, atol=1e-6)
   assert not np.allclose(out[serving_contract.LOGITS][:4], cold[:4])
+
+
+def test_cold_start_of_a_member_id_model_adds_the_members_id_row(requests, tft_output, tmp_path):
+  model = testing.untrained_model(tft_output, member_id_embedding=True)
+  path = pm.export_personalized_model(model, tft_output, ["7"], _embeddings(1), str(tmp_path / "1"))
+  out = _serve(path, serving_contract.SERVING_SIGNATURE, {serving_contract.EXAMPLES: requests})
+  assert out[serving_contract.PERSONALISED].tolist() == [True] * 2 + [False] * 4
+  batch = export.interaction_batch(model, export.transform_requests(
+      tft_output.transform_features_layer(),
+      serving_contract.serving_feature_spec(tft_output.raw_feature_spec()), tf.constant(requests)))
+  # Member 8 (known to Transform, not in the table) and 9 (unknown): the Trainer model's score,
+  # its un-adapted Meta Block plus the member's ID row (row 0 for 9).
+  cold = model.score_logits(batch).numpy()
+  np.testing.assert_allclose(out[serving_contract.LOGITS][2:], cold[2:], rtol=1e-5, atol=1e-6)
+  meta_only = model.score_logits(
+      {**batch, tensor_layout.META_EMBEDDING: model.embed(batch[tensor_layout.MEMBER_FEATURES])})
+  assert not np.allclose(out[serving_contract.LOGITS][2:4], meta_only.numpy()[2:4])
 
 
 def test_member_embedding_signature_reads_the_table(exported):

@@ -301,8 +301,6 @@ def test_anomalies_stop_the_run(tmp_path):
 
 @pytest.mark.parametrize("config, message", [
     (model_config.ModelConfig(model="global"), "must describe the 'limaml' model"),
-    (model_config.ModelConfig(member_id_embedding=True),
-     "member_id_embedding is not supported by the pipeline"),
 ])
 def test_model_configs_the_pipeline_cannot_train_and_serve_are_named(config, message):
   with pytest.raises(ValueError, match=message):
