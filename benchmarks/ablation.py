@@ -52,6 +52,7 @@ CHANGES = {
     # ... zero-support tasks 3 in 9 instead of 1 in 7 (the member-ID row must score alone more often)
     "sizes0x3": {"train_support_sizes": (0, 0, 0, 1, 2, 5, 10, 20, 50)},
     "id": {"member_id_embedding": True},         # the paper's setting: ID embedding + meta embedding
+    "noid": {"member_id_embedding": False},      # ... without it (the tuned LiMAML before round 7)
     "hist": {"use_history": True},
     "hist50": {"task_history": 50, "window": 20},  # history tasks: support = previous 50, query = 20
     "hist20": {"task_history": 20, "window": 20},

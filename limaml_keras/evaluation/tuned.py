@@ -5,7 +5,8 @@ Tuning applies the evaluation protocol *inside* the training period
 below are what that search picked; rerun it with `limaml evaluate --tune`.
 LiMAML's settings on both datasets add the model changes chosen by
 `benchmarks/ablation.py` on the same validation split
-(docs/results/ablation/README.md; synthetic: round 5).
+(docs/results/ablation/README.md; synthetic: round 5; the member-ID
+embedding on both: rounds 6 and 7).
 """
 
 from typing import Dict
@@ -23,7 +24,7 @@ TUNED: Dict[str, Dict[str, dict]] = {
                    "support_items": "shared", "meta_item_interaction": True,
                    "task_history": 50, "window": 20,
                    "train_support_sizes": (0, 1, 2, 5, 10, 20, 50),
-                   "inner_pseudo_count": 5.0},
+                   "inner_pseudo_count": 5.0, "member_id_embedding": True},
     },
     "movielens-100k": {
         "id_embedding": {"epochs": 10},
@@ -33,7 +34,7 @@ TUNED: Dict[str, Dict[str, dict]] = {
                    "support_items": "shared", "meta_item_interaction": True,
                    "task_history": 50, "window": 20,
                    "train_support_sizes": (0, 1, 2, 5, 10, 20, 50),
-                   "inner_pseudo_count": 5.0},
+                   "inner_pseudo_count": 5.0, "member_id_embedding": True},
     },
 }
 

@@ -122,8 +122,10 @@ def test_settings_from_a_tuned_dataset_then_the_flags():
   from limaml_keras.evaluation import tuned  # pylint: disable=g-import-not-at-top
   hp = tuned.hyperparameters("movielens-100k")["limaml"]
   config, tasks = _settings(["--settings-from", "movielens-100k", "--epochs", "2"])
-  assert (config.support_items, config.meta_item_interaction, config.train_support_sizes) == (
-      hp.support_items, hp.meta_item_interaction, hp.train_support_sizes)
+  assert (config.support_items, config.meta_item_interaction, config.train_support_sizes,
+          config.member_id_embedding) == (hp.support_items, hp.meta_item_interaction,
+                                           hp.train_support_sizes, hp.member_id_embedding)
+  assert config.member_id_embedding  # The served model has the member-ID embedding.
   assert config.epochs == 2 and config.model == model_config.LIMAML
   assert tasks == task_settings.DEFAULTS.replace(window=hp.window, task_history=hp.task_history)
   assert tasks.task_history > 0  # The tuned recipe trains on history tasks.
@@ -186,7 +188,10 @@ def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
   interactions; worker processes: `quiet_workers_test`); stderr may hold no
   error-looking line (TensorFlow's C++ start-up notices, shutdown noise), and
   the feature spec's empty member side must train, evaluate and push (the Meta
-  Block reads support interactions only).
+  Block reads support interactions only). With the tuned MovieLens recipe, as
+  the README suggests for such data: history tasks, support items and the
+  member-ID embedding, which the export, the meta-embedding job and the
+  personalised model must all carry.
   """
   data = synthetic.generate(num_members=40, num_items=20, seed=0)
   path = str(tmp_path / "input" / "interactions.csv")
@@ -196,7 +201,8 @@ def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
   env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "LIMAML_QUIET")}
   result = subprocess.run(
       [sys.executable, "-m", "limaml.cli", "pipeline", "run", "--data", path,
-       "--output", str(tmp_path / "out"), "--epochs", "1", "--min-auc", "0",
+       "--output", str(tmp_path / "out"), "--settings-from", "movielens-100k", "--epochs", "1",
+       "--min-auc", "0",
        "--min-gauc-gain", "-1", "--max-log-loss-increase", "100"],
       env=env, capture_output=True, text=True, timeout=3600)
   assert result.returncode == 0, result.stderr[-5000:]

@@ -51,7 +51,8 @@ def write_csv(path, rows, header=HEADER):
 def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("supports")
   tft_output = testing.transform_output(str(root / "transform"))
-  model = testing.untrained_model(tft_output)
+  # With a member-ID table (random rows): each member's embedding must carry their own row.
+  model = testing.untrained_model(tft_output, member_id_embedding=True)
   model_dir = export.export_serving_model(model, tft_output, str(root / "trainer"))
   transformed = testing.transformed_examples(tft_output, ROWS)
   os.makedirs(root / "transformed")
@@ -110,6 +111,10 @@ def test_embeddings_equal_adapt_on_taskgen_supports(setup, csv_run):
     np.testing.assert_allclose(rows[key.decode()][tensor_layout.META_EMBEDDING], expected,
                                rtol=1e-5, atol=1e-6)
     assert rows[key.decode()][embedding_job.SUPPORT_SIZE] == task.support_sizes[0]
+    as_unknown = dict(inputs, member_id=tf.zeros_like(inputs[tensor_layout.MEMBER_ID]))
+    member_row_differs = not np.allclose(
+        adapt(**as_unknown)[tensor_layout.META_EMBEDDING].numpy()[0], expected)
+    assert member_row_differs == (key != b"9")  # Member 9 is unknown: row 0 either way.
 
 
 def test_transformed_input_and_reruns_give_identical_files(setup, csv_run, tmp_path):
