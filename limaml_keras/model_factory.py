@@ -21,7 +21,9 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
     num_items: item-id vocabulary size including the unknown id 0.
     num_members: member-id vocabulary size including the unknown id 0.
     task_settings: the settings of the training tasks it will fit: plain
-      models fit only the query side of history tasks (`task_history > 0`).
+      models fit only the query side of history tasks (`task_history > 0`);
+      LiMAML's `support_count_cap` is the largest support they (and
+      `train_support_sizes`) give.
 
   Returns:
     The model; it builds on its first task batch.
@@ -35,6 +37,9 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
              "inner_ranking_loss_weight": config.inner_ranking_loss_weight,
              "inner_pseudo_count": config.inner_pseudo_count}
   fit_support = task_settings.task_history == 0
+  count_cap = task_settings.largest_training_support()
+  if config.train_support_sizes:
+    count_cap = min(count_cap, max(config.train_support_sizes))
   if config.model == GLOBAL:
     model = GlobalModel(meta, ranker, fit_support=fit_support, **ranking)
   elif config.model == ID_EMBEDDING:
@@ -48,7 +53,8 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
                         train_support_sizes=config.train_support_sizes,
                         max_inner_lr=config.max_inner_lr,
                         num_members=num_members if config.member_id_embedding else 0,
-                        id_l2=config.id_l2, first_order=config.first_order, **ranking)
+                        id_l2=config.id_l2, first_order=config.first_order,
+                        support_count_cap=max(count_cap, 1), **ranking)
   else:  # ModelConfig validates `model`; this guards hand-built objects.
     raise ValueError(f"unknown model {config.model!r}")
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))

@@ -91,22 +91,24 @@ class FeatureDims:
     return dataclasses.asdict(self)
 
 
-def support_history(batch) -> tf.Tensor:
+def support_history(batch, count_cap: Optional[float] = None) -> tf.Tensor:
   """Summary `[T, 2 * Di + 2]` of each task's support set (for the Meta Block).
 
   Masked mean item features of the positive and of the negative support
-  interactions, then `log1p` of their counts. Padding has no effect; an
-  empty support gives zeros.
+  interactions, then `log1p` of their counts (`labelled_support_pool`,
+  `count_cap` included). Padding has no effect; an empty support gives zeros.
   """
-  return labelled_support_pool(batch, batch[F.side_key(F.SUPPORT, F.ITEM_FEATURES)])
+  return labelled_support_pool(batch, batch[F.side_key(F.SUPPORT, F.ITEM_FEATURES)], count_cap)
 
 
-def labelled_support_pool(batch, values) -> tf.Tensor:
+def labelled_support_pool(batch, values, count_cap: Optional[float] = None) -> tf.Tensor:
   """Masked means of `values` `[T, L, D]` over positive and over negative support, and log-counts.
 
   Returns `[T, 2 * D + 2]`: mean over the positive support interactions, mean
   over the negative ones, `log1p` of both counts. Padding has no effect; an
   empty support gives zeros. With D = 0 no 0-width product is ever formed.
+  `count_cap`: the counts are clipped to it before `log1p` (the means still
+  read every interaction); None: not clipped.
   """
   label = tf.cast(batch[F.side_key(F.SUPPORT, F.LABEL)], tf.float32)
   mask = tf.cast(batch[F.side_key(F.SUPPORT, F.MASK)], tf.float32)
@@ -118,7 +120,7 @@ def labelled_support_pool(batch, values) -> tf.Tensor:
     count = tf.reduce_sum(weight, axis=1, keepdims=True)
     if width != 0:
       parts.append(tf.einsum("tl,tld->td", weight, values) / tf.maximum(count, 1.0))
-    counts.append(tf.math.log1p(count))
+    counts.append(tf.math.log1p(count if count_cap is None else tf.minimum(count, count_cap)))
   return tf.concat(parts + counts, axis=-1)
 
 

@@ -79,6 +79,16 @@ class TaskSettings:
     """A copy with `changes` (validated)."""
     return dataclasses.replace(self, **changes)
 
+  def largest_training_support(self) -> int:
+    """The most support interactions a training task can have.
+
+    `task_history` for history tasks, otherwise the support part of a full
+    window (`window_support_size`).
+    """
+    if self.task_history > 0:
+      return self.task_history
+    return window_support_size(self.window, self.support_fraction)
+
 
 #: The defaults, for callers that need one value (CLI flags, component parameters).
 DEFAULTS = TaskSettings()

@@ -5,6 +5,7 @@ import pytest
 from limaml_keras import model as model_lib
 from limaml_keras import model_config
 from limaml_keras import model_factory
+from limaml_keras import task_settings
 
 
 @pytest.mark.parametrize("config, expected", [
@@ -32,3 +33,16 @@ def test_loss_options_reach_every_model_kind(model):
   built = model_factory.build_model(config, num_items=5, num_members=7)
   assert (built.ranking_loss_weight, built.inner_ranking_loss_weight,
           built.inner_pseudo_count) == (0.3, 0.2, 4.0)
+
+
+@pytest.mark.parametrize("sizes, tasks, cap", [
+    ((), task_settings.DEFAULTS, 20),                            # window tasks: half of 40
+    ((), task_settings.DEFAULTS.replace(task_history=50), 50),    # history tasks
+    ((0, 1, 5), task_settings.DEFAULTS.replace(task_history=50), 5),  # sampled sizes below it
+    ((0, 100), task_settings.DEFAULTS.replace(task_history=50), 50),  # ... or above it
+    ((0,), task_settings.DEFAULTS, 1),                            # zero-support training only
+])
+def test_limaml_count_cap_is_the_largest_support_of_meta_training(sizes, tasks, cap):
+  config = model_config.ModelConfig(train_support_sizes=sizes)
+  assert model_factory.build_model(config, 5, 7, tasks).support_count_cap == cap
+  assert model_factory.build_model(config.baseline(), 5, 7, tasks).support_count_cap is None

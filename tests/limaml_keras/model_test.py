@@ -254,7 +254,7 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
     (LiMAMLModel, {"inner_steps": 2, "learn_inner_lr": True}),
     (LiMAMLModel, {"inner_steps": 1, "use_history": True}),
     (LiMAMLModel, {"inner_steps": 1, "support_items": "shared", "train_support_sizes": [0, 2],
-                   "learn_inner_lr": True, "max_inner_lr": 0.3,
+                   "learn_inner_lr": True, "max_inner_lr": 0.3, "support_count_cap": 2,
                    "block_kwargs": {"meta_item_interaction": True}}),
     (LiMAMLModel, {"inner_steps": 1, "support_items": "own", "support_item_dim": 2}),
     (GlobalModel, {"inner_steps": 1}),
@@ -529,6 +529,28 @@ def test_cold_start_embed_with_member_ids_adds_their_rows(batch):
   empty["support_mask"] = np.zeros_like(empty["support_mask"])
   np.testing.assert_allclose(model.adapt(empty), model.embed(features, ids).numpy(), rtol=1e-5,
                              atol=1e-5)
+
+
+def test_support_count_cap_clips_only_the_count_inputs_of_the_meta_block(batch):
+  kwargs = {"inner_steps": 1, "support_items": "shared", "use_history": True}
+  free = build(make_model(**kwargs), batch)
+  capped = build(make_model(support_count_cap=1, **kwargs), batch)
+  free_inputs, capped_inputs = free._member_inputs(batch).numpy(), capped._member_inputs(batch).numpy()
+  width = batch["support_item_features"].shape[-1]
+  member_dim = batch[F.MEMBER_FEATURES].shape[-1]
+  count_columns = [member_dim + 2 * width, member_dim + 2 * width + 1,
+                   free_inputs.shape[-1] - 2, free_inputs.shape[-1] - 1]
+  others = [c for c in range(free_inputs.shape[-1]) if c not in count_columns]
+  np.testing.assert_allclose(capped_inputs[:, others], free_inputs[:, others], rtol=1e-6)
+  np.testing.assert_allclose(capped_inputs[:, count_columns],
+                             np.minimum(free_inputs[:, count_columns], np.log(2.0)), rtol=1e-6)
+  assert free_inputs[:, count_columns].max() > np.log(2.0)  # The batch has longer supports.
+
+
+@pytest.mark.parametrize("cap", [0, 2.5, True])
+def test_bad_support_count_cap_is_named(cap):
+  with pytest.raises(ValueError, match="support_count_cap"):
+    make_model(support_count_cap=cap)
 
 
 # ------------------------------------------------------- within-member ranking term (issue 12)

@@ -73,6 +73,16 @@ def test_support_items_pool_item_embeddings_by_label_by_hand():
   np.testing.assert_allclose(empty, [np.log(3.0), np.log(2.0)], rtol=1e-6)
 
 
+def test_count_cap_clips_only_the_counts():
+  batch = {"support_label": tf.constant([[1.0, 1.0, 1.0, 0.0]]),
+           "support_mask": tf.constant([[1.0, 1.0, 1.0, 1.0]])}
+  values = tf.constant([[[1.0], [2.0], [6.0], [4.0]]])
+  pooled = labelled_support_pool(batch, values, count_cap=2.0).numpy()[0]
+  np.testing.assert_allclose(pooled, [3.0, 4.0, np.log(3.0), np.log(2.0)], rtol=1e-6)
+  history = support_history({**batch, "support_item_features": values}, count_cap=1.0)
+  np.testing.assert_allclose(history.numpy()[0], [3.0, 4.0, np.log(2.0), np.log(2.0)], rtol=1e-6)
+
+
 def test_sampled_support_sizes_keep_each_tasks_latest_k(batch):
   mask = np.zeros((40, 6), np.float32)
   sizes = np.arange(40) % 7

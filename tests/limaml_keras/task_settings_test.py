@@ -32,6 +32,13 @@ def test_window_support_size_leaves_a_query():
   assert task_settings.window_support_size(2, 0.9) == 1
 
 
+def test_largest_training_support_of_window_and_history_tasks():
+  assert task_settings.DEFAULTS.largest_training_support() == 20  # Half of a 40-window.
+  assert task_settings.DEFAULTS.replace(window=10, support_fraction=0.3
+                                        ).largest_training_support() == 3
+  assert task_settings.DEFAULTS.replace(task_history=50).largest_training_support() == 50
+
+
 def test_time_cutoff_keeps_ties_together():
   assert task_settings.cutoff_time(np.array([1, 2, 3, 3, 3, 4]), 0.5) == 3
   with pytest.raises(ValueError, match="training period would be empty"):
