@@ -66,6 +66,9 @@ def main():
   parser.add_argument("--lookups", type=int, default=1000)
   parser.add_argument("--repeats", type=int, default=50)
   args = parser.parse_args()
+  for flag in ("members", "dim", "lookups", "repeats"):
+    if getattr(args, flag) < 1:
+      parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
   rng = np.random.default_rng(0)
   member_ids = [f"member-{i}" for i in range(args.members)]
   embeddings = rng.normal(size=[args.members, args.dim]).astype(np.float32)

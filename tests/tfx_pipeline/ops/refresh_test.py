@@ -11,9 +11,6 @@ import csv
 import io
 import json
 import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -145,36 +142,13 @@ def test_refused_refreshes_leave_the_served_versions_alone(refreshed, tmp_path):
   assert not [p for p in os.listdir(refreshed["base"]) if not p.isdigit()]
 
 
-@pytest.mark.slow
-def test_concurrent_refresh_processes_lose_no_update(refreshed, tmp_path):
-  """Two `limaml embeddings refresh` processes at once, on different members."""
-  base = str(tmp_path / "serving")
-  shutil.copytree(push.version_path(refreshed["base"], 1), push.version_path(base, 1))
-  before = dict(zip(*pm.read_member_table(push.version_path(base, 1))))
-  schema.save_spec(testing.SPEC, str(tmp_path / schema.SPEC_FILE_NAME))
-  inputs = {"7": [(7, "y", 60, 0, 24.0, 2010), (7, "y", 61, 0, 24.0, 2010)],
-            "8": [(8, "x", 62, 1, 40.0, 1990), (8, "x", 63, 1, 40.0, 1990)]}
-  processes = [subprocess.Popen(
-      [sys.executable, "-m", "limaml.cli", "embeddings", "refresh", "--model",
-       refreshed["model_dir"], "--transform-graph", str(refreshed["root"] / "transform"),
-       "--interactions", _csv(tmp_path / f"m{member}.csv", rows), "--model-base-path", base,
-       "--max-support", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for member, rows in inputs.items()]
-  results = [p.communicate(timeout=600) for p in processes]
-  assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in results]
-  assert len(push.list_versions(base)) == 3
-  after = dict(zip(*pm.read_member_table(push.version_path(base, push.latest_version(base)))))
-  assert sorted(after) == sorted(before)
-  for member in inputs:  # Both refreshes are in the newest version.
-    assert not np.allclose(after[member], before[member]), member
-
-
 def test_base_path_lock_waits_then_fails_with_a_clear_error(tmp_path):
   base = str(tmp_path / "serving")
   with refresh.base_path_lock(base):
     # flock locks belong to open file descriptions, so a second `open` of the
     # directory conflicts even in this process, as another process's would
-    # (processes racing for real: test_concurrent_refresh_processes_lose_no_update).
+    # (processes racing for real: tests/benchmarks/refresh_race_test.py, which runs
+    # benchmarks/refresh_race.py: concurrent `limaml embeddings refresh` processes lose no update).
     with pytest.raises(ValueError) as waited:
       with refresh.base_path_lock(base, timeout_s=0.5):
         pass

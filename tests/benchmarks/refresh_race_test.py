@@ -1,0 +1,31 @@
+"""`benchmarks/refresh_race.py`: concurrent `limaml embeddings refresh` runs lose no update."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "refresh_race.py")
+_SPEC = importlib.util.spec_from_file_location("refresh_race_benchmark", _PATH)
+race = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(race)
+
+
+@pytest.mark.slow  # exports SavedModels and runs two CLI processes
+def test_two_concurrent_refreshes_both_land(monkeypatch, capsys):
+  monkeypatch.setattr(sys, "argv", [_PATH, "--refreshes", "2", "--timeout", "300"])
+  race.main()
+  record = json.loads(capsys.readouterr().out)
+  assert set(record) == {"refreshes", "failed", "updates_lost", "versions_pushed", "wall_s"}
+  assert record["refreshes"] == 2
+  assert record["failed"] == 0
+  assert record["updates_lost"] == 0
+  assert record["versions_pushed"] == 2  # One new version per refresh, none overwritten.
+  assert record["wall_s"] > 0
+
+
+def test_more_refreshes_than_members_is_named():
+  with pytest.raises(ValueError, match="at most 2 refreshes"):
+    race.scenario(refreshes=3)
