@@ -3,7 +3,8 @@
 Prints one JSON object:
 
 * `refreshes`: refresh processes started at once, each on a different member;
-* `failed`: those that exited non-zero;
+* `failed`: those that exited non-zero (then `failures`: each one's exit status and
+  the end of its stderr);
 * `updates_lost`: refreshed members whose embedding in the newest version is
   still the base version's (0 expected: refreshes of one base path are
   serialised by a lock, `tfx_pipeline.ops.refresh.base_path_lock`);
@@ -72,25 +73,36 @@ def scenario(refreshes: int = 2, timeout_s: float = 600.0) -> Dict[str, object]:
     before = dict(zip(*personalized_model.read_member_table(push.version_path(base, 1))))
     schema.save_spec(testing.SPEC, os.path.join(root, schema.SPEC_FILE_NAME))
     started = time.time()
-    processes = [subprocess.Popen(
-        [sys.executable, "-m", "limaml.cli", "embeddings", "refresh", "--model", model_dir,
-         "--transform-graph", transform_dir, "--interactions",
-         _write_csv(os.path.join(root, f"m{m}.csv"), header, _NEW_ROWS[m]),
-         "--model-base-path", base, "--max-support", "5"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for m in members]
-    failed = 0
-    for process in processes:
+    logs = [os.path.join(root, f"m{m}.stderr") for m in members]
+    processes = []
+    for m, log in zip(members, logs):
+      with open(log, "wb") as stderr:  # The child keeps its own copy of the descriptor.
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "limaml.cli", "embeddings", "refresh", "--model", model_dir,
+             "--transform-graph", transform_dir, "--interactions",
+             _write_csv(os.path.join(root, f"m{m}.csv"), header, _NEW_ROWS[m]),
+             "--model-base-path", base, "--max-support", "5"],
+            stdout=subprocess.DEVNULL, stderr=stderr))
+    failures = []
+    for process, log in zip(processes, logs):
       try:
-        failed += process.wait(timeout=max(1.0, timeout_s - (time.time() - started))) != 0
+        code = process.wait(timeout=max(1.0, timeout_s - (time.time() - started)))
       except subprocess.TimeoutExpired:
         process.kill()
-        failed += 1
+        code = "timeout"
+      if code != 0:
+        with open(log, encoding="utf-8", errors="replace") as f:
+          failures.append(f"exit {code}: " + f.read()[-2000:])
+    failed = len(failures)
     wall_s = time.time() - started
     latest = push.latest_version(base)
     after = dict(zip(*personalized_model.read_member_table(push.version_path(base, latest))))
     lost = sum(1 for m in members if np.allclose(after[m], before[m]))
-    return {"refreshes": refreshes, "failed": failed, "updates_lost": lost,
-            "versions_pushed": len(push.list_versions(base)) - 1, "wall_s": round(wall_s, 1)}
+    record = {"refreshes": refreshes, "failed": failed, "updates_lost": lost,
+              "versions_pushed": len(push.list_versions(base)) - 1, "wall_s": round(wall_s, 1)}
+    if failures:  # What each failed process said last, so a failure can be diagnosed.
+      record["failures"] = failures
+    return record
 
 
 def main() -> None:
