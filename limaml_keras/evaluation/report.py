@@ -86,6 +86,42 @@ def merge_seed_runs(records: Sequence[Mapping]) -> Dict:
   return merged
 
 
+def join_method_runs(base: Mapping, other: Mapping, methods: Sequence[str],
+                     names: Sequence[str] = ("base", "other")) -> Dict:
+  """`base` with the results of `methods` taken from `other` (e.g. one method rerun).
+
+  Both runs must share dataset, protocol (split, cap, scored members) and
+  seeds, so every method is scored on the same query interactions. The
+  joined record says which run each method comes from (`joined_from`, by
+  `names`, e.g. the two output directories).
+
+  Raises:
+    ValueError: the runs differ in dataset, protocol or seeds, or `other`
+      lacks one of `methods`.
+  """
+  for key in ("dataset", "protocol", "seeds"):
+    if base.get(key) != other.get(key):
+      raise ValueError(f"runs differ in {key!r}; only runs of the same split and seeds join")
+  missing = [m for m in methods if m not in other["results"]]
+  if missing:
+    raise ValueError(f"the other run has no results for {missing}")
+  joined = dict(base)
+  joined["results"] = {m: v for m, v in base["results"].items() if m not in methods}
+  joined["results"].update({m: other["results"][m] for m in methods})
+  joined["hyperparameters"] = dict(base.get("hyperparameters", {}))
+  joined["hyperparameters"].update({m: other["hyperparameters"][m] for m in methods
+                                    if m in other.get("hyperparameters", {})})
+  joined["joined_from"] = {m: names[1] if m in methods else names[0] for m in joined["results"]}
+  return joined
+
+
+def write_few_shot_png(results: Mapping[str, Dict], path: str) -> str:
+  """Writes the few-shot curve of `report.html` (gAUC and log loss vs n) as a PNG; returns `path`."""
+  with open(path, "wb") as f:
+    f.write(base64.b64decode(_few_shot_plot(results)))
+  return path
+
+
 def _png(figure) -> str:
   buffer = io.BytesIO()
   figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")

@@ -64,3 +64,36 @@ def test_merge_refuses_runs_that_differ_beyond_seeds():
                             _record(1, 0.7, hyperparameters={"limaml": {"epochs": 9}})])
   with pytest.raises(ValueError, match="share seeds"):
     report.merge_seed_runs([_record(0, 0.6), _record(0, 0.7)])
+
+
+def test_join_method_runs_takes_the_named_methods_from_the_other_run():
+  base, other = _record(0, 0.6), _record(0, 0.8)
+  other["hyperparameters"] = {"limaml": {"epochs": 9}}
+  joined = report.join_method_runs(base, other, ["limaml"], names=("runs/base", "runs/rerun"))
+  assert joined["results"]["limaml"]["gauc"] == [0.8]
+  assert joined["results"]["global"] == base["results"]["global"]
+  assert joined["hyperparameters"]["limaml"] == {"epochs": 9}
+  assert joined["joined_from"] == {"global": "runs/base", "limaml": "runs/rerun"}
+  assert base["results"]["limaml"]["gauc"] == [0.6]  # The inputs are not changed.
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"seeds": [1]}, "runs differ in 'seeds'"),
+    ({"protocol": {"name": "time"}}, "runs differ in 'protocol'"),
+])
+def test_join_refuses_runs_of_another_split_or_seeds(changes, message):
+  with pytest.raises(ValueError, match=message):
+    report.join_method_runs(_record(0, 0.6), _record(0, 0.8, **changes), ["limaml"])
+
+
+def test_join_names_a_method_the_other_run_lacks():
+  other = _record(0, 0.8)
+  del other["results"]["limaml"]
+  with pytest.raises(ValueError, match=r"no results for \['limaml'\]"):
+    report.join_method_runs(_record(0, 0.6), other, ["limaml"])
+
+
+@pytest.mark.slow
+def test_few_shot_png_is_a_png(tmp_path):
+  path = report.write_few_shot_png(_results(2), str(tmp_path / "curve.png"))
+  assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
