@@ -1,18 +1,14 @@
 """`benchmarks/ablation.py`: variant names, and a run on a user's CSV (the validation split only)."""
 
-import importlib.util
-import os
-
 import pytest
 
 from limaml_keras import schema
 from limaml_keras import synthetic
 from limaml_keras.evaluation import tuned
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "ablation.py")
-_SPEC = importlib.util.spec_from_file_location("ablation_benchmark", _PATH)
-ablation = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(ablation)
+from tests.benchmarks import scripts
+
+ablation = scripts.load("ablation")
 
 
 def test_a_variant_stacks_its_changes_on_the_tuned_settings():

@@ -4,15 +4,11 @@ The run leaves out the `concurrent_refreshes` part (`--refreshes 0`): it is
 `benchmarks/refresh_race.py`'s `scenario`, which `refresh_race_test.py` runs.
 """
 
-import importlib.util
-import os
-
 import pytest
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "abuse.py")
-_SPEC = importlib.util.spec_from_file_location("abuse_benchmark", _PATH)
-abuse = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(abuse)
+from tests.benchmarks import scripts
+
+abuse = scripts.load("abuse")
 
 REST_THREADS = 2
 

@@ -1,16 +1,15 @@
 """`benchmarks/embedding_job.py`: the Beam job against in-process `adapt`, on a few members."""
 
-import importlib.util
 import json
 import os
 import sys
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "embedding_job.py")
-_SPEC = importlib.util.spec_from_file_location("embedding_job_benchmark", _PATH)
-job_benchmark = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(job_benchmark)
+from tests.benchmarks import scripts
+
+_PATH = scripts.path("embedding_job")
+job_benchmark = scripts.load("embedding_job")
 
 
 def _main(monkeypatch, *argv):

@@ -1,16 +1,14 @@
 """`benchmarks/embedding_table.py`: the in-graph member table saved, loaded and looked up."""
 
-import importlib.util
 import json
-import os
 import sys
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "embedding_table.py")
-_SPEC = importlib.util.spec_from_file_location("embedding_table_benchmark", _PATH)
-table_benchmark = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(table_benchmark)
+from tests.benchmarks import scripts
+
+_PATH = scripts.path("embedding_table")
+table_benchmark = scripts.load("embedding_table")
 
 
 def _main(monkeypatch, *argv):

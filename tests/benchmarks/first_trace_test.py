@@ -1,18 +1,15 @@
 """`benchmarks/first_trace.py`: first-step timings of each model kind, and the mode switch."""
 
-import importlib.util
 import json
-import os
 
 import pytest
 from tensorflow.python.autograph.core import config  # pylint: disable=g-direct-tensorflow-import
 
 from limaml_keras import autograph_rules
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "first_trace.py")
-_SPEC = importlib.util.spec_from_file_location("first_trace_benchmark", _PATH)
-first_trace = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(first_trace)
+from tests.benchmarks import scripts
+
+first_trace = scripts.load("first_trace")
 
 
 def test_convert_mode_takes_out_only_the_package_rules():

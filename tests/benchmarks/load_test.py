@@ -1,17 +1,15 @@
 """`benchmarks/load.py`: concurrent gRPC and REST clients on the dev server, across a version
 push."""
 
-import importlib.util
 import os
 import re
 import shutil
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "load.py")
-_SPEC = importlib.util.spec_from_file_location("load_benchmark", _PATH)
-load = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(load)
+from tests.benchmarks import scripts
+
+load = scripts.load("load")
 
 CLIENTS = 5  # Client 4 (every fifth) uses REST, the others gRPC.
 

@@ -5,9 +5,6 @@ three Adam steps (XLA fuses and reorders float32 sums; anything wrong in the
 compiled inner loop or meta-gradient is off by far more).
 """
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,18 +12,12 @@ import tensorflow as tf
 from limaml_keras.model import GlobalModel, LiMAMLModel
 from limaml_keras.testing import random_task_batch
 
+from tests.benchmarks import scripts
+
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 
 
-def _load_benchmark():
-  path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "maml_step.py")
-  spec = importlib.util.spec_from_file_location("maml_step_benchmark", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-bench = _load_benchmark()
+bench = scripts.load("maml_step")
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,9 @@
 """`benchmarks/pipeline_scale.py`: parsing the CLI's component times (the full runs are the
 benchmark itself)."""
 
-import importlib.util
-import os
+from tests.benchmarks import scripts
 
-
-_BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
-
-
-def _load(name):
-  spec = importlib.util.spec_from_file_location(f"{name}_benchmark",
-                                                os.path.join(_BENCHMARKS, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-bench = _load("pipeline_scale")
+bench = scripts.load("pipeline_scale")
 
 
 def test_component_seconds_from_progress_lines():

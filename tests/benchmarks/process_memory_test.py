@@ -1,6 +1,5 @@
 """`benchmarks/process_memory.py`: the peak RSS of a process tree."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,10 +7,9 @@ import threading
 
 import psutil
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "process_memory.py")
-_SPEC = importlib.util.spec_from_file_location("process_memory_benchmark", _PATH)
-memory = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(memory)
+from tests.benchmarks import scripts
+
+memory = scripts.load("process_memory")
 
 
 def test_peak_rss_covers_child_processes():

@@ -1,16 +1,14 @@
 """`benchmarks/refresh_race.py`: concurrent `limaml embeddings refresh` runs lose no update."""
 
-import importlib.util
 import json
-import os
 import sys
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "refresh_race.py")
-_SPEC = importlib.util.spec_from_file_location("refresh_race_benchmark", _PATH)
-race = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(race)
+from tests.benchmarks import scripts
+
+_PATH = scripts.path("refresh_race")
+race = scripts.load("refresh_race")
 
 
 @pytest.mark.slow  # exports SavedModels and runs two CLI processes

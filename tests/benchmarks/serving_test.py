@@ -1,16 +1,14 @@
 """`benchmarks/serving.py`: personalised, cold-start and global latencies on the dev server."""
 
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "serving.py")
-_SPEC = importlib.util.spec_from_file_location("serving_benchmark", _PATH)
-serving_benchmark = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(serving_benchmark)
+from tests.benchmarks import scripts
+
+serving_benchmark = scripts.load("serving")
 
 KINDS = ("personalised", "cold_start", "global")
 

@@ -1,14 +1,12 @@
 """`benchmarks/task_gen.py`: finding the Transform output it runs TaskGen on."""
 
-import importlib.util
 import os
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "task_gen.py")
-_SPEC = importlib.util.spec_from_file_location("task_gen_benchmark", _PATH)
-benchmark = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(benchmark)
+from tests.benchmarks import scripts
+
+benchmark = scripts.load("task_gen")
 
 
 def test_the_newest_transform_output_is_used(tmp_path):

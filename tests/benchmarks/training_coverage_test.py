@@ -1,7 +1,6 @@
 """`benchmarks/training_coverage.py`: the share of training-period interactions that reach the
 Trainer, on a small synthetic CSV (the script validates no input of its own)."""
 
-import importlib.util
 import json
 import os
 import runpy
@@ -15,10 +14,10 @@ from limaml_keras import schema
 from limaml_keras import synthetic
 from limaml_keras import task_settings
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "training_coverage.py")
-_SPEC = importlib.util.spec_from_file_location("training_coverage_benchmark", _PATH)
-coverage = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(coverage)
+from tests.benchmarks import scripts
+
+_PATH = scripts.path("training_coverage")
+coverage = scripts.load("training_coverage")
 
 NUM_MEMBERS = 30
 

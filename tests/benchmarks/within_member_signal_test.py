@@ -1,8 +1,5 @@
 """`benchmarks/within_member_signal.py`: the model-free within-member signal of a dataset."""
 
-import importlib.util
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,11 +7,9 @@ import pytest
 from limaml_keras import metrics
 from limaml_keras import schema
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks",
-                     "within_member_signal.py")
-_SPEC = importlib.util.spec_from_file_location("within_member_signal_benchmark", _PATH)
-benchmark = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(benchmark)
+from tests.benchmarks import scripts
+
+benchmark = scripts.load("within_member_signal")
 
 
 def _frame(taste: bool, members=120, items=40, per_member=30, seed=0):
