@@ -53,6 +53,8 @@ CHANGES = {
     "sizes0x3": {"train_support_sizes": (0, 0, 0, 1, 2, 5, 10, 20, 50)},
     "id": {"member_id_embedding": True},         # the paper's setting: ID embedding + meta embedding
     "noid": {"member_id_embedding": False},      # ... without it (the tuned LiMAML before round 7)
+    "idl2e3": {"id_l2": 1e-3},                   # stronger L2 on the member-ID rows a batch uses
+    "idl2e2": {"id_l2": 1e-2},
     "hist": {"use_history": True},
     "hist50": {"task_history": 50, "window": 20},  # history tasks: support = previous 50, query = 20
     "hist20": {"task_history": 20, "window": 20},
