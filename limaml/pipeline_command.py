@@ -14,6 +14,7 @@ gAUC gain, whether the model was blessed (`--min-auc`, `--min-gauc-gain`,
 """
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -125,6 +126,18 @@ def _starting_settings(dataset):
   return hp.model_config(), hp.training_task_settings()
 
 
+def settings_line(config: model_config.ModelConfig, tasks: task_settings.TaskSettings,
+                  settings_from=None) -> str:
+  """What the Trainer trains, as the fields that differ from the library defaults."""
+  def changed(value, default):
+    return ", ".join(f"{f.name}={getattr(value, f.name)!r}" for f in dataclasses.fields(value)
+                     if getattr(value, f.name) != getattr(default, f.name))
+  model = changed(config, model_config.ModelConfig()) or "the defaults"
+  training = changed(tasks, task_settings.DEFAULTS) or "the defaults"
+  source = f" (from the settings tuned on {settings_from})" if settings_from else ""
+  return f"LiMAML settings{source}: {model}; tasks: {training}"
+
+
 def _synthetic_input(output_dir: str, num_members: int) -> str:
   """Writes the synthetic data set and its spec under `output_dir`; returns the CSV path."""
   from limaml_keras import synthetic  # pylint: disable=g-import-not-at-top
@@ -206,6 +219,7 @@ def _run(args) -> int:
       summary.num_train + summary.num_eval)
   _report(f"Beam: {' '.join(beam_args)}"
           + ("" if args.beam_arg else " (chosen by data size; --beam-arg to set)"))
+  _report(settings_line(kwargs["model_config"], kwargs["task_settings"], args.settings_from))
   pipeline = local_runner.create_local_pipeline(
       paths, summary.data_root, spec, enable_cache=not args.no_cache,
       beam_pipeline_args=beam_args, **kwargs)

@@ -133,6 +133,18 @@ def test_settings_from_a_tuned_dataset_then_the_flags():
   assert tasks.task_history == 0
 
 
+def test_settings_line_names_what_differs_from_the_defaults():
+  config, tasks = _settings([])
+  assert pipeline_cli.settings_line(config, tasks) == (
+      "LiMAML settings: the defaults; tasks: the defaults")
+  config, tasks = _settings(["--settings-from", "movielens-100k", "--epochs", "2"])
+  line = pipeline_cli.settings_line(config, tasks, "movielens-100k")
+  assert line.startswith("LiMAML settings (from the settings tuned on movielens-100k): ")
+  assert "epochs=2" in line and "member_id_embedding=True" in line
+  assert "support_items='shared'" in line and "tasks: window=20, task_history=50" in line
+  assert "inner_steps=" not in line  # Equal to the default: not listed.
+
+
 def test_unknown_settings_from_is_named(small_csv, tmp_path, capsys):
   path, _, _ = small_csv
   code, err = _run(["pipeline", "run", "--data", path, "--output", str(tmp_path / "out"),
@@ -209,5 +221,6 @@ def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
   assert "[pipeline] blessed: yes" in result.stdout and "gAUC" in result.stdout
   assert "[pipeline] serving model: pushed version" in result.stdout
   assert "[pipeline] Beam: --direct_running_mode=in_memory (chosen by data size" in result.stdout
+  assert "member_id_embedding=True" in result.stdout  # The settings line names the recipe.
   noisy = [line for line in result.stderr.splitlines() if any(n in line for n in _NOISE)]
   assert not noisy, result.stderr[-5000:]
