@@ -189,11 +189,29 @@ def member_columns(serialized: Sequence[bytes]) -> Dict[str, np.ndarray]:
   return {key: value.numpy() for key, value in parse_members(serialized).items()}
 
 
-def adapt_inputs(parsed: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-  """The `adapt` signature's keyword arguments from `parse_members` output."""
+def adapt_inputs(parsed: Mapping[str, tf.Tensor], adapt=None) -> Dict[str, tf.Tensor]:
+  """The `adapt` signature's keyword arguments from `parse_members` output.
+
+  Args:
+    parsed: `parse_members` output.
+    adapt: the loaded `adapt` signature; when given, only the inputs it takes
+      are passed, so a SavedModel exported before `adapt` took `member_id`
+      still adapts (its model has no member-ID embedding to read it).
+
+  Raises:
+    ValueError: `adapt` takes an input the task records do not provide.
+  """
   keys = [tensor_layout.MEMBER_ID, tensor_layout.MEMBER_FEATURES] + [
       tensor_layout.side_key(tensor_layout.SUPPORT, name)
-                                      for name in tensor_layout.INTERACTION_KEYS]
+      for name in tensor_layout.INTERACTION_KEYS]
+  if adapt is not None:
+    wanted = set(adapt.structured_input_signature[1])
+    unknown = sorted(wanted - set(keys))
+    if unknown:
+      raise ValueError(f"the model's {serving_contract.ADAPT_SIGNATURE!r} signature takes "
+                       f"{unknown}, which the meta-embedding job does not provide (it provides "
+                       f"{keys}); export the model with this version's tfx_pipeline.models.export")
+    keys = [key for key in keys if key in wanted]
   return {key: parsed[key] for key in keys}
 
 
@@ -397,7 +415,7 @@ class AdaptFn(beam.DoFn):
       self._writer.shutdown()
 
   def _embeddings(self, parsed: Mapping[str, np.ndarray]) -> np.ndarray:
-    inputs = {key: tf.constant(value) for key, value in adapt_inputs(parsed).items()}
+    inputs = {key: tf.constant(value) for key, value in adapt_inputs(parsed, self._adapt).items()}
     return self._adapt(**inputs)[tensor_layout.META_EMBEDDING].numpy()
 
   def adapt_batch(self, parsed: Mapping[str, np.ndarray],

@@ -7,7 +7,6 @@ inputs fail before any pipeline starts.
 
 import contextlib
 import glob
-import importlib.util
 import io
 import json
 import os
@@ -22,6 +21,9 @@ from limaml_keras import tensor_layout
 from tfx_pipeline.beam import embedding_job
 from tfx_pipeline.components import task_records
 from tfx_pipeline import testing
+from tfx_pipeline.models import export
+
+from tests.benchmarks import scripts
 
 # Builds TFX/Transform outputs or SavedModels in its fixtures: minutes, not seconds.
 pytestmark = pytest.mark.slow
@@ -31,16 +33,8 @@ MAX_SUPPORT = 4
 VERSION = "v7"
 
 
-def _load_benchmark():
-  """`benchmarks/embedding_job.py`, whose tiny-model and task-record helpers the tests share."""
-  path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "benchmarks", "embedding_job.py")
-  spec = importlib.util.spec_from_file_location("embedding_job_benchmark", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-bench = _load_benchmark()
+# `benchmarks/embedding_job.py`, whose tiny-model and task-record helpers the tests share.
+bench = scripts.load("embedding_job")
 
 
 def _generate(capsys, *argv):
@@ -175,6 +169,43 @@ def test_bad_inputs_give_clear_errors(job, capsys, tmp_path):
   with pytest.raises(ValueError, match="has no 'adapt' signature"):
     embedding_job.AdaptFn(no_adapt).setup()
   assert not os.path.exists(tmp_path / "o")
+
+
+def _save_adapt_without_member_id(model, path, extra=()):
+  """A SavedModel whose `adapt` takes the inputs of exports before session 11 (no `member_id`)."""
+  specs = export._adapt_input_signature(model)[1:] + list(extra)  # pylint: disable=protected-access
+
+  @tf.function(input_signature=specs)
+  def adapt(member_features, *support):
+    batch = {tensor_layout.MEMBER_FEATURES: member_features,
+             **dict(zip(export._SUPPORT_KEYS, support[:5]))}  # pylint: disable=protected-access
+    return {tensor_layout.META_EMBEDDING: model.adapt_embeddings(batch)}
+
+  module = tf.Module()
+  module.model = model
+  tf.saved_model.save(module, path, signatures={"adapt": adapt.get_concrete_function()})
+  return path
+
+
+def test_models_exported_before_adapt_took_member_id_still_adapt(job, capsys, tmp_path):
+  old = _save_adapt_without_member_id(job["keras_model"], str(tmp_path / "old"))
+  code, _, err = _generate(capsys, "--model", old, "--tasks", job["tasks"],
+                           "--output", str(tmp_path / "o"), "--model-version", VERSION)
+  assert code == 0, err
+  rows = {r[embedding_job.MEMBER_ID]: r for r in _parquet_rows(str(tmp_path / "o"))}
+  for row in _parquet_rows(job["output"]):  # The model has no ID table: the same embeddings.
+    np.testing.assert_allclose(rows[row[embedding_job.MEMBER_ID]][tensor_layout.META_EMBEDDING],
+                               row[tensor_layout.META_EMBEDDING], rtol=1e-5, atol=1e-6)
+
+
+def test_an_adapt_input_the_job_cannot_provide_is_named(job, tmp_path):
+  path = _save_adapt_without_member_id(
+      job["keras_model"], str(tmp_path / "odd"), [tf.TensorSpec([None], tf.float32, name="nope")])
+  records = [r.numpy() for r in tf.data.TFRecordDataset(job["tasks"], compression_type="GZIP")]
+  _, adapt = embedding_job.load_adapt(path)
+  with pytest.raises(ValueError, match=r"'adapt' signature takes \['nope'\], which the "
+                                       "meta-embedding job does not provide"):
+    embedding_job.adapt_inputs(embedding_job.parse_members(records), adapt)
 
 
 def test_records_of_different_padded_lengths_are_rejected(job, tmp_path):
