@@ -14,7 +14,6 @@ embeddings. The checksums must match exactly: no tolerance.
 """
 
 import glob
-import importlib.util
 import json
 import os
 import subprocess
@@ -26,6 +25,8 @@ import tensorflow as tf
 
 from limaml_keras import model_config
 from limaml_keras import model_factory
+
+from tests.benchmarks import scripts
 
 # Two fresh interpreters importing TensorFlow + TFX: about 80 s on 2 shared cores.
 pytestmark = pytest.mark.slow
@@ -84,19 +85,10 @@ print("RESULT " + json.dumps(result))
 """
 
 
-def _load_benchmark():
-  """`benchmarks/embedding_job.py`: its task-record writer and stand-in Transform."""
-  path = os.path.join(_ROOT, "benchmarks", "embedding_job.py")
-  spec = importlib.util.spec_from_file_location("embedding_job_benchmark", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
   """Two directories holding the same task records: NUM_FILES files, then shuffled into 2."""
-  bench = _load_benchmark()
+  bench = scripts.load("embedding_job")  # its task-record writer and stand-in Transform
   first = tmp_path_factory.mktemp("tasks")
   for shard in range(NUM_FILES):
     bench.write_task_records(str(first / f"tasks-{shard:05d}-of-{NUM_FILES:05d}.gz"),
