@@ -37,15 +37,15 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
              "inner_ranking_loss_weight": config.inner_ranking_loss_weight,
              "inner_pseudo_count": config.inner_pseudo_count}
   fit_support = task_settings.task_history == 0
-  count_cap = task_settings.largest_training_support()
-  if config.train_support_sizes:
-    count_cap = min(count_cap, max(config.train_support_sizes))
   if config.model == GLOBAL:
     model = GlobalModel(meta, ranker, fit_support=fit_support, **ranking)
   elif config.model == ID_EMBEDDING:
     model = IdEmbeddingModel(meta, ranker, num_members=num_members, id_l2=config.id_l2,
                              fit_support=fit_support, **ranking)
   elif config.model == LIMAML:
+    count_cap = task_settings.largest_training_support()
+    if config.train_support_sizes:
+      count_cap = min(count_cap, max(config.train_support_sizes))
     model = LiMAMLModel(meta, ranker, inner_steps=config.inner_steps, inner_lr=config.inner_lr,
                         learn_inner_lr=config.learn_inner_lr, use_history=config.use_history,
                         support_items=config.support_items,

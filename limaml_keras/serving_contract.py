@@ -13,10 +13,14 @@ from typing import Any, Dict, Mapping
 import tensorflow as tf
 
 from limaml_keras import schema
+from limaml_keras import tensor_layout as F
 
 SERVING_SIGNATURE = "serving_default"
 PREDICT_WITH_EMBEDDING_SIGNATURE = "predict_with_embedding"
 ADAPT_SIGNATURE = "adapt"
+#: Inputs of the `adapt` signature, in its argument order: a batch of members' support sets.
+ADAPT_INPUTS = (F.MEMBER_ID, F.MEMBER_FEATURES) + tuple(
+    F.side_key(F.SUPPORT, name) for name in F.INTERACTION_KEYS)
 EXAMPLES = "examples"
 PROBABILITIES = "probabilities"
 LOGITS = "logits"

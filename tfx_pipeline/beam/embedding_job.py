@@ -189,29 +189,32 @@ def member_columns(serialized: Sequence[bytes]) -> Dict[str, np.ndarray]:
   return {key: value.numpy() for key, value in parse_members(serialized).items()}
 
 
-def adapt_inputs(parsed: Mapping[str, tf.Tensor], adapt=None) -> Dict[str, tf.Tensor]:
-  """The `adapt` signature's keyword arguments from `parse_members` output.
+def adapt_input_keys(adapt=None) -> List[str]:
+  """The inputs the job passes to `adapt`: `serving_contract.ADAPT_INPUTS`, or those `adapt` takes.
 
   Args:
-    parsed: `parse_members` output.
     adapt: the loaded `adapt` signature; when given, only the inputs it takes
-      are passed, so a SavedModel exported before `adapt` took `member_id`
+      are kept, so a SavedModel exported before `adapt` took `member_id`
       still adapts (its model has no member-ID embedding to read it).
 
   Raises:
     ValueError: `adapt` takes an input the task records do not provide.
   """
-  keys = [tensor_layout.MEMBER_ID, tensor_layout.MEMBER_FEATURES] + [
-      tensor_layout.side_key(tensor_layout.SUPPORT, name)
-      for name in tensor_layout.INTERACTION_KEYS]
-  if adapt is not None:
-    wanted = set(adapt.structured_input_signature[1])
-    unknown = sorted(wanted - set(keys))
-    if unknown:
-      raise ValueError(f"the model's {serving_contract.ADAPT_SIGNATURE!r} signature takes "
-                       f"{unknown}, which the meta-embedding job does not provide (it provides "
-                       f"{keys}); export the model with this version's tfx_pipeline.models.export")
-    keys = [key for key in keys if key in wanted]
+  keys = list(serving_contract.ADAPT_INPUTS)
+  if adapt is None:
+    return keys
+  wanted = set(adapt.structured_input_signature[1])
+  unknown = sorted(wanted - set(keys))
+  if unknown:
+    raise ValueError(f"the model's {serving_contract.ADAPT_SIGNATURE!r} signature takes "
+                     f"{unknown}, which the meta-embedding job does not provide (it provides "
+                     f"{keys}); export the model with this version's tfx_pipeline.models.export")
+  return [key for key in keys if key in wanted]
+
+
+def adapt_inputs(parsed: Mapping[str, tf.Tensor],
+                 keys: Sequence[str] = serving_contract.ADAPT_INPUTS) -> Dict[str, tf.Tensor]:
+  """The `adapt` signature's keyword arguments from `parse_members` output (`adapt_input_keys`)."""
   return {key: parsed[key] for key in keys}
 
 
@@ -393,12 +396,14 @@ class AdaptFn(beam.DoFn):
     self._count_truncated = count_truncated
     self._loaded = None
     self._adapt = None
+    self._adapt_keys = None
     self._writer = None  # Set up per worker: a thread writing shards.
     self._writing = None  # The future of the shard being written.
     self._counters = {name: beam_metric.Metrics.counter(NAMESPACE, name) for name in COUNTERS}
 
   def setup(self):
     self._loaded, self._adapt = load_adapt(self._model_dir)
+    self._adapt_keys = adapt_input_keys(self._adapt)
     self._writer = futures.ThreadPoolExecutor(1)
 
   def _wait_for_write(self) -> None:
@@ -415,7 +420,7 @@ class AdaptFn(beam.DoFn):
       self._writer.shutdown()
 
   def _embeddings(self, parsed: Mapping[str, np.ndarray]) -> np.ndarray:
-    inputs = {key: tf.constant(value) for key, value in adapt_inputs(parsed, self._adapt).items()}
+    inputs = {key: tf.constant(value) for key, value in adapt_inputs(parsed, self._adapt_keys).items()}
     return self._adapt(**inputs)[tensor_layout.META_EMBEDDING].numpy()
 
   def adapt_batch(self, parsed: Mapping[str, np.ndarray],

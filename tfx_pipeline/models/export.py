@@ -30,11 +30,8 @@ from limaml_keras import model as model_lib
 from limaml_keras import schema
 from limaml_keras import serving_contract
 
-_SUPPORT_KEYS = tuple(tensor_layout.side_key(tensor_layout.SUPPORT, name)
-                      for name in tensor_layout.INTERACTION_KEYS)
-
-
 def _adapt_input_signature(model: model_lib.PersonalizedRanker):
+  """`TensorSpec`s of the `adapt` signature, in `serving_contract.ADAPT_INPUTS` order."""
   spec = model.interaction_spec()
   item_dim = spec[tensor_layout.ITEM_FEATURES].shape[-1]
   context_dim = spec[tensor_layout.CONTEXT_FEATURES].shape[-1]
@@ -43,12 +40,12 @@ def _adapt_input_signature(model: model_lib.PersonalizedRanker):
             tensor_layout.CONTEXT_FEATURES: ([None, None, context_dim], tf.float32),
             tensor_layout.LABEL: ([None, None], tf.float32),
             tensor_layout.MASK: ([None, None], tf.float32)}
-  signature = [spec[tensor_layout.MEMBER_ID], spec[tensor_layout.MEMBER_FEATURES]]
-  for name in tensor_layout.INTERACTION_KEYS:
-    shape, dtype = shapes[name]
+  specs = {tensor_layout.MEMBER_ID: spec[tensor_layout.MEMBER_ID],
+           tensor_layout.MEMBER_FEATURES: spec[tensor_layout.MEMBER_FEATURES]}
+  for name, (shape, dtype) in shapes.items():
     key = tensor_layout.side_key(tensor_layout.SUPPORT, name)
-    signature.append(tf.TensorSpec(shape, dtype, name=key))
-  return signature
+    specs[key] = tf.TensorSpec(shape, dtype, name=key)
+  return [specs[key] for key in serving_contract.ADAPT_INPUTS]
 
 
 def transform_requests(tft_layer: tf.keras.layers.Layer,
@@ -118,10 +115,9 @@ def make_signatures(model: model_lib.PersonalizedRanker,
   @tf.function(input_signature=_adapt_input_signature(model))
   def adapt(member_id, member_features, support_item_id, support_item_features,
             support_context_features, support_label, support_mask):
-    support = (support_item_id, support_item_features, support_context_features, support_label,
-               support_mask)
-    batch = {tensor_layout.MEMBER_ID: member_id, tensor_layout.MEMBER_FEATURES: member_features,
-             **dict(zip(_SUPPORT_KEYS, support))}
+    batch = dict(zip(serving_contract.ADAPT_INPUTS, (
+        member_id, member_features, support_item_id, support_item_features,
+        support_context_features, support_label, support_mask)))
     return {tensor_layout.META_EMBEDDING: model.adapt_embeddings(batch)}
 
   return {serving_contract.SERVING_SIGNATURE: serve.get_concrete_function(),

@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from limaml import cli
+from limaml_keras import serving_contract
 from limaml_keras import tensor_layout
 from tfx_pipeline.beam import embedding_job
 from tfx_pipeline.components import task_records
@@ -176,9 +177,8 @@ def _save_adapt_without_member_id(model, path, extra=()):
   specs = export._adapt_input_signature(model)[1:] + list(extra)  # pylint: disable=protected-access
 
   @tf.function(input_signature=specs)
-  def adapt(member_features, *support):
-    batch = {tensor_layout.MEMBER_FEATURES: member_features,
-             **dict(zip(export._SUPPORT_KEYS, support[:5]))}  # pylint: disable=protected-access
+  def adapt(*inputs):  # member_features, the support tensors, then `extra`
+    batch = dict(zip(serving_contract.ADAPT_INPUTS[1:], inputs))
     return {tensor_layout.META_EMBEDDING: model.adapt_embeddings(batch)}
 
   module = tf.Module()
@@ -201,11 +201,12 @@ def test_models_exported_before_adapt_took_member_id_still_adapt(job, capsys, tm
 def test_an_adapt_input_the_job_cannot_provide_is_named(job, tmp_path):
   path = _save_adapt_without_member_id(
       job["keras_model"], str(tmp_path / "odd"), [tf.TensorSpec([None], tf.float32, name="nope")])
-  records = [r.numpy() for r in tf.data.TFRecordDataset(job["tasks"], compression_type="GZIP")]
   _, adapt = embedding_job.load_adapt(path)
   with pytest.raises(ValueError, match=r"'adapt' signature takes \['nope'\], which the "
                                        "meta-embedding job does not provide"):
-    embedding_job.adapt_inputs(embedding_job.parse_members(records), adapt)
+    embedding_job.adapt_input_keys(adapt)
+  with pytest.raises(ValueError, match=r"signature takes \['nope'\]"):  # Before any record.
+    embedding_job.AdaptFn(path).setup()
 
 
 def test_records_of_different_padded_lengths_are_rejected(job, tmp_path):
