@@ -55,10 +55,19 @@ CHANGES = {
     "noid": {"member_id_embedding": False},      # ... without it (the tuned LiMAML before round 7)
     "idl2e3": {"id_l2": 1e-3},                   # stronger L2 on the member-ID rows a batch uses
     "idl2e2": {"id_l2": 1e-2},
+    # Member-ID dropout: a share of training tasks is scored as an unknown member (row 0), so the
+    # features-and-support path of new members is trained too.
+    "iddrop1": {"member_id_dropout": 0.1},
+    "iddrop3": {"member_id_dropout": 0.3},
+    "iddrop5": {"member_id_dropout": 0.5},
     "hist": {"use_history": True},
     "hist50": {"task_history": 50, "window": 20},  # history tasks: support = previous 50, query = 20
     "hist20": {"task_history": 20, "window": 20},
     "hist100": {"task_history": 100, "window": 20},  # ... support = previous 100
+    # Shorter query windows of history tasks: members with few training interactions get tasks
+    # with a support (a member's first window is their only cold-start task).
+    "win10": {"window": 10},
+    "win5": {"window": 5},
     "sizes100": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50, 100)},
     "nohist": {"use_history": False},
     "steps0": {"inner_steps": 0},               # no inner loop: the Meta Block reads the support only
@@ -116,19 +125,29 @@ def log_loss(labels: np.ndarray, logits: np.ndarray) -> float:
   return float(np.mean(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))))
 
 
-def measure(scored) -> dict:
+def measure(scored, by_segment: bool = False) -> dict:
+  """gAUC, AUC, log loss and calibration of scored interactions; with
+  `by_segment`, also gAUC per member-activity segment (`gauc_<segment>`, NaN
+  when the segment is empty)."""
   labels, logits = scored["label"], scored["score"]
-  return {"gauc": metrics.gauc(scored["member"], labels, logits),
-          "auc": metrics.auc(labels, logits),
-          "log_loss": log_loss(labels, logits),
-          "mean_prediction": float(np.mean(1.0 / (1.0 + np.exp(-logits)))),
-          "positive_rate": float(np.mean(labels))}
+  record = {"gauc": metrics.gauc(scored["member"], labels, logits),
+            "auc": metrics.auc(labels, logits),
+            "log_loss": log_loss(labels, logits),
+            "mean_prediction": float(np.mean(1.0 / (1.0 + np.exp(-logits)))),
+            "positive_rate": float(np.mean(labels))}
+  if by_segment:
+    segments = metrics.segment_of(scored["support_size"])
+    for segment in metrics.SEGMENTS:
+      rows = segments == segment
+      record[f"gauc_{segment}"] = (metrics.gauc(scored["member"][rows], labels[rows], logits[rows])
+                                   if rows.any() else float("nan"))
+  return record
 
 
 def evaluate(model, tasks, sizes) -> dict:
   """Metrics with the full support and with support truncated to each n (one traced scorer)."""
   score_fn = M.query_scorer(model)
-  record = {"all": measure(M.score(model, tasks, score_fn=score_fn))}
+  record = {"all": measure(M.score(model, tasks, score_fn=score_fn), by_segment=True)}
   for n in sizes:
     record[str(n)] = measure(M.score(model, protocol.truncate_support(tasks, n), score_fn=score_fn))
   return record
@@ -208,9 +227,10 @@ def main(argv=None) -> dict:
       last = results[variant][-1]
       few_shot = " ".join(f"n={n}:{last[str(n)]['gauc']:.4f}/{last[str(n)]['log_loss']:.3f}"
                           for n in args.few_shot)
+      segments = " ".join(f"{s}:{last['all'][f'gauc_{s}']:.4f}" for s in metrics.SEGMENTS)
       print(f"seed {seed} {variant:<40} gauc {last['all']['gauc']:.4f} auc {last['all']['auc']:.4f} "
-            f"log_loss {last['all']['log_loss']:.4f} ({seconds[variant][-1]} s) gauc/log_loss by "
-            f"support size: {few_shot}", file=sys.stderr)
+            f"log_loss {last['all']['log_loss']:.4f} ({seconds[variant][-1]} s) gauc by segment: "
+            f"{segments}; gauc/log_loss by support size: {few_shot}", file=sys.stderr)
   record = {
       "dataset": args.csv or args.dataset,
       "settings_from": args.settings_from or args.dataset,

@@ -91,6 +91,11 @@ class PersonalizedRanker(tf.keras.Model):
       never reads a count it was not trained on. (Unclipped, MovieLens-100K
       members with 300+ support interactions, against 50 in training, got
       adapted logits of |z| ~ 4e4.) None: not clipped.
+    member_id_dropout: in training, each task's member id is replaced by the
+      unknown id 0 with this probability (`task_batch.drop_member_ids`), so
+      the member-ID path does not carry everything and a member the model
+      does not know (a new member: row 0) is scored from features and support
+      as well as possible. 0: off (the default).
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
@@ -114,6 +119,7 @@ class PersonalizedRanker(tf.keras.Model):
                inner_ranking_loss_weight: float = 0.0,
                inner_pseudo_count: float = 0.0,
                support_count_cap: Optional[int] = None,
+               member_id_dropout: float = 0.0,
                **kwargs):
     super().__init__(**kwargs)
     for name, value in (("ranking_loss_weight", ranking_loss_weight),
@@ -130,6 +136,9 @@ class PersonalizedRanker(tf.keras.Model):
       raise ValueError(f"`support_count_cap` must be a whole number >= 1 or None, got "
                        f"{support_count_cap!r}.")
     self.support_count_cap = None if support_count_cap is None else int(support_count_cap)
+    if isinstance(member_id_dropout, bool) or not 0.0 <= member_id_dropout < 1.0:
+      raise ValueError(f"`member_id_dropout` must be in [0, 1), got {member_id_dropout!r}.")
+    self.member_id_dropout = float(member_id_dropout)
     if int(inner_steps) < 0:
       raise ValueError(f"`inner_steps` must be >= 0, got {inner_steps}.")
     if not np.isfinite(inner_lr) or inner_lr < 0:
@@ -438,6 +447,10 @@ class PersonalizedRanker(tf.keras.Model):
         batch[key] = tf.identity(label)
     return batch
 
+  def _training_batch(self, data):
+    """`_checked(data)` with the member-ID dropout of training applied."""
+    return task_batch_lib.drop_member_ids(self._checked(data), self.member_id_dropout)
+
   def _regularization(self):
     return tf.add_n(self.losses) if self.losses else tf.constant(0.0)
 
@@ -573,6 +586,7 @@ class PersonalizedRanker(tf.keras.Model):
         "inner_ranking_loss_weight": self.inner_ranking_loss_weight,
         "inner_pseudo_count": self.inner_pseudo_count,
         "support_count_cap": self.support_count_cap,
+        "member_id_dropout": self.member_id_dropout,
         "name": self.name,
     }
 
@@ -643,7 +657,8 @@ class LiMAMLModel(PersonalizedRanker):
     return results
 
   def train_step(self, data):
-    batch = task_batch_lib.sample_support_sizes(self._checked(data), self.train_support_sizes)
+    batch = task_batch_lib.sample_support_sizes(self._training_batch(data),
+                                                self.train_support_sizes)
     if self.first_order:
       _, gradient_sums = self._inner_loop(batch, self.inner_steps, first_order=True)
     with tf.GradientTape() as tape:
@@ -684,7 +699,7 @@ class GlobalModel(PersonalizedRanker):
     return {**super().get_config(), "fit_support": self.fit_support}
 
   def train_step(self, data):
-    batch = self._checked(data)
+    batch = self._training_batch(data)
     with tf.GradientTape() as tape:
       embeddings = self._member_embedding(batch)
       targets = task_batch_lib.SIDES if self.fit_support and not self.use_history else (F.QUERY,)

@@ -65,6 +65,11 @@ class ModelConfig:
     inner_pseudo_count: c; the inner loop's support loss of a member with n
       support interactions is scaled by n / (n + c) (shrinkage towards the
       meta-learnt prior for small supports). 0: off.
+    member_id_dropout: share of training tasks (drawn per task and step)
+      whose member id is replaced by the unknown id 0, so the model also
+      learns to score a member it does not know from their features and
+      support alone: the path of new members (`id_embedding`, and `limaml`
+      with `member_id_embedding`). 0: off.
     seed: seed of initialisation and shuffling.
   """
   model: str = LIMAML
@@ -93,6 +98,7 @@ class ModelConfig:
   ranking_loss_weight: float = 0.0
   inner_ranking_loss_weight: float = 0.0
   inner_pseudo_count: float = 0.0
+  member_id_dropout: float = 0.0
   seed: int = 0
 
   def __post_init__(self):
@@ -113,6 +119,10 @@ class ModelConfig:
       if isinstance(value, bool) or not isinstance(value, (int, float)) or \
           not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if isinstance(self.member_id_dropout, bool) or \
+        not isinstance(self.member_id_dropout, (int, float)) or \
+        not 0.0 <= self.member_id_dropout < 1.0:
+      raise ValueError(f"member_id_dropout must be in [0, 1), got {self.member_id_dropout!r}")
 
   def to_dict(self) -> dict:
     """A JSON-serialisable dict (what `from_dict` reads)."""

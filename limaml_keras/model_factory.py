@@ -41,6 +41,7 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
     model = GlobalModel(meta, ranker, fit_support=fit_support, **ranking)
   elif config.model == ID_EMBEDDING:
     model = IdEmbeddingModel(meta, ranker, num_members=num_members, id_l2=config.id_l2,
+                             member_id_dropout=config.member_id_dropout,
                              fit_support=fit_support, **ranking)
   elif config.model == LIMAML:
     count_cap = task_settings.largest_training_support()
@@ -54,6 +55,7 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
                         max_inner_lr=config.max_inner_lr,
                         num_members=num_members if config.member_id_embedding else 0,
                         id_l2=config.id_l2, first_order=config.first_order,
+                        member_id_dropout=config.member_id_dropout,
                         support_count_cap=max(count_cap, 1), **ranking)
   else:  # ModelConfig validates `model`; this guards hand-built objects.
     raise ValueError(f"unknown model {config.model!r}")

@@ -145,6 +145,23 @@ def sample_support_sizes(batch, sizes: Sequence[int], seed=None):
   return out
 
 
+def drop_member_ids(batch, rate: float, seed=None):
+  """Replaces each task's member id by the unknown id 0 with probability `rate`.
+
+  Training-time dropout of the member-ID embedding: a task whose id is
+  dropped is scored as a member the model does not know (row 0), from the
+  member's features and support alone. `rate` 0 or a batch without
+  `member_id`: the batch is returned unchanged.
+  """
+  if not rate or F.MEMBER_ID not in batch:
+    return batch
+  member_id = batch[F.MEMBER_ID]
+  keep = tf.random.uniform(tf.shape(member_id), seed=seed) >= rate
+  out = dict(batch)
+  out[F.MEMBER_ID] = tf.where(keep, member_id, tf.zeros_like(member_id))
+  return out
+
+
 def support_only_batch(task_batch) -> Dict[str, tf.Tensor]:
   """Converts a task batch to tensors, filling absent query keys with empty ones."""
   if not isinstance(task_batch, dict):

@@ -27,6 +27,9 @@ def test_dict_round_trip():
     ({"ranking_loss_weight": "0.5"}, "ranking_loss_weight must be a finite"),
     ({"inner_pseudo_count": -2}, "inner_pseudo_count must be a finite number >= 0"),
     ({"meta_in_tower": False}, "meta_in_tower=False needs meta_item_interaction=True"),
+    ({"member_id_dropout": 1.0}, r"member_id_dropout must be in \[0, 1\)"),
+    ({"member_id_dropout": -0.1}, "member_id_dropout must be in"),
+    ({"member_id_dropout": True}, "member_id_dropout must be in"),
 ])
 def test_bad_config_is_rejected(value, message):
   with pytest.raises(ValueError, match=message):

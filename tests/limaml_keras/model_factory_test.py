@@ -35,6 +35,12 @@ def test_loss_options_reach_every_model_kind(model):
           built.inner_pseudo_count) == (0.3, 0.2, 4.0)
 
 
+@pytest.mark.parametrize("model", [model_config.ID_EMBEDDING, model_config.LIMAML])
+def test_member_id_dropout_reaches_the_models_with_member_ids(model):
+  config = model_config.ModelConfig(model=model, member_id_embedding=True, member_id_dropout=0.2)
+  assert model_factory.build_model(config, num_items=5, num_members=7).member_id_dropout == 0.2
+
+
 @pytest.mark.parametrize("sizes, tasks, cap", [
     ((), task_settings.DEFAULTS, 20),                            # window tasks: half of 40
     ((), task_settings.DEFAULTS.replace(task_history=50), 50),    # history tasks

@@ -260,7 +260,7 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
     (GlobalModel, {"inner_steps": 1}),
     (GlobalModel, {"fit_support": False}),
     (IdEmbeddingModel, {"num_members": 8, "id_l2": 1e-3}),
-    (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "id_l2": 1e-3}),
+    (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "id_l2": 1e-3, "member_id_dropout": 0.5}),
     (LiMAMLModel, {"inner_steps": 1, "ranking_loss_weight": 0.5, "inner_ranking_loss_weight": 1.0,
                    "inner_pseudo_count": 3.0}),
     (GlobalModel, {"ranking_loss_weight": 0.5}),
@@ -425,6 +425,7 @@ def test_learned_inner_learning_rates_are_bounded(batch):
     ({"ranking_loss_weight": -0.1}, "ranking_loss_weight"),
     ({"inner_ranking_loss_weight": float("nan")}, "inner_ranking_loss_weight"),
     ({"inner_pseudo_count": -1.0}, "inner_pseudo_count"),
+    ({"member_id_dropout": 1.0}, "member_id_dropout"),
 ])
 def test_bad_new_options_are_named(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -513,6 +514,20 @@ def test_limaml_with_member_id_embedding_adds_the_members_row(batch):
   np.testing.assert_allclose(model.adapt(numpy_batch) - model.adapt(unknown),
                              rows - model.member_embedding.embeddings.numpy()[0], rtol=1e-5,
                              atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [LiMAMLModel, IdEmbeddingModel])
+def test_member_id_dropout_trains_the_unknown_members_row(batch, cls):
+  """Without dropout no training task uses row 0 (the ids are 1..); with it, row 0 learns."""
+  ids = tf.range(1, batch["member_id"].shape[0] + 1, dtype=batch["member_id"].dtype)
+  batch = dict(batch, member_id=ids)
+  rows_0 = []
+  for rate in (0.0, 0.9):
+    model = make_model(cls, num_members=8, member_id_dropout=rate,
+                       **({"inner_steps": 1} if cls is LiMAMLModel else {}))
+    model.fit(tf.data.Dataset.from_tensors(batch).repeat(3), verbose=0)
+    rows_0.append(np.abs(model.member_embedding.embeddings.numpy()[0]).sum())
+  assert rows_0[0] == 0.0 and rows_0[1] > 0.0
 
 
 def test_cold_start_embed_with_member_ids_adds_their_rows(batch):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from limaml_keras.task_batch import (labelled_support_pool, sample_support_sizes, support_history,
-                                     validate_task_batch)
+from limaml_keras.task_batch import (drop_member_ids, labelled_support_pool, sample_support_sizes,
+                                     support_history, validate_task_batch)
 from limaml_keras.testing import random_task_batch
 
 
@@ -98,3 +98,16 @@ def test_sampled_support_sizes_keep_each_tasks_latest_k(batch):
     np.testing.assert_array_equal(out[t, n - k:n], 1.0)       # the latest k
     assert out[t, :n - k].sum() == 0 and out[t, n:].sum() == 0
   assert sample_support_sizes({"support_mask": mask}, [])["support_mask"] is mask
+
+
+def test_dropped_member_ids_become_the_unknown_id_at_the_rate():
+  ids = tf.range(1, 4001, dtype=tf.int64)
+  batch = {"member_id": ids, "member_features": tf.zeros([4000, 2])}
+  tf.random.set_seed(0)
+  out = drop_member_ids(batch, 0.3)
+  dropped = out["member_id"].numpy() == 0
+  assert 0.27 < dropped.mean() < 0.33
+  np.testing.assert_array_equal(out["member_id"].numpy()[~dropped], ids.numpy()[~dropped])
+  assert out["member_features"] is batch["member_features"]
+  assert drop_member_ids(batch, 0.0) is batch
+  assert drop_member_ids({"member_features": tf.zeros([3, 2])}, 0.5).keys() == {"member_features"}
