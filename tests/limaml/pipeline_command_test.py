@@ -141,7 +141,7 @@ def test_settings_line_names_what_differs_from_the_defaults():
   line = pipeline_cli.settings_line(config, tasks, "movielens-100k")
   assert line.startswith("LiMAML settings (from the settings tuned on movielens-100k): ")
   assert "epochs=2" in line and "member_id_embedding=True" in line
-  assert "support_items='shared'" in line and "tasks: window=20, task_history=50" in line
+  assert "support_items='shared'" in line and "tasks: window=5, task_history=50" in line
   assert "inner_steps=" not in line  # Equal to the default: not listed.
 
 
