@@ -60,6 +60,9 @@ CHANGES = {
     "iddrop1": {"member_id_dropout": 0.1},
     "iddrop3": {"member_id_dropout": 0.3},
     "iddrop5": {"member_id_dropout": 0.5},
+    # The fine-tuning baseline's adaptation learning rate (its steps: `fine_tune_steps`).
+    "ftlr01": {"fine_tune_lr": 0.1},
+    "ftlr03": {"fine_tune_lr": 0.3},
     "hist": {"use_history": True},
     "hist50": {"task_history": 50, "window": 20},  # history tasks: support = previous 50, query = 20
     "hist20": {"task_history": 20, "window": 20},
