@@ -122,28 +122,18 @@ def parse_variant(variant: str, tuned):
   return method, train_hp, tuned[method].replace(**updates)
 
 
-def log_loss(labels: np.ndarray, logits: np.ndarray) -> float:
-  """Mean binary cross-entropy of logits (numerically stable)."""
-  logits = np.asarray(logits, np.float64)
-  return float(np.mean(np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))))
-
-
 def measure(scored, by_segment: bool = False) -> dict:
-  """gAUC, AUC, log loss and calibration of scored interactions; with
-  `by_segment`, also gAUC per member-activity segment (`gauc_<segment>`, NaN
-  when the segment is empty)."""
-  labels, logits = scored["label"], scored["score"]
-  record = {"gauc": metrics.gauc(scored["member"], labels, logits),
-            "auc": metrics.auc(labels, logits),
-            "log_loss": log_loss(labels, logits),
-            "mean_prediction": float(np.mean(1.0 / (1.0 + np.exp(-logits)))),
-            "positive_rate": float(np.mean(labels))}
+  """`metrics.evaluate_by_segment` of scored interactions, flattened for `summarise`.
+
+  gAUC, AUC, log loss, ECE and calibration overall; with `by_segment`, also
+  gAUC per member-activity segment (`gauc_<segment>`, NaN when empty).
+  """
+  summary = metrics.evaluate_by_segment(scored["member"], scored["label"], scored["score"],
+                                        scored["support_size"])
+  record = {k: v for k, v in summary.items() if k != "segments"}
   if by_segment:
-    segments = metrics.segment_of(scored["support_size"])
-    for segment in metrics.SEGMENTS:
-      rows = segments == segment
-      record[f"gauc_{segment}"] = (metrics.gauc(scored["member"][rows], labels[rows], logits[rows])
-                                   if rows.any() else float("nan"))
+    record.update({f"gauc_{segment}": part["gauc"]
+                   for segment, part in summary["segments"].items()})
   return record
 
 

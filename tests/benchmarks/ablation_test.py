@@ -2,6 +2,7 @@
 
 import pytest
 
+from limaml_keras import metrics
 from limaml_keras import schema
 from limaml_keras import synthetic
 from limaml_keras.evaluation import tuned
@@ -51,5 +52,6 @@ def test_a_user_csv_without_member_features_runs(tmp_path):
   assert set(entry) >= {"all", "0", "2", "hyperparameters", "seconds"}
   assert 0.0 <= entry["all"]["gauc"]["mean"] <= 1.0
   assert len(entry["all"]["gauc"]["values"]) == 1
+  assert {f"gauc_{segment}" for segment in metrics.SEGMENTS} <= set(entry["all"])
   assert entry["hyperparameters"]["support_items"] == "none"
   assert entry["hyperparameters"]["task_history"] == 50  # the MovieLens recipe underneath
