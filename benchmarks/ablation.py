@@ -89,6 +89,7 @@ CHANGES = {
     "e20": {"epochs": 20},
     "lr3e3": {"learning_rate": 3e-3},
     "idim32": {"item_embedding_dim": 32},
+    "idim64": {"item_embedding_dim": 64},
     # Within-member pairwise ranking term (`ModelConfig.ranking_loss_weight`): in the training
     # objective of every model (LiMAML: the outer query loss) ...
     "rank03": {"ranking_loss_weight": 0.3},
@@ -99,6 +100,7 @@ CHANGES = {
     "irank1": {"inner_ranking_loss_weight": 1.0},
     "irank3": {"inner_ranking_loss_weight": 3.0},
     # Shrinkage of small supports in the inner loop: support loss x n / (n + c).
+    "pc0": {"inner_pseudo_count": 0.0},
     "pc2": {"inner_pseudo_count": 2.0},
     "pc5": {"inner_pseudo_count": 5.0},
     "pc10": {"inner_pseudo_count": 10.0},

@@ -120,17 +120,42 @@ def auc(labels, scores, weights: Optional[np.ndarray] = None) -> float:
   return float(pairs[0] / (positives[0] * negatives[0]))
 
 
-def _gauc_from_codes(codes: np.ndarray, num_groups: int, labels: np.ndarray,
-                     scores: np.ndarray) -> float:
-  """`gauc` on validated inputs with members already encoded as `codes`."""
+def _member_terms(codes: np.ndarray, num_groups: int, labels: np.ndarray,
+                  scores: np.ndarray) -> tuple:
+  """`(qualifies, aucs, weights)`: which groups have both labels, their AUC and size."""
   pairs, positives, negatives = _group_pair_counts(codes, labels, scores, np.ones_like(labels),
                                                    num_groups)
   qualifies = (positives > 0) & (negatives > 0)
+  return (qualifies, pairs[qualifies] / (positives[qualifies] * negatives[qualifies]),
+          positives[qualifies] + negatives[qualifies])
+
+
+def _gauc_from_codes(codes: np.ndarray, num_groups: int, labels: np.ndarray,
+                     scores: np.ndarray) -> float:
+  """`gauc` on validated inputs with members already encoded as `codes`."""
+  qualifies, member_auc, member_weight = _member_terms(codes, num_groups, labels, scores)
   if not np.any(qualifies):
     return float("nan")
-  member_auc = pairs[qualifies] / (positives[qualifies] * negatives[qualifies])
-  member_weight = positives[qualifies] + negatives[qualifies]
   return float(np.sum(member_auc * member_weight) / np.sum(member_weight))
+
+
+def member_aucs(member_ids, labels, scores) -> tuple:
+  """Every member's AUC and weight, the terms of `gauc`.
+
+  Args:
+    member_ids: [N] member of every interaction.
+    labels: [N] binary labels.
+    scores: [N] finite scores.
+
+  Returns:
+    `(members, aucs, weights)`: the sorted distinct members that have both a
+    positive and a negative (the others have no AUC), their AUC and their
+    interaction count. `gauc` is `sum(aucs * weights) / sum(weights)`.
+  """
+  labels, scores = _validate(labels, scores, member_ids)
+  members, codes = np.unique(np.asarray(member_ids), return_inverse=True)
+  qualifies, aucs, weights = _member_terms(codes.astype(np.int64), len(members), labels, scores)
+  return members[qualifies], aucs, weights
 
 
 def gauc(member_ids, labels, scores) -> float:

@@ -48,7 +48,9 @@ def merge_seed_runs(records: Sequence[Mapping]) -> Dict:
   """One record from runs that differ only in their seeds (e.g. seeds run in parallel).
 
   Every per-seed list (scores, training curves, seconds) is concatenated in
-  the order of `records`; everything else must be equal.
+  the order of `records`; everything else must be equal. The paired gains
+  ("gauc_gain") are dropped: they are computed from the runs' scores, which
+  the records do not keep.
 
   Raises:
     ValueError: the runs differ in anything but their seeds, or share a seed.
@@ -79,11 +81,15 @@ def merge_seed_runs(records: Sequence[Mapping]) -> Dict:
 
   merged = dict(first)
   merged["seeds"] = seeds
-  merged["results"] = merge([r["results"] for r in records], "results")
+  merged["results"] = merge([_without_gains(r["results"]) for r in records], "results")
   merged["complete"] = all(r.get("complete", True) for r in records)
   merged["seconds"] = round(sum(r.get("seconds", 0.0) for r in records), 1)
   merged["merged_from_runs"] = len(records)
   return merged
+
+
+def _without_gains(results: Mapping[str, Dict]) -> Dict[str, Dict]:
+  return {m: {k: v for k, v in e.items() if k != "gauc_gain"} for m, e in results.items()}
 
 
 def join_method_runs(base: Mapping, other: Mapping, methods: Sequence[str],
@@ -93,7 +99,8 @@ def join_method_runs(base: Mapping, other: Mapping, methods: Sequence[str],
   Both runs must share dataset, protocol (split, cap, scored members) and
   seeds, so every method is scored on the same query interactions. The
   joined record says which run each method comes from (`joined_from`, by
-  `names`, e.g. the two output directories).
+  `names`, e.g. the two output directories). The paired gains ("gauc_gain")
+  are dropped, as in `merge_seed_runs`.
 
   Raises:
     ValueError: the runs differ in dataset, protocol or seeds, or `other`
@@ -106,8 +113,9 @@ def join_method_runs(base: Mapping, other: Mapping, methods: Sequence[str],
   if missing:
     raise ValueError(f"the other run has no results for {missing}")
   joined = dict(base)
-  joined["results"] = {m: v for m, v in base["results"].items() if m not in methods}
-  joined["results"].update({m: other["results"][m] for m in methods})
+  joined["results"] = {m: v for m, v in _without_gains(base["results"]).items()
+                       if m not in methods}
+  joined["results"].update(_without_gains({m: other["results"][m] for m in methods}))
   joined["hyperparameters"] = dict(base.get("hyperparameters", {}))
   joined["hyperparameters"].update({m: other["hyperparameters"][m] for m in methods
                                     if m in other.get("hyperparameters", {})})

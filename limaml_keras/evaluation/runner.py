@@ -10,7 +10,9 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from limaml_keras import bootstrap
 from limaml_keras import metrics
+from limaml_keras.evaluation import gains as gains_lib
 from limaml_keras.evaluation import methods as M
 from limaml_keras.evaluation import protocol
 from limaml_keras.evaluation.protocol import Split
@@ -85,9 +87,12 @@ def run_methods(split: Split,
     `{method: {<score>: [per seed], "members", "interactions",
     "training_loss": [[per epoch] per seed], "seconds": [per seed],
     "segments": {segment: {<score>: [per seed], "members", "interactions"}},
-    "few_shot": {str(n): {<score>: [per seed], "members", "interactions"}}}}`
-    with `<score>` in `SCORES`; a slice with no examples has NaN scores and
-    zero counts (it is kept, not dropped).
+    "few_shot": {str(n): {<score>: [per seed], "members", "interactions"}},
+    "gauc_gain": {earlier method: gains.ScoreLog.gains record}}}` with
+    `<score>` in `SCORES`; a slice with no examples has NaN scores and zero
+    counts (it is kept, not dropped). "gauc_gain" (every method but the
+    first) holds the method's paired gAUC gain over each method before it in
+    `methods`, seed-averaged, with its member-bootstrap interval.
   """
   unknown = sorted(set(methods) - set(M.METHODS))
   if unknown:
@@ -98,6 +103,7 @@ def run_methods(split: Split,
   pre = split.preprocessor
   task_cache = {}
   results = {}
+  score_log = gains_lib.ScoreLog()
   for seed in seeds:
     models = {}
     for method in methods:
@@ -114,9 +120,14 @@ def run_methods(split: Split,
       model, curve = models[kind]
       M.configure_for(method, model, hyperparameters[method])
       score_fn = M.query_scorer(model)  # one trace for every task set
-      record = metric_record(M.score(model, evaluation, score_fn=score_fn))
-      few_shot = {n: metric_record(M.score(model, tasks, score_fn=score_fn))
-                  for n, tasks in truncated.items()}
+      scored = M.score(model, evaluation, score_fn=score_fn)
+      score_log.add(method, gains_lib.ALL, scored)
+      record = metric_record(scored)
+      few_shot = {}
+      for n, tasks in truncated.items():
+        scored = M.score(model, tasks, score_fn=score_fn)
+        score_log.add(method, str(n), scored)
+        few_shot[n] = metric_record(scored)
       _append(results, method, record, few_shot, curve)
       if tensorboard_dir:
         from limaml_keras.evaluation import tensorboard_logs  # pylint: disable=g-import-not-at-top
@@ -124,6 +135,8 @@ def run_methods(split: Split,
       results[method].setdefault("seconds", []).append(round(time.perf_counter() - started, 2))
       log(f"seed {seed} {method:<19} gauc {record['gauc']:.4f} auc {record['auc']:.4f} "
           f"log loss {record['log_loss']:.4f} ({time.perf_counter() - started:.1f} s)")
+    for method, by_baseline in score_log.gains(methods).items():
+      results[method]["gauc_gain"] = by_baseline
     if on_seed_done:
       on_seed_done(results, seed)
   return results
@@ -199,7 +212,45 @@ def summary_tables(results: Mapping[str, Dict]) -> Sequence[Dict]:
       tables.append({"title": f"{_TITLES[score]} by {label}", "columns": columns,
                      "rows": [[m] + [format_mean_std(mean_std(e[group][s][score]))
                                      for s in slices] for m, e in results.items()]})
-  return tables
+  return tables + gain_tables(results)
+
+
+def format_gain(gain: Mapping) -> str:
+  """`+0.0030 [+0.0011, +0.0049]`: a gain and its interval; `EMPTY` when undefined."""
+  if not gain or not np.isfinite(gain.get("gain", np.nan)):
+    return EMPTY
+  return f"{gain['gain']:+.4f} [{gain['lower']:+.4f}, {gain['upper']:+.4f}]"
+
+
+def gain_tables(results: Mapping[str, Dict]) -> Sequence[Dict]:
+  """Tables of the paired gAUC gains (`gains.ScoreLog.gains`), one row per pair of methods.
+
+  Columns: overall and per member-activity segment; then per few-shot n.
+  Every cell is the seed-averaged gain with its 95 % member-bootstrap
+  interval: an interval that excludes 0 is a gain (or loss) beyond the noise.
+  """
+  pairs = [(m, b, g) for m, e in results.items() for b, g in e.get("gauc_gain", {}).items()]
+  if not pairs:
+    return []
+  seeds = max((g.get("overall", {}).get("seeds", 0) for _, _, g in pairs), default=0)
+  note = (f"paired, member AUC differences averaged over {seeds} seed(s), "
+          f"{int(bootstrap.CONFIDENCE * 100)} % member-bootstrap interval")
+  rows = [f"{m} − {b}" for m, b, _ in pairs]
+  segment_table = {
+      "title": f"gAUC gain by member-activity segment ({note})",
+      "columns": ["pair", "overall"] + list(metrics.SEGMENTS),
+      "rows": [[r, format_gain(g.get("overall"))] +
+               [format_gain(g["segments"].get(s)) for s in metrics.SEGMENTS]
+               for r, (_, _, g) in zip(rows, pairs)]}
+  sizes = sorted({n for _, _, g in pairs for n in g.get("few_shot", {})}, key=int)
+  if not sizes:
+    return [segment_table]
+  few_shot_table = {
+      "title": f"gAUC gain by support truncated to the latest n ({note})",
+      "columns": ["pair"] + [f"n={n}" for n in sizes],
+      "rows": [[r] + [format_gain(g["few_shot"].get(n)) for n in sizes]
+               for r, (_, _, g) in zip(rows, pairs)]}
+  return [segment_table, few_shot_table]
 
 
 def format_table(results: Mapping[str, Dict]) -> str:

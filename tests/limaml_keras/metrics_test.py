@@ -177,3 +177,14 @@ class TestCalibration:
     assert result["mean_prediction"] == pytest.approx(np.mean(metrics.sigmoid([-1.0, 1.0, 2.0])))
     empty = result["segments"][">20"]
     assert math.isnan(empty["log_loss"]) and math.isnan(empty["ece"]) and empty["members"] == 0
+
+
+def test_member_aucs_are_the_terms_of_gauc():
+  members = np.array(["b", "b", "b", "a", "a", "c", "c"])
+  labels = np.array([0, 1, 1, 1, 0, 1, 1])
+  scores = np.array([0.1, 0.9, 0.05, 0.2, 0.3, 0.5, 0.6])
+  ids, aucs, weights = metrics.member_aucs(members, labels, scores)
+  assert list(ids) == ["a", "b"]  # "c" has only positives
+  np.testing.assert_allclose(aucs, [0.0, 0.5])
+  np.testing.assert_allclose(weights, [2, 3])
+  assert metrics.gauc(members, labels, scores) == pytest.approx(np.sum(aucs * weights) / weights.sum())

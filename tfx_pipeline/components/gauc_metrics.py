@@ -11,20 +11,18 @@ member's examples.
   out). With a baseline TFMA adds its diff, candidate minus baseline.
 * `GroupAUCGainInterval` (`gauc_gain_lower_bound`, `gauc_gain_upper_bound`):
   the central `CONFIDENCE` interval of the candidate's gAUC minus the
-  baseline's, by a paired Poisson bootstrap over members (Hanley & MacGibbon;
-  TFMA's own confidence intervals use the Poisson bootstrap too): every
-  replicate gives each member a Poisson(1) weight, the same for both models,
-  so the interval reflects which members happen to be in the evaluation
-  period, the noise a gAUC gain must beat. A member's weights are drawn from a
-  generator seeded by its id, so the result does not depend on how Beam splits
-  or orders the work, and the accumulator is `BOOTSTRAP_REPLICATES` pairs of
-  sums: constant memory, merged across workers like any combiner.
+  baseline's, by the paired Poisson bootstrap over members of
+  `limaml_keras.bootstrap` (the same one `limaml evaluate` reports): the
+  interval reflects which members happen to be in the evaluation period, the
+  noise a gAUC gain must beat. A member's weights depend on its id alone, so
+  the result does not depend on how Beam splits or orders the work, and the
+  accumulator is `BOOTSTRAP_REPLICATES` pairs of sums: constant memory,
+  merged across workers like any combiner.
 
 The module registers both metrics with TFMA; a `MetricConfig` names them by
 class name with `module` = this module (`evaluation_config` does).
 """
 
-import zlib
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
@@ -35,15 +33,11 @@ from tensorflow_model_analysis.proto import config_pb2
 from tensorflow_model_analysis.utils import model_util
 
 from limaml_keras import metrics
+from limaml_keras.bootstrap import BOOTSTRAP_REPLICATES, bootstrap_weights, gain_interval
 
 GAUC = "gauc"
 GAUC_GAIN_LOWER_BOUND = "gauc_gain_lower_bound"
 GAUC_GAIN_UPPER_BOUND = "gauc_gain_upper_bound"
-#: Bootstrap replicates of the gain interval.
-BOOTSTRAP_REPLICATES = 1000
-#: Coverage of the gain interval.
-CONFIDENCE = 0.95
-_BOOTSTRAP_SEED = 20240301
 
 
 def member_auc(labels: np.ndarray, predictions: np.ndarray) -> Optional[Tuple[float, float]]:
@@ -153,23 +147,6 @@ def _gain_interval_computations(name: str = GAUC_GAIN_LOWER_BOUND,
           preprocessors=[metric_types.FeaturePreprocessor(feature_keys=[query_key])],
           combiner=_GainIntervalCombiner(keys, eval_config, baseline_spec.name, query_key)))
   return computations
-
-
-def bootstrap_weights(member: str) -> np.ndarray:
-  """The member's Poisson(1) weight in each of the `BOOTSTRAP_REPLICATES` replicates."""
-  seed = zlib.crc32(member.encode("utf-8"))
-  return np.random.default_rng([_BOOTSTRAP_SEED, seed]).poisson(1.0, BOOTSTRAP_REPLICATES)
-
-
-def gain_interval(accumulator: np.ndarray) -> Tuple[float, float]:
-  """(lower, upper) `CONFIDENCE` bounds from [2, replicates] sums; NaN when no member counts."""
-  gain_sums, weights = accumulator
-  counted = weights > 0
-  if not counted.any():
-    return float("nan"), float("nan")
-  gains = gain_sums[counted] / weights[counted]
-  tail = (1.0 - CONFIDENCE) / 2
-  return float(np.quantile(gains, tail)), float(np.quantile(gains, 1.0 - tail))
 
 
 class _GainIntervalCombiner(beam.CombineFn):

@@ -74,6 +74,26 @@ def test_every_method_has_the_few_shot_curve_and_calibration(results):
 
 
 @pytest.mark.slow  # trains models
+def test_every_method_has_paired_gains_over_every_earlier_method(results):
+  assert "gauc_gain" not in results["global"]
+  gains = results["limaml"]["gauc_gain"]
+  assert list(gains) == list(methods.METHODS[:-1])
+  over_global = gains["global"]["overall"]
+  assert over_global["seeds"] == 2
+  # Seed-averaged member differences: the gain is the mean of the two seeds' gAUC differences.
+  expected = np.mean(results["limaml"]["gauc"]) - np.mean(results["global"]["gauc"])
+  assert over_global["gain"] == pytest.approx(expected, abs=1e-9)
+  assert over_global["lower"] <= over_global["gain"] <= over_global["upper"]
+  assert set(gains["global"]["segments"]) == set(metrics.SEGMENTS)
+  assert set(gains["global"]["few_shot"]) == {str(n) for n in _FEW_SHOT}
+  # fine_tune without support (n = 0) is the global model: a gain of exactly 0.
+  no_support = results["fine_tune"]["gauc_gain"]["global"]["few_shot"]["0"]
+  assert no_support["gain"] == no_support["lower"] == no_support["upper"] == 0.0
+  tables = runner.format_table(results)
+  assert "gAUC gain by member-activity segment" in tables and "limaml − global" in tables
+
+
+@pytest.mark.slow  # trains models
 def test_table_has_one_row_per_method(results):
   title, table = runner.format_table(results).split("\n\n")[:2]
   assert title == "**Overall**"

@@ -1,0 +1,106 @@
+"""Paired bootstrap over members: is one model's gAUC gain over another beyond the noise?
+
+gAUC is a mean over members, so its noise is which members happen to be
+scored. A paired Poisson bootstrap (Hanley & MacGibbon; TFMA's confidence
+intervals use the Poisson bootstrap too) resamples members: every replicate
+gives each member a Poisson(1) weight, the same for both models, and the
+replicate's gain is the weighted mean of the members' AUC differences (weights
+= Poisson weight x the member's example count, as in `metrics.gauc`).
+
+A member's weights are drawn from a generator seeded by its id alone, so an
+interval does not depend on the order members arrive in or on how the work is
+split: the TFX Evaluator's Beam combiner (`tfx_pipeline.components.gauc_metrics`)
+accumulates the same sums member by member that `gauc_gain` (`limaml
+evaluate`) computes at once.
+"""
+
+import zlib
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from limaml_keras import metrics
+
+#: Bootstrap replicates of a gain interval.
+BOOTSTRAP_REPLICATES = 1000
+#: Coverage of a gain interval.
+CONFIDENCE = 0.95
+_BOOTSTRAP_SEED = 20240301
+
+
+def bootstrap_weights(member: str) -> np.ndarray:
+  """The member's Poisson(1) weight in each of the `BOOTSTRAP_REPLICATES` replicates."""
+  seed = zlib.crc32(member.encode("utf-8"))
+  return np.random.default_rng([_BOOTSTRAP_SEED, seed]).poisson(1.0, BOOTSTRAP_REPLICATES)
+
+
+def gain_interval(accumulator: np.ndarray) -> Tuple[float, float]:
+  """(lower, upper) `CONFIDENCE` bounds from `[2, replicates]` sums.
+
+  Args:
+    accumulator: row 0, per replicate, the sum over members of
+      count x weight x AUC gain; row 1 the sum of count x weight.
+
+  Returns:
+    The central interval of the replicates' gains; NaN when no member counts.
+  """
+  gain_sums, weights = accumulator
+  counted = weights > 0
+  if not counted.any():
+    return float("nan"), float("nan")
+  gains = gain_sums[counted] / weights[counted]
+  tail = (1.0 - CONFIDENCE) / 2
+  return float(np.quantile(gains, tail)), float(np.quantile(gains, 1.0 - tail))
+
+
+def member_weight_matrix(members: Sequence[str]) -> np.ndarray:
+  """`[len(members), BOOTSTRAP_REPLICATES]` Poisson weights, one row per member."""
+  if not len(members):
+    return np.zeros((0, BOOTSTRAP_REPLICATES))
+  return np.stack([bootstrap_weights(str(m)) for m in members])
+
+
+def member_gain(members, differences, weights,
+                weight_matrix: Optional[np.ndarray] = None) -> Dict[str, float]:
+  """A gAUC gain from its members' terms, with its paired bootstrap interval.
+
+  Args:
+    members: [M] the members with an AUC (`metrics.member_aucs`).
+    differences: [M] each member's AUC under the candidate minus under the
+      baseline.
+    weights: [M] each member's interaction count.
+    weight_matrix: `member_weight_matrix(members)`, when the caller has it.
+
+  Returns:
+    `{"gain", "lower", "upper", "members"}`: the weighted mean difference
+    (the candidate's gAUC minus the baseline's), its `CONFIDENCE` interval
+    and M. NaN values when M is 0.
+  """
+  differences = np.asarray(differences, np.float64)
+  weights = np.asarray(weights, np.float64)
+  if not len(differences):
+    nan = float("nan")
+    return {"gain": nan, "lower": nan, "upper": nan, "members": 0}
+  rows = member_weight_matrix(members) if weight_matrix is None else weight_matrix
+  counts = weights[:, np.newaxis] * rows
+  lower, upper = gain_interval(np.stack([differences @ counts, counts.sum(axis=0)]))
+  return {"gain": float(np.sum(differences * weights) / np.sum(weights)),
+          "lower": lower, "upper": upper, "members": int(len(differences))}
+
+
+def gauc_gain(member_ids, labels, candidate_scores, baseline_scores) -> Dict[str, float]:
+  """The candidate's gAUC minus the baseline's, with its paired bootstrap interval.
+
+  Args:
+    member_ids: [N] member of every interaction.
+    labels: [N] binary labels.
+    candidate_scores: [N] the candidate's scores.
+    baseline_scores: [N] the baseline's scores of the same interactions.
+
+  Returns:
+    `member_gain`'s dict: the gain equals `metrics.gauc(candidate) -
+    metrics.gauc(baseline)`; "members" counts the members with both labels.
+  """
+  members, candidate_auc, weights = metrics.member_aucs(member_ids, labels, candidate_scores)
+  _, baseline_auc, _ = metrics.member_aucs(member_ids, labels, baseline_scores)
+  return member_gain(members, candidate_auc - baseline_auc, weights)
