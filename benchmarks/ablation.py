@@ -101,6 +101,9 @@ CHANGES = {
     "irank3": {"inner_ranking_loss_weight": 3.0},
     # Shrinkage of small supports in the inner loop: support loss x n / (n + c).
     "pc0": {"inner_pseudo_count": 0.0},
+    # An exponential moving average of the weights ends training (Keras' use_ema).
+    "ema99": {"ema_momentum": 0.99},
+    "ema995": {"ema_momentum": 0.995},
     "pc2": {"inner_pseudo_count": 2.0},
     "pc5": {"inner_pseudo_count": 5.0},
     "pc10": {"inner_pseudo_count": 10.0},

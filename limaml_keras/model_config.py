@@ -70,6 +70,11 @@ class ModelConfig:
       learns to score a member it does not know from their features and
       support alone: the path of new members (`id_embedding`, and `limaml`
       with `member_id_embedding`). 0: off.
+    ema_momentum: m > 0 keeps an exponential moving average of the weights
+      during training (Keras' `use_ema`: average <- m * average + (1 - m) *
+      weights after every step) and ends training with the average: less
+      dependence on where the last steps of one seed's training landed.
+      0: off.
     seed: seed of initialisation and shuffling.
   """
   model: str = LIMAML
@@ -99,6 +104,7 @@ class ModelConfig:
   inner_ranking_loss_weight: float = 0.0
   inner_pseudo_count: float = 0.0
   member_id_dropout: float = 0.0
+  ema_momentum: float = 0.0
   seed: int = 0
 
   def __post_init__(self):
@@ -123,6 +129,9 @@ class ModelConfig:
         not isinstance(self.member_id_dropout, (int, float)) or \
         not 0.0 <= self.member_id_dropout < 1.0:
       raise ValueError(f"member_id_dropout must be in [0, 1), got {self.member_id_dropout!r}")
+    if isinstance(self.ema_momentum, bool) or not isinstance(self.ema_momentum, (int, float)) or \
+        not 0.0 <= self.ema_momentum < 1.0:
+      raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum!r}")
 
   def to_dict(self) -> dict:
     """A JSON-serialisable dict (what `from_dict` reads)."""

@@ -59,5 +59,10 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
                         support_count_cap=max(count_cap, 1), **ranking)
   else:  # ModelConfig validates `model`; this guards hand-built objects.
     raise ValueError(f"unknown model {config.model!r}")
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  if config.ema_momentum:
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate, use_ema=True,
+                                         ema_momentum=config.ema_momentum)
+  else:
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+  model.compile(optimizer=optimizer)
   return model

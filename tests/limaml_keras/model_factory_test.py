@@ -1,11 +1,14 @@
 """Tests of the one model factory (used by the TFX Trainer and the evaluation)."""
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from limaml_keras import model as model_lib
 from limaml_keras import model_config
 from limaml_keras import model_factory
 from limaml_keras import task_settings
+from limaml_keras import testing
 
 
 @pytest.mark.parametrize("config, expected", [
@@ -52,3 +55,19 @@ def test_limaml_count_cap_is_the_largest_support_of_meta_training(sizes, tasks, 
   config = model_config.ModelConfig(train_support_sizes=sizes)
   assert model_factory.build_model(config, 5, 7, tasks).support_count_cap == cap
   assert model_factory.build_model(config.baseline(), 5, 7, tasks).support_count_cap is None
+
+
+def test_ema_training_ends_with_the_moving_average_of_the_weights():
+  config = model_config.ModelConfig(ema_momentum=0.9, inner_steps=1)
+  model = model_factory.build_model(config, num_items=10, num_members=7)
+  assert model.optimizer.use_ema and model.optimizer.ema_momentum == 0.9
+  batches = [testing.random_task_batch(seed=s) for s in range(6)]
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}).batch(4)
+  model.fit(dataset, epochs=1, verbose=0)
+  averages = model.optimizer._model_variables_moving_average  # pylint: disable=protected-access
+  for variable in model.trainable_variables:
+    average = averages[model.optimizer._index_dict[model.optimizer._var_key(variable)]]  # pylint: disable=protected-access
+    np.testing.assert_allclose(variable.numpy(), average.numpy())
+  plain = model_factory.build_model(config.replace(ema_momentum=0.0), num_items=10, num_members=7)
+  assert not plain.optimizer.use_ema
