@@ -26,6 +26,8 @@ BOOTSTRAP_REPLICATES = 1000
 #: Coverage of a gain interval.
 CONFIDENCE = 0.95
 _BOOTSTRAP_SEED = 20240301
+#: Fewer members than this give no interval: resampling one member only ever gives its own gain.
+MIN_MEMBERS_FOR_INTERVAL = 2
 
 
 def bootstrap_weights(member: str) -> np.ndarray:
@@ -74,18 +76,22 @@ def member_gain(members, differences, weights,
   Returns:
     `{"gain", "lower", "upper", "members"}`: the weighted mean difference
     (the candidate's gAUC minus the baseline's), its `CONFIDENCE` interval
-    and M. NaN values when M is 0.
+    and M. NaN values when M is 0; NaN bounds when M is below
+    `MIN_MEMBERS_FOR_INTERVAL`.
   """
   differences = np.asarray(differences, np.float64)
   weights = np.asarray(weights, np.float64)
   if not len(differences):
     nan = float("nan")
     return {"gain": nan, "lower": nan, "upper": nan, "members": 0}
+  gain = float(np.sum(differences * weights) / np.sum(weights))
+  if len(differences) < MIN_MEMBERS_FOR_INTERVAL:
+    return {"gain": gain, "lower": float("nan"), "upper": float("nan"),
+            "members": int(len(differences))}
   rows = member_weight_matrix(members) if weight_matrix is None else weight_matrix
   counts = weights[:, np.newaxis] * rows
   lower, upper = gain_interval(np.stack([differences @ counts, counts.sum(axis=0)]))
-  return {"gain": float(np.sum(differences * weights) / np.sum(weights)),
-          "lower": lower, "upper": upper, "members": int(len(differences))}
+  return {"gain": gain, "lower": lower, "upper": upper, "members": int(len(differences))}
 
 
 def gauc_gain(member_ids, labels, candidate_scores, baseline_scores) -> Dict[str, float]:

@@ -216,9 +216,15 @@ def summary_tables(results: Mapping[str, Dict]) -> Sequence[Dict]:
 
 
 def format_gain(gain: Mapping) -> str:
-  """`+0.0030 [+0.0011, +0.0049]`: a gain and its interval; `EMPTY` when undefined."""
+  """`+0.0030 [+0.0011, +0.0049]`: a gain and its interval; `EMPTY` when undefined.
+
+  A slice with too few members for an interval (`bootstrap.MIN_MEMBERS_FOR_INTERVAL`)
+  shows the gain and says so.
+  """
   if not gain or not np.isfinite(gain.get("gain", np.nan)):
     return EMPTY
+  if not np.isfinite(gain["lower"]):
+    return f"{gain['gain']:+.4f} ({gain['members']} member: no interval)"
   return f"{gain['gain']:+.4f} [{gain['lower']:+.4f}, {gain['upper']:+.4f}]"
 
 

@@ -89,3 +89,10 @@ def test_gauc_gain_uses_only_members_with_both_labels_and_a_given_weight_matrix(
   assert bootstrap.member_gain(ids, ours - theirs, weights, weight_matrix=matrix) == result
   nobody = bootstrap.gauc_gain(members, np.ones_like(labels), candidate, baseline)
   assert nobody["members"] == 0 and np.isnan(nobody["gain"]) and np.isnan(nobody["lower"])
+
+
+def test_one_member_has_a_gain_but_no_interval():
+  members, labels, candidate, baseline = _two_models(1, gain=0.6)
+  result = bootstrap.gauc_gain(members, labels, candidate, baseline)
+  assert result["members"] == 1 and np.isfinite(result["gain"])
+  assert np.isnan(result["lower"]) and np.isnan(result["upper"])

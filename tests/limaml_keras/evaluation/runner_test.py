@@ -48,3 +48,13 @@ def test_tables_keep_empty_slices_and_every_metric():
 
 def test_format_table_of_nothing_is_empty():
   assert runner.format_table({}) == ""
+
+
+def test_gain_cells_show_the_interval_or_why_there_is_none():
+  assert runner.format_gain({"gain": 0.003, "lower": -0.001, "upper": 0.007, "members": 9}) == \
+      "+0.0030 [-0.0010, +0.0070]"
+  assert runner.format_gain({"gain": -0.01, "lower": _NAN, "upper": _NAN, "members": 1}) == \
+      "-0.0100 (1 member: no interval)"
+  assert runner.format_gain({"gain": _NAN, "lower": _NAN, "upper": _NAN, "members": 0}) == \
+      runner.EMPTY
+  assert runner.format_gain(None) == runner.EMPTY
