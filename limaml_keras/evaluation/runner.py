@@ -221,9 +221,10 @@ def format_gain(gain: Mapping) -> str:
   A slice with too few members for an interval (`bootstrap.MIN_MEMBERS_FOR_INTERVAL`)
   shows the gain and says so.
   """
-  if not gain or not np.isfinite(gain.get("gain", np.nan)):
+  finite = lambda key: gain.get(key) is not None and np.isfinite(gain[key])  # JSON: None
+  if not gain or not finite("gain"):
     return EMPTY
-  if not np.isfinite(gain["lower"]):
+  if not (finite("lower") and finite("upper")):
     return f"{gain['gain']:+.4f} ({gain['members']} member: no interval)"
   return f"{gain['gain']:+.4f} [{gain['lower']:+.4f}, {gain['upper']:+.4f}]"
 

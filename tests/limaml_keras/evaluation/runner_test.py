@@ -58,3 +58,8 @@ def test_gain_cells_show_the_interval_or_why_there_is_none():
   assert runner.format_gain({"gain": _NAN, "lower": _NAN, "upper": _NAN, "members": 0}) == \
       runner.EMPTY
   assert runner.format_gain(None) == runner.EMPTY
+  # As read back from results.json, where NaN is written as null.
+  assert runner.format_gain({"gain": 0.01, "lower": None, "upper": None, "members": 1}) == \
+      "+0.0100 (1 member: no interval)"
+  assert runner.format_gain({"gain": None, "lower": None, "upper": None, "members": 0}) == \
+      runner.EMPTY
