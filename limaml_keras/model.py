@@ -215,6 +215,12 @@ class PersonalizedRanker(tf.keras.Model):
                             initializer=tf.keras.initializers.Constant(self.inner_lr))
             for i, w in enumerate(self.meta_block.adaptable_weights))
       self._build_extra()
+      # The optimizer tracks every trainable variable from the start, not only those the
+      # first step gives a gradient (a learned inner lr with inner_steps=0 never gets one):
+      # with `use_ema`, ending training overwrites every trainable variable with its average.
+      optimizer = getattr(self, "optimizer", None)
+      if optimizer is not None and hasattr(optimizer, "build"):
+        optimizer.build(self.trainable_variables)
     # `call` scores interaction batches; this lets `save` trace it for serving
     # and lets `load_model` rebuild the model (see `build`) before restoring.
     spec = self.interaction_spec()

@@ -57,8 +57,9 @@ def test_limaml_count_cap_is_the_largest_support_of_meta_training(sizes, tasks, 
   assert model_factory.build_model(config.baseline(), 5, 7, tasks).support_count_cap is None
 
 
-def test_ema_training_ends_with_the_moving_average_of_the_weights():
-  config = model_config.ModelConfig(ema_momentum=0.9, inner_steps=1)
+@pytest.mark.parametrize("inner_steps", [1, 0])  # 0: the learned inner lr never gets a gradient
+def test_ema_training_ends_with_the_moving_average_of_the_weights(inner_steps):
+  config = model_config.ModelConfig(ema_momentum=0.9, inner_steps=inner_steps, learn_inner_lr=True)
   model = model_factory.build_model(config, num_items=10, num_members=7)
   assert model.optimizer.use_ema and model.optimizer.ema_momentum == 0.9
   batches = [testing.random_task_batch(seed=s) for s in range(6)]
