@@ -101,6 +101,9 @@ CHANGES = {
     "irank3": {"inner_ranking_loss_weight": 3.0},
     # Shrinkage of small supports in the inner loop: support loss x n / (n + c).
     "pc0": {"inner_pseudo_count": 0.0},
+    # The un-adapted model's query loss joins MAML's outer loss with this weight.
+    "cold03": {"unadapted_loss_weight": 0.3},
+    "cold1": {"unadapted_loss_weight": 1.0},
     # An exponential moving average of the weights ends training (Keras' use_ema).
     "ema99": {"ema_momentum": 0.99},
     "ema995": {"ema_momentum": 0.995},

@@ -629,10 +629,25 @@ class LiMAMLModel(PersonalizedRanker):
   weights), `adaptation_gain` (their difference), `query_loss` (the adapted
   model's, the outer loss), and with Meta-SGD `inner_lr_<i>`, the mean learned
   inner learning rate of each adaptable Meta Block weight.
+
+  Args:
+    *args: `PersonalizedRanker`'s.
+    unadapted_loss_weight: w >= 0; w times the query loss of the un-adapted
+      model (θm, no inner step; the Meta Block still reads the support
+      summary) is added to the outer loss, so the meta-learnt prior — and the
+      member-ID rows with `num_members` — must score a member well by
+      themselves, as the ID-embedding model's rows do. 0: off (MAML's
+      outer loss only).
+    **kwargs: `PersonalizedRanker`'s.
   """
 
-  def __init__(self, *args, **kwargs):
+  def __init__(self, *args, unadapted_loss_weight: float = 0.0, **kwargs):
     super().__init__(*args, **kwargs)
+    if isinstance(unadapted_loss_weight, bool) or not (
+        np.isfinite(unadapted_loss_weight) and unadapted_loss_weight >= 0):
+      raise ValueError(f"`unadapted_loss_weight` must be a finite number >= 0, got "
+                       f"{unadapted_loss_weight!r}.")
+    self.unadapted_loss_weight = float(unadapted_loss_weight)
     self._adaptation_trackers = {name: tf.keras.metrics.Mean(name=name) for name in (
         "support_loss_before", "support_loss_after", "adaptation_gain", "query_loss")}
 
@@ -674,9 +689,14 @@ class LiMAMLModel(PersonalizedRanker):
         fast = self.adapt_weights(batch)
       loss, logits, labels, mask = self._query_loss(batch, fast)
       total = self._objective(loss, logits, labels, mask)
+      if self.unadapted_loss_weight:
+        total += self.unadapted_loss_weight * self._query_loss(batch, None)[0]
     adaptation = self._adaptation_results(batch, fast, loss)  # Before θ moves.
     self._apply(tape, total)
     return {**self._update_metrics(loss, logits, labels, mask), **adaptation}
+
+  def get_config(self):
+    return {**super().get_config(), "unadapted_loss_weight": self.unadapted_loss_weight}
 
 
 @tf.keras.utils.register_keras_serializable(package="LiMAML")

@@ -70,6 +70,9 @@ class ModelConfig:
       learns to score a member it does not know from their features and
       support alone: the path of new members (`id_embedding`, and `limaml`
       with `member_id_embedding`). 0: off.
+    unadapted_loss_weight: `limaml`: weight of the un-adapted model's query
+      loss added to the outer loss (`LiMAMLModel`), so the meta-learnt prior
+      and the member-ID rows also score well without adaptation. 0: off.
     ema_momentum: m > 0 keeps an exponential moving average of the weights
       during training (Keras' `use_ema`: average <- m * average + (1 - m) *
       weights after every step) and ends training with the average: less
@@ -104,6 +107,7 @@ class ModelConfig:
   inner_ranking_loss_weight: float = 0.0
   inner_pseudo_count: float = 0.0
   member_id_dropout: float = 0.0
+  unadapted_loss_weight: float = 0.0
   ema_momentum: float = 0.0
   seed: int = 0
 
@@ -120,7 +124,8 @@ class ModelConfig:
     if not self.meta_in_tower and not self.meta_item_interaction:
       raise ValueError("meta_in_tower=False needs meta_item_interaction=True: otherwise the "
                        "meta embedding would not reach the logit at all")
-    for name in ("ranking_loss_weight", "inner_ranking_loss_weight", "inner_pseudo_count"):
+    for name in ("ranking_loss_weight", "inner_ranking_loss_weight", "inner_pseudo_count",
+                 "unadapted_loss_weight"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, float)) or \
           not math.isfinite(value) or value < 0:

@@ -56,6 +56,7 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
                         num_members=num_members if config.member_id_embedding else 0,
                         id_l2=config.id_l2, first_order=config.first_order,
                         member_id_dropout=config.member_id_dropout,
+                        unadapted_loss_weight=config.unadapted_loss_weight,
                         support_count_cap=max(count_cap, 1), **ranking)
   else:  # ModelConfig validates `model`; this guards hand-built objects.
     raise ValueError(f"unknown model {config.model!r}")

@@ -44,6 +44,11 @@ def test_member_id_dropout_reaches_the_models_with_member_ids(model):
   assert model_factory.build_model(config, num_items=5, num_members=7).member_id_dropout == 0.2
 
 
+def test_unadapted_loss_weight_reaches_limaml():
+  config = model_config.ModelConfig(unadapted_loss_weight=0.3)
+  assert model_factory.build_model(config, num_items=5, num_members=7).unadapted_loss_weight == 0.3
+
+
 @pytest.mark.parametrize("sizes, tasks, cap", [
     ((), task_settings.DEFAULTS, 20),                            # window tasks: half of 40
     ((), task_settings.DEFAULTS.replace(task_history=50), 50),    # history tasks

@@ -264,6 +264,7 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
     (LiMAMLModel, {"inner_steps": 1, "ranking_loss_weight": 0.5, "inner_ranking_loss_weight": 1.0,
                    "inner_pseudo_count": 3.0}),
     (GlobalModel, {"ranking_loss_weight": 0.5}),
+    (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "unadapted_loss_weight": 0.5}),
 ])
 def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs):
   """One trained model, saved as a SavedModel and as a `.keras` file; both load back equal."""
@@ -426,6 +427,8 @@ def test_learned_inner_learning_rates_are_bounded(batch):
     ({"inner_ranking_loss_weight": float("nan")}, "inner_ranking_loss_weight"),
     ({"inner_pseudo_count": -1.0}, "inner_pseudo_count"),
     ({"member_id_dropout": 1.0}, "member_id_dropout"),
+    ({"unadapted_loss_weight": -1.0}, "unadapted_loss_weight"),
+    ({"unadapted_loss_weight": True}, "unadapted_loss_weight"),
 ])
 def test_bad_new_options_are_named(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -585,6 +588,31 @@ def test_ranking_term_off_by_default_and_trains_every_model_when_on(batch, cls, 
   for d, o in zip(default, off):
     np.testing.assert_array_equal(d, o)
   assert any(not np.allclose(d, o) for d, o in zip(default, on))
+
+
+def test_unadapted_loss_is_off_by_default_and_trains_the_member_rows_when_on(batch):
+  kwargs = {"inner_steps": 2, "num_members": 8}
+  default = _weights_after_one_step(batch, LiMAMLModel, **kwargs)
+  off = _weights_after_one_step(batch, LiMAMLModel, unadapted_loss_weight=0.0, **kwargs)
+  on = _weights_after_one_step(batch, LiMAMLModel, unadapted_loss_weight=1.0, **kwargs)
+  for d, o in zip(default, off):
+    np.testing.assert_array_equal(d, o)
+  assert any(not np.allclose(d, o) for d, o in zip(default, on))
+
+
+def test_unadapted_loss_adds_w_times_the_cold_query_loss_to_the_outer_loss(batch):
+  model = build(make_model(inner_steps=2, unadapted_loss_weight=0.4), batch)
+  model.compile(optimizer=tf.keras.optimizers.SGD(1.0))
+  variables = model.trainable_variables
+  with tf.GradientTape() as tape:
+    adapted = model._query_loss(batch, model.adapt_weights(batch))[0]
+    cold = model._query_loss(batch, None)[0]
+    expected_total = adapted + 0.4 * cold + model._regularization()
+  expected = [v.numpy() - tf.convert_to_tensor(g).numpy() if g is not None else v.numpy()
+              for v, g in zip(variables, tape.gradient(expected_total, variables))]
+  model.train_on_batch(batch)
+  for after, want in zip(model.trainable_variables, expected):
+    np.testing.assert_allclose(after.numpy(), want, rtol=1e-4, atol=1e-6)
 
 
 def test_ranking_term_adds_lambda_times_the_pairwise_loss_to_the_objective(batch):
