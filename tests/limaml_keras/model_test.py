@@ -582,22 +582,22 @@ def _weights_after_one_step(batch, cls, **kwargs):
                                         (GlobalModel, {}),
                                         (IdEmbeddingModel, {"num_members": 8})])
 def test_ranking_term_off_by_default_and_trains_every_model_when_on(batch, cls, kwargs):
+  _assert_off_by_default_and_trains_when_on(batch, cls, "ranking_loss_weight", kwargs)
+
+
+def _assert_off_by_default_and_trains_when_on(batch, cls, option, kwargs):
+  """`option` = 0 is the default's step exactly; `option` = 1 changes what one step learns."""
   default = _weights_after_one_step(batch, cls, **kwargs)
-  off = _weights_after_one_step(batch, cls, ranking_loss_weight=0.0, **kwargs)
-  on = _weights_after_one_step(batch, cls, ranking_loss_weight=1.0, **kwargs)
+  off = _weights_after_one_step(batch, cls, **{option: 0.0}, **kwargs)
+  on = _weights_after_one_step(batch, cls, **{option: 1.0}, **kwargs)
   for d, o in zip(default, off):
     np.testing.assert_array_equal(d, o)
   assert any(not np.allclose(d, o) for d, o in zip(default, on))
 
 
-def test_unadapted_loss_is_off_by_default_and_trains_the_member_rows_when_on(batch):
-  kwargs = {"inner_steps": 2, "num_members": 8}
-  default = _weights_after_one_step(batch, LiMAMLModel, **kwargs)
-  off = _weights_after_one_step(batch, LiMAMLModel, unadapted_loss_weight=0.0, **kwargs)
-  on = _weights_after_one_step(batch, LiMAMLModel, unadapted_loss_weight=1.0, **kwargs)
-  for d, o in zip(default, off):
-    np.testing.assert_array_equal(d, o)
-  assert any(not np.allclose(d, o) for d, o in zip(default, on))
+def test_unadapted_loss_is_off_by_default_and_trains_when_on(batch):
+  _assert_off_by_default_and_trains_when_on(batch, LiMAMLModel, "unadapted_loss_weight",
+                                            {"inner_steps": 2, "num_members": 8})
 
 
 def test_unadapted_loss_adds_w_times_the_cold_query_loss_to_the_outer_loss(batch):
