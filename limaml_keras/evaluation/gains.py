@@ -48,7 +48,7 @@ class ScoreLog:
     """`{candidate: {baseline: record}}` for every method and every method before it.
 
     A record is `{"overall": gain, "segments": {segment: gain}, "few_shot":
-    {n: gain}}` with every gain a `bootstrap.gauc_gain` dict plus "seeds"
+    {n: gain}}` with every gain a `bootstrap.member_gain` dict plus "seeds"
     (how many seeds both methods have; the member AUC differences are
     averaged over them). Slices nobody scored are left out.
     """
@@ -82,16 +82,14 @@ class ScoreLog:
     """Seed-averaged paired gain of `ours` over `theirs` on the rows in `mask`."""
     mask = np.ones(len(keys["label"]), bool) if mask is None else mask
     members, labels = keys["member"][mask], keys["label"][mask]
-    differences, weights, ids = [], np.zeros(0), np.zeros(0)
+    differences = []
     for candidate, baseline in zip(ours, theirs):
       ids, candidate_auc, weights = metrics.member_aucs(members, labels, candidate[mask])
       _, baseline_auc, _ = metrics.member_aucs(members, labels, baseline[mask])
       differences.append(candidate_auc - baseline_auc)
-    for member in ids:
-      if member not in self._rows:
-        self._rows[member] = bootstrap.bootstrap_weights(str(member))
-    matrix = (np.stack([self._rows[m] for m in ids]) if len(ids)
-              else np.zeros((0, bootstrap.BOOTSTRAP_REPLICATES)))
+    missing = [m for m in ids if m not in self._rows]
+    self._rows.update(zip(missing, bootstrap.member_weight_matrix(missing)))
+    matrix = np.stack([self._rows[m] for m in ids]) if len(ids) else None
     result = bootstrap.member_gain(ids, np.mean(differences, axis=0), weights, matrix)
     result["seeds"] = len(ours)
     return result
