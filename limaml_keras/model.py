@@ -96,6 +96,13 @@ class PersonalizedRanker(tf.keras.Model):
       the member-ID path does not carry everything and a member the model
       does not know (a new member: row 0) is scored from features and support
       as well as possible. 0: off (the default).
+    support_gate: learn how far a support of n interactions moves the meta
+      embedding from the meta-learnt prior: the Meta Block's output becomes
+      `prior + n / (n + c) * (adapted - prior)`, where `prior` is its output
+      with no support (θm, no support summary) and `c > 0` is a pseudo-count
+      per embedding dimension learned in the outer loop (initially 1). It
+      gates both what the Meta Block reads from the support and the inner
+      loop's steps; no support (n = 0) gives the prior exactly. False: off.
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
@@ -120,6 +127,7 @@ class PersonalizedRanker(tf.keras.Model):
                inner_pseudo_count: float = 0.0,
                support_count_cap: Optional[int] = None,
                member_id_dropout: float = 0.0,
+               support_gate: bool = False,
                **kwargs):
     super().__init__(**kwargs)
     for name, value in (("ranking_loss_weight", ranking_loss_weight),
@@ -139,6 +147,10 @@ class PersonalizedRanker(tf.keras.Model):
     if isinstance(member_id_dropout, bool) or not 0.0 <= member_id_dropout < 1.0:
       raise ValueError(f"`member_id_dropout` must be in [0, 1), got {member_id_dropout!r}.")
     self.member_id_dropout = float(member_id_dropout)
+    if not isinstance(support_gate, (bool, np.bool_)):
+      raise ValueError(f"`support_gate` must be True or False, got {support_gate!r}.")
+    self.support_gate = bool(support_gate)
+    self._gate_log_count = None
     if int(inner_steps) < 0:
       raise ValueError(f"`inner_steps` must be >= 0, got {inner_steps}.")
     if not np.isfinite(inner_lr) or inner_lr < 0:
@@ -214,6 +226,10 @@ class PersonalizedRanker(tf.keras.Model):
             self.add_weight(name=f"inner_lr_{i}", shape=w.shape, trainable=True,
                             initializer=tf.keras.initializers.Constant(self.inner_lr))
             for i, w in enumerate(self.meta_block.adaptable_weights))
+      if self.support_gate:
+        self._gate_log_count = self.add_weight(
+            name="support_gate_log_count", shape=[self.meta_block.embedding_dim],
+            initializer="zeros", trainable=True)
       self._build_extra()
       # The optimizer tracks every trainable variable from the start, not only those the
       # first step gives a gradient (a learned inner lr with inner_steps=0 never gets one):
@@ -335,12 +351,24 @@ class PersonalizedRanker(tf.keras.Model):
   def _member_embedding(self, batch, fast_weights=None):
     """Meta embedding `[T, d]` of each task's member (fast weights or θm), plus its ID row."""
     embedding = self.meta_block(self._member_inputs(batch), fast_weights=fast_weights)
+    if self.support_gate:
+      embedding = self._gated(batch, embedding)
     if self.member_embedding is None:
       return embedding
     member_id = tf.cast(batch.get(F.MEMBER_ID, tf.zeros(tf.shape(batch[F.MEMBER_FEATURES])[:1],
                                                          tf.int64)), tf.int64)
     member_id = tf.where((member_id > 0) & (member_id < self.num_members), member_id, 0)
     return embedding + self.member_embedding(member_id)
+
+  def _gated(self, batch, embedding):
+    """`prior + n / (n + c) * (embedding - prior)` per task (see `support_gate`)."""
+    prior = self.meta_block(self._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]}))
+    mask_key = F.side_key(F.SUPPORT, F.MASK)
+    if mask_key not in batch:
+      return prior
+    count = tf.reduce_sum(tf.cast(batch[mask_key], tf.float32), axis=1, keepdims=True)
+    trust = count / (count + tf.exp(self._gate_log_count))
+    return prior + trust * (embedding - prior)
 
   def _side_logits(self, batch, side: str, embeddings):
     """Scores every (padded) interaction of `side`: `[T, L]` logits."""
@@ -593,6 +621,7 @@ class PersonalizedRanker(tf.keras.Model):
         "inner_pseudo_count": self.inner_pseudo_count,
         "support_count_cap": self.support_count_cap,
         "member_id_dropout": self.member_id_dropout,
+        "support_gate": self.support_gate,
         "name": self.name,
     }
 

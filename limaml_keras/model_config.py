@@ -73,6 +73,10 @@ class ModelConfig:
     unadapted_loss_weight: `limaml`: weight of the un-adapted model's query
       loss added to the outer loss (`LiMAMLModel`), so the meta-learnt prior
       and the member-ID rows also score well without adaptation. 0: off.
+    support_gate: `limaml`: learn how far a support of n interactions moves
+      the Meta Block's output from its no-support prior, `n / (n + c)` with
+      a learned pseudo-count c per embedding dimension
+      (`PersonalizedRanker(support_gate=True)`). False: off.
     ema_momentum: m > 0 keeps an exponential moving average of the weights
       during training (Keras' `use_ema`: average <- m * average + (1 - m) *
       weights after every step) and ends training with the average: less
@@ -108,6 +112,7 @@ class ModelConfig:
   inner_pseudo_count: float = 0.0
   member_id_dropout: float = 0.0
   unadapted_loss_weight: float = 0.0
+  support_gate: bool = False
   ema_momentum: float = 0.0
   seed: int = 0
 
@@ -134,6 +139,8 @@ class ModelConfig:
         not isinstance(self.member_id_dropout, (int, float)) or \
         not 0.0 <= self.member_id_dropout < 1.0:
       raise ValueError(f"member_id_dropout must be in [0, 1), got {self.member_id_dropout!r}")
+    if not isinstance(self.support_gate, bool):
+      raise ValueError(f"support_gate must be True or False, got {self.support_gate!r}")
     if isinstance(self.ema_momentum, bool) or not isinstance(self.ema_momentum, (int, float)) or \
         not 0.0 <= self.ema_momentum < 1.0:
       raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum!r}")

@@ -265,6 +265,7 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
                    "inner_pseudo_count": 3.0}),
     (GlobalModel, {"ranking_loss_weight": 0.5}),
     (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "unadapted_loss_weight": 0.5}),
+    (LiMAMLModel, {"inner_steps": 1, "use_history": True, "support_gate": True}),
 ])
 def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs):
   """One trained model, saved as a SavedModel and as a `.keras` file; both load back equal."""
@@ -429,6 +430,7 @@ def test_learned_inner_learning_rates_are_bounded(batch):
     ({"member_id_dropout": 1.0}, "member_id_dropout"),
     ({"unadapted_loss_weight": -1.0}, "unadapted_loss_weight"),
     ({"unadapted_loss_weight": True}, "unadapted_loss_weight"),
+    ({"support_gate": 1}, "support_gate"),
 ])
 def test_bad_new_options_are_named(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -655,3 +657,38 @@ def test_inner_pseudo_count_shrinks_each_tasks_step_by_n_over_n_plus_c(batch):
     step = (a - w0).numpy()
     expected = step * factor.reshape((5,) + (1,) * (step.ndim - 1))
     np.testing.assert_allclose((b - w0).numpy(), expected, rtol=1e-4, atol=1e-7)
+
+
+# ------------------------------------------------------------------ support gate (issue 12)
+def test_support_gate_moves_the_embedding_by_n_over_n_plus_c(batch):
+  """Gated output = prior + n / (n + c) * (ungated - prior); c = exp(log-count) per dimension."""
+  model = build(make_model(inner_steps=1, use_history=True, support_gate=True), batch)
+  model._gate_log_count.assign(np.log(np.linspace(0.5, 4.0, model.meta_block.embedding_dim)))
+  fast = model.adapt_weights(batch)
+  inputs = model._member_inputs(batch)
+  ungated = model.meta_block(inputs, fast_weights=fast).numpy()
+  prior = model.meta_block(model._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]}))
+  count = batch["support_mask"].numpy().astype(np.float32).sum(axis=1, keepdims=True)
+  pseudo = np.exp(model._gate_log_count.numpy())
+  expected = prior.numpy() + count / (count + pseudo) * (ungated - prior.numpy())
+  np.testing.assert_allclose(model._member_embedding(batch, fast).numpy(), expected, rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_support_gate_gives_the_prior_without_support_and_learns_its_pseudo_count(batch):
+  model = build(make_model(inner_steps=2, use_history=True, support_gate=True), batch)
+  empty = dict(batch)
+  empty["support_mask"] = tf.zeros_like(batch["support_mask"])
+  np.testing.assert_allclose(model.adapt_embeddings(empty).numpy(),
+                             model.embed(batch[F.MEMBER_FEATURES]).numpy(), rtol=1e-5, atol=1e-6)
+  before = model._gate_log_count.numpy().copy()
+  model.train_on_batch(batch)
+  assert not np.allclose(model._gate_log_count.numpy(), before)
+
+
+def test_support_gate_is_off_by_default(batch):
+  default = _weights_after_one_step(batch, LiMAMLModel, inner_steps=1)
+  off = _weights_after_one_step(batch, LiMAMLModel, inner_steps=1, support_gate=False)
+  assert len(default) == len(off)
+  for d, o in zip(default, off):
+    np.testing.assert_array_equal(d, o)
