@@ -36,19 +36,23 @@ def bootstrap_weights(member: str) -> np.ndarray:
   return np.random.default_rng([_BOOTSTRAP_SEED, seed]).poisson(1.0, BOOTSTRAP_REPLICATES)
 
 
-def gain_interval(accumulator: np.ndarray) -> Tuple[float, float]:
+def gain_interval(accumulator: np.ndarray, members: Optional[int] = None) -> Tuple[float, float]:
   """(lower, upper) `CONFIDENCE` bounds from `[2, replicates]` sums.
 
   Args:
     accumulator: row 0, per replicate, the sum over members of
       count x weight x AUC gain; row 1 the sum of count x weight.
+    members: how many members the sums hold, when known: below
+      `MIN_MEMBERS_FOR_INTERVAL` there is no interval (resampling one member
+      only rescales its own gain, so every replicate gives the same number).
 
   Returns:
-    The central interval of the replicates' gains; NaN when no member counts.
+    The central interval of the replicates' gains; NaN when no member counts
+    or there are too few members.
   """
   gain_sums, weights = accumulator
   counted = weights > 0
-  if not counted.any():
+  if not counted.any() or (members is not None and members < MIN_MEMBERS_FOR_INTERVAL):
     return float("nan"), float("nan")
   gains = gain_sums[counted] / weights[counted]
   tail = (1.0 - CONFIDENCE) / 2
@@ -85,12 +89,10 @@ def member_gain(members, differences, weights,
     nan = float("nan")
     return {"gain": nan, "lower": nan, "upper": nan, "members": 0}
   gain = float(np.sum(differences * weights) / np.sum(weights))
-  if len(differences) < MIN_MEMBERS_FOR_INTERVAL:
-    return {"gain": gain, "lower": float("nan"), "upper": float("nan"),
-            "members": int(len(differences))}
   rows = member_weight_matrix(members) if weight_matrix is None else weight_matrix
   counts = weights[:, np.newaxis] * rows
-  lower, upper = gain_interval(np.stack([differences @ counts, counts.sum(axis=0)]))
+  lower, upper = gain_interval(np.stack([differences @ counts, counts.sum(axis=0)]),
+                               members=len(differences))
   return {"gain": gain, "lower": lower, "upper": upper, "members": int(len(differences))}
 
 

@@ -96,3 +96,9 @@ def test_one_member_has_a_gain_but_no_interval():
   result = bootstrap.gauc_gain(members, labels, candidate, baseline)
   assert result["members"] == 1 and np.isfinite(result["gain"])
   assert np.isnan(result["lower"]) and np.isnan(result["upper"])
+
+
+def test_gain_interval_needs_two_members_when_told_how_many():
+  sums = _accumulate([0.3], [4.0])
+  assert all(np.isnan(bootstrap.gain_interval(sums, members=1)))
+  assert all(np.isfinite(bootstrap.gain_interval(sums)))  # Not told: the sums alone decide.

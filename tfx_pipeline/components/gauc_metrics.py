@@ -23,6 +23,7 @@ The module registers both metrics with TFMA; a `MetricConfig` names them by
 class name with `module` = this module (`evaluation_config` does).
 """
 
+import dataclasses
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
@@ -116,6 +117,44 @@ class _GroupAUCCombiner(beam.CombineFn):
     return {self._key: float(total / weight) if weight > 0 else float("nan")}
 
 
+@dataclasses.dataclass
+class GainSums:
+  """The bootstrap's sums over the members seen so far, and how many they are.
+
+  Attributes:
+    sums: `[2, BOOTSTRAP_REPLICATES]`: per replicate, the sum of
+      count x weight x AUC gain, and the sum of count x weight.
+    members: the members added (the interval needs
+      `bootstrap.MIN_MEMBERS_FOR_INTERVAL`).
+  """
+  sums: np.ndarray
+  members: int = 0
+
+  @classmethod
+  def empty(cls) -> "GainSums":
+    return cls(np.zeros((2, BOOTSTRAP_REPLICATES)))
+
+  def add(self, member: str, gain: float, weight: float) -> "GainSums":
+    """Adds one member's AUC gain with its example-count weight (in place; returns self)."""
+    counts = weight * bootstrap_weights(member)
+    self.sums[0] += counts * gain
+    self.sums[1] += counts
+    self.members += 1
+    return self
+
+  @classmethod
+  def merge(cls, parts: Iterable["GainSums"]) -> "GainSums":
+    merged = cls.empty()
+    for part in parts:
+      merged.sums += part.sums
+      merged.members += part.members
+    return merged
+
+  def interval(self) -> Tuple[float, float]:
+    """`bootstrap.gain_interval` of the sums: NaN bounds for fewer than two members."""
+    return gain_interval(self.sums, members=self.members)
+
+
 class GroupAUCGainInterval(metric_types.Metric):
   """Bootstrap interval of candidate gAUC minus baseline gAUC (module docstring).
 
@@ -150,7 +189,7 @@ def _gain_interval_computations(name: str = GAUC_GAIN_LOWER_BOUND,
 
 
 class _GainIntervalCombiner(beam.CombineFn):
-  """Accumulates, per replicate, [sum of k x weight x AUC gain, sum of k x weight]."""
+  """Accumulates `GainSums`: per replicate, sums of k x weight x AUC gain and of k x weight."""
 
   def __init__(self, keys: List[metric_types.MetricKey],
                eval_config: Optional[config_pb2.EvalConfig], baseline_model_name: str,
@@ -160,11 +199,11 @@ class _GainIntervalCombiner(beam.CombineFn):
     self._baseline_model_name = baseline_model_name
     self._query_key = query_key
 
-  def create_accumulator(self) -> np.ndarray:
-    return np.zeros((2, BOOTSTRAP_REPLICATES))
+  def create_accumulator(self) -> GainSums:
+    return GainSums.empty()
 
-  def add_input(self, accumulator: np.ndarray,
-                element: metric_types.StandardMetricInputs) -> np.ndarray:
+  def add_input(self, accumulator: GainSums,
+                element: metric_types.StandardMetricInputs) -> GainSums:
     key = self._keys[0]
     labels, candidate = _labels_and_predictions(element, self._eval_config, key.model_name,
                                                 key.output_name)
@@ -176,17 +215,14 @@ class _GainIntervalCombiner(beam.CombineFn):
                                           self._baseline_model_name, key.output_name)
     baseline_auc, _ = member_auc(labels, baseline)
     member = np.ravel(element.features[self._query_key])[0]
-    counts = weight * bootstrap_weights(
-        member.decode("utf-8") if isinstance(member, bytes) else str(member))
-    accumulator[0] += counts * (candidate_auc - baseline_auc)
-    accumulator[1] += counts
-    return accumulator
+    return accumulator.add(member.decode("utf-8") if isinstance(member, bytes) else str(member),
+                           candidate_auc - baseline_auc, weight)
 
-  def merge_accumulators(self, accumulators: Iterable[np.ndarray]) -> np.ndarray:
-    return np.sum(list(accumulators), axis=0)
+  def merge_accumulators(self, accumulators: Iterable[GainSums]) -> GainSums:
+    return GainSums.merge(accumulators)
 
-  def extract_output(self, accumulator: np.ndarray) -> Dict[metric_types.MetricKey, float]:
-    return dict(zip(self._keys, gain_interval(accumulator)))
+  def extract_output(self, accumulator: GainSums) -> Dict[metric_types.MetricKey, float]:
+    return dict(zip(self._keys, accumulator.interval()))
 
 
 metric_types.register_metric(GroupAUC)
