@@ -110,6 +110,7 @@ CHANGES = {
     "ema995": {"ema_momentum": 0.995},
     # A learned pseudo-count gates how far n support interactions move the Meta Block's output.
     "gate": {"support_gate": True},
+    "nogate": {"support_gate": False},
     "pc2": {"inner_pseudo_count": 2.0},
     "pc5": {"inner_pseudo_count": 5.0},
     "pc10": {"inner_pseudo_count": 10.0},
