@@ -10,12 +10,13 @@ replicate's gain is the weighted mean of the members' AUC differences (weights
 A member's weights are drawn from a generator seeded by its id alone, so an
 interval does not depend on the order members arrive in or on how the work is
 split: the TFX Evaluator's Beam combiner (`tfx_pipeline.components.gauc_metrics`)
-accumulates the same sums member by member that `gauc_gain` (`limaml
+accumulates the same sums member by member (`GainSums`) that `gauc_gain` (`limaml
 evaluate`) computes at once.
 """
 
+import dataclasses
 import zlib
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -57,6 +58,44 @@ def gain_interval(accumulator: np.ndarray, members: Optional[int] = None) -> Tup
   gains = gain_sums[counted] / weights[counted]
   tail = (1.0 - CONFIDENCE) / 2
   return float(np.quantile(gains, tail)), float(np.quantile(gains, 1.0 - tail))
+
+
+@dataclasses.dataclass
+class GainSums:
+  """The bootstrap's sums over the members seen so far, and how many they are.
+
+  Attributes:
+    sums: `[2, BOOTSTRAP_REPLICATES]`: per replicate, the sum of
+      count x weight x AUC gain, and the sum of count x weight.
+    members: the members added (the interval needs
+      `MIN_MEMBERS_FOR_INTERVAL`).
+  """
+  sums: np.ndarray
+  members: int = 0
+
+  @classmethod
+  def empty(cls) -> "GainSums":
+    return cls(np.zeros((2, BOOTSTRAP_REPLICATES)))
+
+  def add(self, member: str, gain: float, weight: float) -> "GainSums":
+    """Adds one member's AUC gain with its example-count weight (in place; returns self)."""
+    counts = weight * bootstrap_weights(member)
+    self.sums[0] += counts * gain
+    self.sums[1] += counts
+    self.members += 1
+    return self
+
+  @classmethod
+  def merge(cls, parts: Iterable["GainSums"]) -> "GainSums":
+    merged = cls.empty()
+    for part in parts:
+      merged.sums += part.sums
+      merged.members += part.members
+    return merged
+
+  def interval(self) -> Tuple[float, float]:
+    """`gain_interval` of the sums: NaN bounds for fewer than two members."""
+    return gain_interval(self.sums, members=self.members)
 
 
 def member_weight_matrix(members: Sequence[str]) -> np.ndarray:

@@ -15,12 +15,15 @@ def test_bootstrap_weights_depend_only_on_the_member():
   assert abs(first.mean() - 1.0) < 0.15  # Poisson(1).
 
 
+def _gain_sums(gains, weights, offset=0):
+  sums = bootstrap.GainSums.empty()
+  for i, (gain, weight) in enumerate(zip(gains, weights)):
+    sums.add(f"m{i + offset}", gain, weight)
+  return sums
+
+
 def _accumulate(gains, weights):
-  accumulator = np.zeros((2, bootstrap.BOOTSTRAP_REPLICATES))
-  for member, (gain, weight) in enumerate(zip(gains, weights)):
-    counts = weight * bootstrap.bootstrap_weights(f"m{member}")
-    accumulator += (counts * gain, counts)
-  return accumulator
+  return _gain_sums(gains, weights).sums
 
 
 def test_interval_has_the_normal_width_and_narrows_with_more_members():
@@ -102,3 +105,23 @@ def test_gain_interval_needs_two_members_when_told_how_many():
   sums = _accumulate([0.3], [4.0])
   assert all(np.isnan(bootstrap.gain_interval(sums, members=1)))
   assert all(np.isfinite(bootstrap.gain_interval(sums)))  # Not told: the sums alone decide.
+
+
+def test_gain_sums_give_limaml_evaluates_interval_merged_in_any_split():
+  """The Evaluator's interval is `bootstrap.member_gain`'s, however Beam splits the members."""
+  rng = np.random.default_rng(1)
+  gains, weights = rng.normal(0.01, 0.05, 40), rng.integers(2, 30, 40).astype(float)
+  expected = bootstrap.member_gain([f"m{i}" for i in range(40)], gains, weights)
+  merged = bootstrap.GainSums.merge([_gain_sums(gains[:15], weights[:15]),
+                                      _gain_sums(gains[15:], weights[15:], offset=15)])
+  assert merged.members == 40
+  np.testing.assert_allclose(merged.interval(), (expected["lower"], expected["upper"]))
+
+
+def test_one_member_gets_no_interval_in_the_evaluator_either():
+  """Resampling one member gives its own gain in every replicate: a degenerate interval."""
+  one = _gain_sums([0.2], [10.0])
+  assert one.members == 1 and all(np.isnan(one.interval()))
+  assert all(np.isfinite(bootstrap.GainSums.merge([one, _gain_sums([0.1], [5.0], 1)])
+                         .interval()))
+  assert all(np.isnan(bootstrap.GainSums.empty().interval()))

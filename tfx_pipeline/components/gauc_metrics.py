@@ -23,7 +23,6 @@ The module registers both metrics with TFMA; a `MetricConfig` names them by
 class name with `module` = this module (`evaluation_config` does).
 """
 
-import dataclasses
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
@@ -34,7 +33,7 @@ from tensorflow_model_analysis.proto import config_pb2
 from tensorflow_model_analysis.utils import model_util
 
 from limaml_keras import metrics
-from limaml_keras.bootstrap import BOOTSTRAP_REPLICATES, bootstrap_weights, gain_interval
+from limaml_keras.bootstrap import GainSums
 
 GAUC = "gauc"
 GAUC_GAIN_LOWER_BOUND = "gauc_gain_lower_bound"
@@ -117,44 +116,6 @@ class _GroupAUCCombiner(beam.CombineFn):
     return {self._key: float(total / weight) if weight > 0 else float("nan")}
 
 
-@dataclasses.dataclass
-class GainSums:
-  """The bootstrap's sums over the members seen so far, and how many they are.
-
-  Attributes:
-    sums: `[2, BOOTSTRAP_REPLICATES]`: per replicate, the sum of
-      count x weight x AUC gain, and the sum of count x weight.
-    members: the members added (the interval needs
-      `bootstrap.MIN_MEMBERS_FOR_INTERVAL`).
-  """
-  sums: np.ndarray
-  members: int = 0
-
-  @classmethod
-  def empty(cls) -> "GainSums":
-    return cls(np.zeros((2, BOOTSTRAP_REPLICATES)))
-
-  def add(self, member: str, gain: float, weight: float) -> "GainSums":
-    """Adds one member's AUC gain with its example-count weight (in place; returns self)."""
-    counts = weight * bootstrap_weights(member)
-    self.sums[0] += counts * gain
-    self.sums[1] += counts
-    self.members += 1
-    return self
-
-  @classmethod
-  def merge(cls, parts: Iterable["GainSums"]) -> "GainSums":
-    merged = cls.empty()
-    for part in parts:
-      merged.sums += part.sums
-      merged.members += part.members
-    return merged
-
-  def interval(self) -> Tuple[float, float]:
-    """`bootstrap.gain_interval` of the sums: NaN bounds for fewer than two members."""
-    return gain_interval(self.sums, members=self.members)
-
-
 class GroupAUCGainInterval(metric_types.Metric):
   """Bootstrap interval of candidate gAUC minus baseline gAUC (module docstring).
 
@@ -189,7 +150,7 @@ def _gain_interval_computations(name: str = GAUC_GAIN_LOWER_BOUND,
 
 
 class _GainIntervalCombiner(beam.CombineFn):
-  """Accumulates `GainSums`: per replicate, sums of k x weight x AUC gain and of k x weight."""
+  """Accumulates `bootstrap.GainSums` member by member."""
 
   def __init__(self, keys: List[metric_types.MetricKey],
                eval_config: Optional[config_pb2.EvalConfig], baseline_model_name: str,

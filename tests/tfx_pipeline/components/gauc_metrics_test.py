@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from limaml_keras import bootstrap
 from tfx_pipeline.components import gauc_metrics
 
 
@@ -17,29 +16,3 @@ def test_query_key_is_required():
   with pytest.raises(ValueError, match="needs a MetricsSpec with query_key"):
     gauc_metrics.GroupAUC().computations(query_key="")
 
-
-def _gain_sums(gains, weights, offset=0):
-  sums = gauc_metrics.GainSums.empty()
-  for i, (gain, weight) in enumerate(zip(gains, weights)):
-    sums.add(f"m{i + offset}", gain, weight)
-  return sums
-
-
-def test_gain_sums_give_limaml_evaluates_interval_merged_in_any_split():
-  """The Evaluator's interval is `bootstrap.member_gain`'s, however Beam splits the members."""
-  rng = np.random.default_rng(1)
-  gains, weights = rng.normal(0.01, 0.05, 40), rng.integers(2, 30, 40).astype(float)
-  expected = bootstrap.member_gain([f"m{i}" for i in range(40)], gains, weights)
-  merged = gauc_metrics.GainSums.merge([_gain_sums(gains[:15], weights[:15]),
-                                        _gain_sums(gains[15:], weights[15:], offset=15)])
-  assert merged.members == 40
-  np.testing.assert_allclose(merged.interval(), (expected["lower"], expected["upper"]))
-
-
-def test_one_member_gets_no_interval_in_the_evaluator_either():
-  """Resampling one member gives its own gain in every replicate: a degenerate interval."""
-  one = _gain_sums([0.2], [10.0])
-  assert one.members == 1 and all(np.isnan(one.interval()))
-  assert all(np.isfinite(gauc_metrics.GainSums.merge([one, _gain_sums([0.1], [5.0], 1)])
-                         .interval()))
-  assert all(np.isnan(gauc_metrics.GainSums.empty().interval()))
