@@ -111,6 +111,9 @@ CHANGES = {
     # A learned pseudo-count gates how far n support interactions move the Meta Block's output.
     "gate": {"support_gate": True},
     "nogate": {"support_gate": False},
+    # ... starting from a pseudo-count of 3 / 10 instead of 1 (`support_gate_count`).
+    "gatec3": {"support_gate_count": 3.0},
+    "gatec10": {"support_gate_count": 10.0},
     "pc2": {"inner_pseudo_count": 2.0},
     "pc5": {"inner_pseudo_count": 5.0},
     "pc10": {"inner_pseudo_count": 10.0},

@@ -100,9 +100,12 @@ class PersonalizedRanker(tf.keras.Model):
       embedding from the meta-learnt prior: the Meta Block's output becomes
       `prior + n / (n + c) * (adapted - prior)`, where `prior` is its output
       with no support (θm, no support summary) and `c > 0` is a pseudo-count
-      per embedding dimension learned in the outer loop (initially 1). It
-      gates both what the Meta Block reads from the support and the inner
-      loop's steps; no support (n = 0) gives the prior exactly. False: off.
+      per embedding dimension learned in the outer loop (initially
+      `support_gate_count`). It gates both what the Meta Block reads from the
+      support and the inner loop's steps; no support (n = 0) gives the prior
+      exactly. False: off.
+    support_gate_count: the initial pseudo-count c of `support_gate` (> 0):
+      a support of c interactions starts half-trusted.
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
@@ -128,6 +131,7 @@ class PersonalizedRanker(tf.keras.Model):
                support_count_cap: Optional[int] = None,
                member_id_dropout: float = 0.0,
                support_gate: bool = False,
+               support_gate_count: float = 1.0,
                **kwargs):
     super().__init__(**kwargs)
     for name, value in (("ranking_loss_weight", ranking_loss_weight),
@@ -150,6 +154,11 @@ class PersonalizedRanker(tf.keras.Model):
     if not isinstance(support_gate, (bool, np.bool_)):
       raise ValueError(f"`support_gate` must be True or False, got {support_gate!r}.")
     self.support_gate = bool(support_gate)
+    if isinstance(support_gate_count, bool) or not np.isfinite(support_gate_count) or \
+        support_gate_count <= 0:
+      raise ValueError(f"`support_gate_count` must be a finite number > 0, got "
+                       f"{support_gate_count!r}.")
+    self.support_gate_count = float(support_gate_count)
     self._gate_log_count = None
     if int(inner_steps) < 0:
       raise ValueError(f"`inner_steps` must be >= 0, got {inner_steps}.")
@@ -229,7 +238,8 @@ class PersonalizedRanker(tf.keras.Model):
       if self.support_gate:
         self._gate_log_count = self.add_weight(
             name="support_gate_log_count", shape=[self.meta_block.embedding_dim],
-            initializer="zeros", trainable=True)
+            initializer=tf.keras.initializers.Constant(np.log(self.support_gate_count)),
+            trainable=True)
       self._build_extra()
       # The optimizer tracks every trainable variable from the start, not only those the
       # first step gives a gradient (a learned inner lr with inner_steps=0 never gets one):
@@ -622,6 +632,7 @@ class PersonalizedRanker(tf.keras.Model):
         "support_count_cap": self.support_count_cap,
         "member_id_dropout": self.member_id_dropout,
         "support_gate": self.support_gate,
+        "support_gate_count": self.support_gate_count,
         "name": self.name,
     }
 

@@ -77,6 +77,8 @@ class ModelConfig:
       the Meta Block's output from its no-support prior, `n / (n + c)` with
       a learned pseudo-count c per embedding dimension
       (`PersonalizedRanker(support_gate=True)`). False: off.
+    support_gate_count: `limaml` with `support_gate`: the initial
+      pseudo-count c (> 0); a support of c interactions starts half-trusted.
     ema_momentum: m > 0 keeps an exponential moving average of the weights
       during training (Keras' `use_ema`: average <- m * average + (1 - m) *
       weights after every step) and ends training with the average: less
@@ -113,6 +115,7 @@ class ModelConfig:
   member_id_dropout: float = 0.0
   unadapted_loss_weight: float = 0.0
   support_gate: bool = False
+  support_gate_count: float = 1.0
   ema_momentum: float = 0.0
   seed: int = 0
 
@@ -141,6 +144,11 @@ class ModelConfig:
       raise ValueError(f"member_id_dropout must be in [0, 1), got {self.member_id_dropout!r}")
     if not isinstance(self.support_gate, bool):
       raise ValueError(f"support_gate must be True or False, got {self.support_gate!r}")
+    if isinstance(self.support_gate_count, bool) or \
+        not isinstance(self.support_gate_count, (int, float)) or \
+        not math.isfinite(self.support_gate_count) or self.support_gate_count <= 0:
+      raise ValueError(f"support_gate_count must be a finite number > 0, got "
+                       f"{self.support_gate_count!r}")
     if isinstance(self.ema_momentum, bool) or not isinstance(self.ema_momentum, (int, float)) or \
         not 0.0 <= self.ema_momentum < 1.0:
       raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum!r}")

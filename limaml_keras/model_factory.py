@@ -58,6 +58,7 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
                         member_id_dropout=config.member_id_dropout,
                         unadapted_loss_weight=config.unadapted_loss_weight,
                         support_gate=config.support_gate,
+                        support_gate_count=config.support_gate_count,
                         support_count_cap=max(count_cap, 1), **ranking)
   else:  # ModelConfig validates `model`; this guards hand-built objects.
     raise ValueError(f"unknown model {config.model!r}")

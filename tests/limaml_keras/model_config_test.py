@@ -32,6 +32,8 @@ def test_dict_round_trip():
     ({"member_id_dropout": True}, "member_id_dropout must be in"),
     ({"unadapted_loss_weight": -0.5}, "unadapted_loss_weight must be a finite number >= 0"),
     ({"ema_momentum": 1.0}, r"ema_momentum must be in \[0, 1\)"),
+    ({"support_gate_count": 0}, "support_gate_count must be a finite number > 0"),
+    ({"support_gate_count": True}, "support_gate_count must be a finite number > 0"),
     ({"ema_momentum": "0.99"}, "ema_momentum must be in"),
 ])
 def test_bad_config_is_rejected(value, message):

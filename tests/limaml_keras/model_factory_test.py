@@ -38,6 +38,12 @@ def test_loss_options_reach_every_model_kind(model):
           built.inner_pseudo_count) == (0.3, 0.2, 4.0)
 
 
+def test_support_gate_settings_reach_limaml():
+  config = model_config.ModelConfig(use_history=True, support_gate=True, support_gate_count=4.0)
+  built = model_factory.build_model(config, num_items=5, num_members=7)
+  assert (built.support_gate, built.support_gate_count) == (True, 4.0)
+
+
 @pytest.mark.parametrize("model", [model_config.ID_EMBEDDING, model_config.LIMAML])
 def test_member_id_dropout_reaches_the_models_with_member_ids(model):
   config = model_config.ModelConfig(model=model, member_id_embedding=True, member_id_dropout=0.2)

@@ -266,6 +266,8 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
     (GlobalModel, {"ranking_loss_weight": 0.5}),
     (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "unadapted_loss_weight": 0.5}),
     (LiMAMLModel, {"inner_steps": 1, "use_history": True, "support_gate": True}),
+    (LiMAMLModel, {"inner_steps": 1, "use_history": True, "support_gate": True,
+                   "support_gate_count": 5.0}),
 ])
 def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs):
   """One trained model, saved as a SavedModel and as a `.keras` file; both load back equal."""
@@ -431,6 +433,8 @@ def test_learned_inner_learning_rates_are_bounded(batch):
     ({"unadapted_loss_weight": -1.0}, "unadapted_loss_weight"),
     ({"unadapted_loss_weight": True}, "unadapted_loss_weight"),
     ({"support_gate": 1}, "support_gate"),
+    ({"support_gate_count": 0.0}, "support_gate_count"),
+    ({"support_gate_count": float("inf")}, "support_gate_count"),
 ])
 def test_bad_new_options_are_named(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -684,6 +688,17 @@ def test_support_gate_gives_the_prior_without_support_and_learns_its_pseudo_coun
   before = model._gate_log_count.numpy().copy()
   model.train_on_batch(batch)
   assert not np.allclose(model._gate_log_count.numpy(), before)
+
+
+def test_support_gate_starts_from_its_initial_pseudo_count(batch):
+  """`support_gate_count` = c before training: a support of c interactions is half-trusted."""
+  model = build(make_model(inner_steps=1, use_history=True, support_gate=True,
+                           support_gate_count=5.0), batch)
+  np.testing.assert_allclose(np.exp(model._gate_log_count.numpy()),
+                             np.full(model.meta_block.embedding_dim, 5.0), rtol=1e-6)
+  default = build(make_model(inner_steps=1, use_history=True, support_gate=True), batch)
+  np.testing.assert_allclose(np.exp(default._gate_log_count.numpy()), 1.0, rtol=1e-6)
+  assert model.get_config()["support_gate_count"] == 5.0
 
 
 def test_support_gate_is_off_by_default(batch):
