@@ -90,7 +90,8 @@ class PersonalizedRanker(tf.keras.Model):
       and the inner loop's loss; only its count is clipped, so the Meta Block
       never reads a count it was not trained on. (Unclipped, MovieLens-100K
       members with 300+ support interactions, against 50 in training, got
-      adapted logits of |z| ~ 4e4.) None: not clipped.
+      adapted logits of |z| ~ 4e4.) The n of `support_gate` is clipped the
+      same way. None: not clipped.
     member_id_dropout: in training, each task's member id is replaced by the
       unknown id 0 with this probability (`task_batch.drop_member_ids`), so
       the member-ID path does not carry everything and a member the model
@@ -377,6 +378,8 @@ class PersonalizedRanker(tf.keras.Model):
     if mask_key not in batch:
       return prior
     count = tf.reduce_sum(tf.cast(batch[mask_key], tf.float32), axis=1, keepdims=True)
+    if self.support_count_cap is not None:  # A trust it was trained with (`support_count_cap`).
+      count = tf.minimum(count, self._count_cap())
     trust = count / (count + tf.exp(self._gate_log_count))
     return prior + trust * (embedding - prior)
 

@@ -690,6 +690,21 @@ def test_support_gate_gives_the_prior_without_support_and_learns_its_pseudo_coun
   assert not np.allclose(model._gate_log_count.numpy(), before)
 
 
+def test_support_gate_counts_the_support_up_to_the_count_cap(batch):
+  """With `support_count_cap`, a longer support is trusted as one of the cap's size."""
+  model = build(make_model(inner_steps=1, use_history=True, support_gate=True,
+                           support_gate_count=3.0, support_count_cap=1), batch)
+  fast = model.adapt_weights(batch)
+  ungated = model.meta_block(model._member_inputs(batch), fast_weights=fast).numpy()
+  prior = model.meta_block(
+      model._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]})).numpy()
+  count = batch["support_mask"].numpy().astype(np.float32).sum(axis=1, keepdims=True)
+  assert count.max() > 1  # The batch has longer supports.
+  trust = np.minimum(count, 1.0) / (np.minimum(count, 1.0) + 3.0)
+  np.testing.assert_allclose(model._member_embedding(batch, fast).numpy(),
+                             prior + trust * (ungated - prior), rtol=1e-5, atol=1e-6)
+
+
 def test_support_gate_starts_from_its_initial_pseudo_count(batch):
   """`support_gate_count` = c before training: a support of c interactions is half-trusted."""
   model = build(make_model(inner_steps=1, use_history=True, support_gate=True,
