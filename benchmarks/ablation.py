@@ -111,7 +111,8 @@ CHANGES = {
     # A learned pseudo-count gates how far n support interactions move the Meta Block's output.
     "gate": {"support_gate": True},
     "nogate": {"support_gate": False},
-    # ... starting from a pseudo-count of 3 / 10 / 30 / 100 instead of 1 (`support_gate_count`).
+    # ... starting from a pseudo-count of 1 / 3 / 10 / 30 / 100 (`support_gate_count`).
+    "gatec1": {"support_gate_count": 1.0},
     "gatec3": {"support_gate_count": 3.0},
     "gatec10": {"support_gate_count": 10.0},
     "gatec30": {"support_gate_count": 30.0},
