@@ -664,19 +664,24 @@ def test_inner_pseudo_count_shrinks_each_tasks_step_by_n_over_n_plus_c(batch):
 
 
 # ------------------------------------------------------------------ support gate (issue 12)
+def _gate_parts(model, batch):
+  """`(gated output, ungated output, no-support prior, support size [T, 1])` after adaptation."""
+  fast = model.adapt_weights(batch)
+  ungated = model.meta_block(model._member_inputs(batch), fast_weights=fast).numpy()
+  prior = model.meta_block(
+      model._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]})).numpy()
+  count = batch["support_mask"].numpy().astype(np.float32).sum(axis=1, keepdims=True)
+  return model._member_embedding(batch, fast).numpy(), ungated, prior, count
+
+
 def test_support_gate_moves_the_embedding_by_n_over_n_plus_c(batch):
   """Gated output = prior + n / (n + c) * (ungated - prior); c = exp(log-count) per dimension."""
   model = build(make_model(inner_steps=1, use_history=True, support_gate=True), batch)
   model._gate_log_count.assign(np.log(np.linspace(0.5, 4.0, model.meta_block.embedding_dim)))
-  fast = model.adapt_weights(batch)
-  inputs = model._member_inputs(batch)
-  ungated = model.meta_block(inputs, fast_weights=fast).numpy()
-  prior = model.meta_block(model._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]}))
-  count = batch["support_mask"].numpy().astype(np.float32).sum(axis=1, keepdims=True)
+  gated, ungated, prior, count = _gate_parts(model, batch)
   pseudo = np.exp(model._gate_log_count.numpy())
-  expected = prior.numpy() + count / (count + pseudo) * (ungated - prior.numpy())
-  np.testing.assert_allclose(model._member_embedding(batch, fast).numpy(), expected, rtol=1e-5,
-                             atol=1e-6)
+  expected = prior + count / (count + pseudo) * (ungated - prior)
+  np.testing.assert_allclose(gated, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_support_gate_gives_the_prior_without_support_and_learns_its_pseudo_count(batch):
@@ -694,15 +699,10 @@ def test_support_gate_counts_the_support_up_to_the_count_cap(batch):
   """With `support_count_cap`, a longer support is trusted as one of the cap's size."""
   model = build(make_model(inner_steps=1, use_history=True, support_gate=True,
                            support_gate_count=3.0, support_count_cap=1), batch)
-  fast = model.adapt_weights(batch)
-  ungated = model.meta_block(model._member_inputs(batch), fast_weights=fast).numpy()
-  prior = model.meta_block(
-      model._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]})).numpy()
-  count = batch["support_mask"].numpy().astype(np.float32).sum(axis=1, keepdims=True)
+  gated, ungated, prior, count = _gate_parts(model, batch)
   assert count.max() > 1  # The batch has longer supports.
   trust = np.minimum(count, 1.0) / (np.minimum(count, 1.0) + 3.0)
-  np.testing.assert_allclose(model._member_embedding(batch, fast).numpy(),
-                             prior + trust * (ungated - prior), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(gated, prior + trust * (ungated - prior), rtol=1e-5, atol=1e-6)
 
 
 def test_support_gate_starts_from_its_initial_pseudo_count(batch):
