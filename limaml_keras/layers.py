@@ -161,6 +161,11 @@ class GlobalBlock(tf.keras.layers.Layer):
       through the bilinear term, so the tower is a member-independent item
       ranker and personalisation is a dot product with the item
       representation (matrix-factorisation style).
+    meta_offset: the meta embedding's last dimension is a member-level logit
+      offset: it is added to the logit as is, and the tower and the bilinear
+      term read only the other d - 1 dimensions. Adaptation can then fit a
+      member's positive rate on one dimension without moving the ones that
+      order their items. Needs a meta embedding of at least 2 dimensions.
   """
 
   def __init__(self,
@@ -173,6 +178,7 @@ class GlobalBlock(tf.keras.layers.Layer):
                use_member_features: bool = True,
                meta_item_interaction: bool = False,
                meta_in_tower: bool = True,
+               meta_offset: bool = False,
                **kwargs):
     super().__init__(**kwargs)
     if not meta_in_tower and not meta_item_interaction:
@@ -201,6 +207,7 @@ class GlobalBlock(tf.keras.layers.Layer):
     self._logit = tf.keras.layers.Dense(1, name="logit")
     self._meta_item_interaction = bool(meta_item_interaction)
     self._meta_in_tower = bool(meta_in_tower)
+    self._meta_offset = bool(meta_offset)
     self._meta_projection = None  # built in `build`: its width is the item representation's
 
   @property
@@ -213,6 +220,9 @@ class GlobalBlock(tf.keras.layers.Layer):
     return self._item_embedding
 
   def build(self, input_shape):
+    meta_dim = int(input_shape[F.META_EMBEDDING][-1])
+    if self._meta_offset and meta_dim < 2:
+      raise ValueError(f"`meta_offset` needs a meta embedding of at least 2 dimensions, got {meta_dim}.")
     if self._meta_item_interaction:
       width = int(input_shape[F.ITEM_FEATURES][-1])
       width += self._item_embedding_dim if self._item_embedding is not None else 0
@@ -221,7 +231,7 @@ class GlobalBlock(tf.keras.layers.Layer):
                          "or an item-id embedding (num_items > 0).")
       self._meta_projection = tf.keras.layers.Dense(
           width, use_bias=False, kernel_initializer="zeros", name="meta_item_projection")
-      self._meta_projection.build(tf.TensorShape([None, input_shape[F.META_EMBEDDING][-1]]))
+      self._meta_projection.build(tf.TensorShape([None, meta_dim - int(self._meta_offset)]))
     super().build(input_shape)
 
   def lookup_items(self, item_id) -> tf.Tensor:
@@ -232,7 +242,11 @@ class GlobalBlock(tf.keras.layers.Layer):
     return self._item_embedding(item_id)
 
   def call(self, inputs: Dict[str, tf.Tensor]):
-    parts = [tf.cast(inputs[F.META_EMBEDDING], tf.float32),
+    meta = tf.cast(inputs[F.META_EMBEDDING], tf.float32)
+    offset = None
+    if self._meta_offset:
+      meta, offset = meta[:, :-1], meta[:, -1]
+    parts = [meta,
              tf.cast(inputs[F.ITEM_FEATURES], tf.float32),
              tf.cast(inputs[F.CONTEXT_FEATURES], tf.float32)]
     if self._use_member_features:
@@ -251,6 +265,8 @@ class GlobalBlock(tf.keras.layers.Layer):
     if self._meta_projection is not None:
       item = tf.concat(item_parts, axis=-1)
       logit += tf.reduce_sum(self._meta_projection(parts[0]) * item, axis=-1)
+    if offset is not None:
+      logit += offset
     return logit
 
   def get_config(self):
@@ -264,5 +280,6 @@ class GlobalBlock(tf.keras.layers.Layer):
         "use_member_features": self._use_member_features,
         "meta_item_interaction": self._meta_item_interaction,
         "meta_in_tower": self._meta_in_tower,
+        "meta_offset": self._meta_offset,
     }
     return {**super().get_config(), **config}

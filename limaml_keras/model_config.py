@@ -47,6 +47,9 @@ class ModelConfig:
     meta_in_tower: the meta embedding also feeds the Global Block's tower
       (False needs `meta_item_interaction`: personalisation only through the
       bilinear term).
+    meta_offset: the meta embedding's last dimension is a member-level logit
+      offset the tower and the bilinear term do not read (every model;
+      `GlobalBlock`).
     support_items: `limaml`: the Meta Block reads support item ids ("none",
       "shared" with the Global Block's item embedding, or "own").
     train_support_sizes: `limaml`: support sizes sampled in meta-training
@@ -105,6 +108,7 @@ class ModelConfig:
   id_l2: float = 1e-4
   meta_item_interaction: bool = False
   meta_in_tower: bool = True
+  meta_offset: bool = False
   support_items: str = "none"
   train_support_sizes: Tuple[int, ...] = ()
   max_inner_lr: Optional[float] = None
@@ -132,6 +136,8 @@ class ModelConfig:
     if not self.meta_in_tower and not self.meta_item_interaction:
       raise ValueError("meta_in_tower=False needs meta_item_interaction=True: otherwise the "
                        "meta embedding would not reach the logit at all")
+    if self.meta_offset and self.embedding_dim < 2:
+      raise ValueError(f"meta_offset needs embedding_dim >= 2, got {self.embedding_dim!r}")
     for name in ("ranking_loss_weight", "inner_ranking_loss_weight", "inner_pseudo_count",
                  "unadapted_loss_weight"):
       value = getattr(self, name)

@@ -61,6 +61,7 @@ def test_meta_block_kernels_are_initialised_independently():
                 hidden_units=[6], use_member_features=False),
     GlobalBlock(num_items=5, meta_item_interaction=True),
     GlobalBlock(num_items=5, meta_item_interaction=True, meta_in_tower=False),
+    GlobalBlock(num_items=5, meta_item_interaction=True, meta_offset=True),
 ])
 def test_config_round_trip(layer):
   clone = type(layer).from_config(layer.get_config())
@@ -148,4 +149,30 @@ def test_meta_item_interaction_needs_an_item_representation():
   block = GlobalBlock(num_items=0, meta_item_interaction=True)
   inputs = dict(interactions(), **{F.ITEM_FEATURES: np.zeros((4, 0), np.float32)})
   with pytest.raises(ValueError, match="item representation"):
+    block(inputs)
+
+
+def test_meta_offset_is_the_last_meta_dimension_added_to_the_logit():
+  block = GlobalBlock(num_items=5, item_embedding_dim=2, hidden_units=[4],
+                      meta_item_interaction=True, meta_offset=True)
+  inputs = interactions()
+  block(inputs)
+  block._meta_projection.kernel.assign(np.random.default_rng(3).normal(size=(2, 4)))
+  assert block._meta_projection.kernel.shape == (2, 4)  # the bilinear term reads d - 1 dims
+  base = block(inputs).numpy()
+  shift = np.array([-1.0, 0.0, 0.5, 2.0], np.float32)
+  moved = inputs[F.META_EMBEDDING].copy()
+  moved[:, -1] += shift
+  # The offset dimension moves each logit by exactly its change: the tower never reads it.
+  np.testing.assert_allclose(block(dict(inputs, **{F.META_EMBEDDING: moved})).numpy() - base,
+                             shift, rtol=1e-5, atol=1e-5)
+  other = inputs[F.META_EMBEDDING].copy()
+  other[:, 0] += 1.0
+  assert not np.allclose(block(dict(inputs, **{F.META_EMBEDDING: other})).numpy(), base)
+
+
+def test_meta_offset_needs_two_meta_dimensions():
+  block = GlobalBlock(num_items=5, meta_offset=True)
+  inputs = dict(interactions(), **{F.META_EMBEDDING: np.zeros((4, 1), np.float32)})
+  with pytest.raises(ValueError, match="meta_offset.*at least 2 dimensions, got 1"):
     block(inputs)

@@ -44,6 +44,13 @@ def test_support_gate_settings_reach_limaml():
   assert (built.support_gate, built.support_gate_count) == (True, 4.0)
 
 
+@pytest.mark.parametrize("model", model_config.MODELS)
+def test_meta_offset_reaches_every_global_block(model):
+  config = model_config.ModelConfig(model=model, meta_offset=True)
+  built = model_factory.build_model(config, num_items=5, num_members=7)
+  assert built.global_block.get_config()["meta_offset"] is True
+
+
 @pytest.mark.parametrize("model", [model_config.ID_EMBEDDING, model_config.LIMAML])
 def test_member_id_dropout_reaches_the_models_with_member_ids(model):
   config = model_config.ModelConfig(model=model, member_id_embedding=True, member_id_dropout=0.2)
