@@ -123,8 +123,9 @@ def test_settings_from_a_tuned_dataset_then_the_flags():
   hp = tuned.hyperparameters("movielens-100k")["limaml"]
   config, tasks = _settings(["--settings-from", "movielens-100k", "--epochs", "2"])
   assert (config.support_items, config.meta_item_interaction, config.train_support_sizes,
-          config.member_id_embedding) == (hp.support_items, hp.meta_item_interaction,
-                                           hp.train_support_sizes, hp.member_id_embedding)
+          config.member_id_embedding, config.meta_offset) == (
+              hp.support_items, hp.meta_item_interaction, hp.train_support_sizes,
+              hp.member_id_embedding, hp.meta_offset)
   assert config.member_id_embedding  # The served model has the member-ID embedding.
   assert config.epochs == 2 and config.model == model_config.LIMAML
   assert tasks == task_settings.DEFAULTS.replace(window=hp.window, task_history=hp.task_history)
@@ -222,5 +223,6 @@ def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
   assert "[pipeline] serving model: pushed version" in result.stdout
   assert "[pipeline] Beam: --direct_running_mode=in_memory (chosen by data size" in result.stdout
   assert "member_id_embedding=True" in result.stdout  # The settings line names the recipe.
+  assert "meta_offset=True" in result.stdout  # ... and the served Global Block has the offset.
   noisy = [line for line in result.stderr.splitlines() if any(n in line for n in _NOISE)]
   assert not noisy, result.stderr[-5000:]
