@@ -268,6 +268,8 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
     (LiMAMLModel, {"inner_steps": 1, "use_history": True, "support_gate": True}),
     (LiMAMLModel, {"inner_steps": 1, "use_history": True, "support_gate": True,
                    "support_gate_count": 5.0}),
+    (LiMAMLModel, {"inner_steps": 1, "num_members": 8,
+                   "block_kwargs": {"meta_item_interaction": True, "meta_offset": True}}),
 ])
 def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs):
   """One trained model, saved as a SavedModel and as a `.keras` file; both load back equal."""
