@@ -18,10 +18,10 @@ Round 11 started the gate's pseudo-count at 3 (`support_gate_count`): over
 six seeds it raised the weakest of those points and left held-out members
 level; larger starts cost held-out members. Round 12 gave LiMAML and the
 global model (so fine-tuning too) on MovieLens-100K a member-level logit
-offset (`meta_offset`): it raised LiMAML's validation gAUC on every seed, for
-members seen in training and on the ids-only cut, and the global and
-fine-tuning baselines' a little; it lowered the ID model's, which stays
-without it.
+offset (`meta_offset`): it raised LiMAML's validation gAUC on every seed for
+members seen in training, and in the mean for held-out members and on the
+ids-only cut; it raised the global and fine-tuning baselines' a little and
+lowered the ID model's, which stays without it.
 """
 
 from typing import Dict
