@@ -222,7 +222,8 @@ class GlobalBlock(tf.keras.layers.Layer):
   def build(self, input_shape):
     meta_dim = int(input_shape[F.META_EMBEDDING][-1])
     if self._meta_offset and meta_dim < 2:
-      raise ValueError(f"`meta_offset` needs a meta embedding of at least 2 dimensions, got {meta_dim}.")
+      raise ValueError(
+          f"`meta_offset` needs a meta embedding of at least 2 dimensions, got {meta_dim}.")
     if self._meta_item_interaction:
       width = int(input_shape[F.ITEM_FEATURES][-1])
       width += self._item_embedding_dim if self._item_embedding is not None else 0

@@ -223,6 +223,6 @@ def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
   assert "[pipeline] serving model: pushed version" in result.stdout
   assert "[pipeline] Beam: --direct_running_mode=in_memory (chosen by data size" in result.stdout
   assert "member_id_embedding=True" in result.stdout  # The settings line names the recipe.
-  assert "meta_offset=True" in result.stdout  # ... and the served Global Block has the offset.
+  assert "meta_offset=True" in result.stdout  # ... the offset included (trained, then pushed).
   noisy = [line for line in result.stderr.splitlines() if any(n in line for n in _NOISE)]
   assert not noisy, result.stderr[-5000:]
