@@ -1,13 +1,16 @@
-"""Ablation of the LiMAML model changes on the `member` protocol's validation split.
+"""Ablation of the LiMAML model changes on a protocol's validation split.
 
 Prints one JSON object: for every variant, gAUC (member-weighted), AUC and log
 loss of the query interactions — overall (support up to `--max-support`) and per
 support size n of the few-shot curve — per seed, with mean and std.
 
-Everything is measured on `protocol.member_validation_split`: the member
-protocol applied to the training data only (each member's latest 20 % and the
-held-out members of the real split are removed first). Nothing here looks at
-the evaluation query part.
+Everything is measured on a validation split: with `--protocol member` (the
+default) `protocol.member_validation_split`, the member protocol applied to the
+training data only (each member's latest 20 % and the held-out members of the
+real split are removed first); with `--protocol time`
+`protocol.validation_split`, the time protocol's cutoff applied to its
+training period (its members new after the inner cutoff are the cold-start
+segment "0"). Nothing here looks at the evaluation query part.
 
 A variant is `METHOD[+CHANGE...]`, e.g. `limaml+items+bilinear`: the method's
 tuned settings (`evaluation.configs`) with the named changes applied
@@ -20,6 +23,7 @@ Usage:
       --variants global fine_tune id_embedding limaml limaml+items+bilinear
   python benchmarks/ablation.py --csv interactions.csv --spec features.json \
       --settings-from movielens-100k --variants global limaml limaml+noitems
+  python benchmarks/ablation.py --protocol time --seeds 0 1 2 --variants global limaml
 """
 
 import argparse
@@ -189,8 +193,11 @@ def main(argv=None) -> dict:
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   parser.add_argument("--variants", nargs="+", default=["global", "fine_tune", "id_embedding",
                                                         "limaml"])
+  parser.add_argument("--protocol", default="member", choices=("member", "time"),
+                      help="whose validation split: the member protocol's or the time protocol's")
   parser.add_argument("--held-out", type=float, default=0.0,
-                      help="share of members held out of training (the held-out-members variant)")
+                      help="share of members held out of training (the held-out-members variant "
+                           "of --protocol member)")
   parser.add_argument("--few-shot", type=int, nargs="*", default=list(protocol.FEW_SHOT_SIZES))
   parser.add_argument("--epochs", type=int, default=None, help="override every variant's epochs")
   parser.add_argument("--max-support", type=int, default=protocol.DEFAULT_MAX_SUPPORT,
@@ -207,8 +214,13 @@ def main(argv=None) -> dict:
       print(f"note: {note}", file=sys.stderr)
   else:
     frame, spec = datasets.load(args.dataset, args.data_dir)
-  split = protocol.member_validation_split(frame, spec, held_out_fraction=args.held_out,
-                                          max_support=args.max_support)
+  if args.protocol == "time":
+    if args.held_out:
+      parser.error("--held-out is a variant of --protocol member")
+    split = protocol.validation_split(frame, spec, max_support=args.max_support)
+  else:
+    split = protocol.member_validation_split(frame, spec, held_out_fraction=args.held_out,
+                                            max_support=args.max_support)
   tuned = configs.hyperparameters(args.settings_from or args.dataset)
   parsed = {v: parse_variant(v, tuned) for v in args.variants}
   if args.epochs is not None:
@@ -246,7 +258,7 @@ def main(argv=None) -> dict:
   record = {
       "dataset": args.csv or args.dataset,
       "settings_from": args.settings_from or args.dataset,
-      "protocol": "member (validation split inside the training data)",
+      "protocol": f"{args.protocol} (validation split inside the training data)",
       "held_out_fraction": args.held_out,
       "max_support": args.max_support,
       "seeds": args.seeds,

@@ -37,6 +37,30 @@ def test_csv_needs_its_spec(tmp_path, capsys):
   assert "--csv needs --spec" in capsys.readouterr().err
 
 
+def test_held_out_members_are_a_member_protocol_variant(capsys):
+  with pytest.raises(SystemExit):
+    ablation.main(["--dataset", "synthetic", "--protocol", "time", "--held-out", "0.2"])
+  assert "--held-out is a variant of --protocol member" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # trains a model
+def test_the_time_protocol_validation_split_scores_new_members_as_cold_start(tmp_path):
+  data = synthetic.generate(num_members=60, num_items=20, seed=2)
+  path = str(tmp_path / "interactions.csv")
+  data.interactions.to_csv(path, index=False)
+  schema.save_spec(data.spec, str(tmp_path / "features.json"))
+  record = ablation.main(["--csv", path, "--spec", str(tmp_path / "features.json"),
+                          "--settings-from", "synthetic", "--protocol", "time",
+                          "--variants", "global", "--seeds", "0", "--epochs", "1",
+                          "--few-shot", "0"])
+  assert record["protocol"] == "time (validation split inside the training data)"
+  # Inside the training period only: 80 % of 80 % of the interactions train, by time.
+  assert record["training_interactions"] < 0.7 * len(data.interactions)
+  entry = record["variants"]["global"]["all"]
+  assert {f"gauc_{segment}" for segment in metrics.SEGMENTS} <= set(entry)
+  assert 0.0 <= entry["gauc"]["mean"] <= 1.0
+
+
 @pytest.mark.slow  # trains a model
 def test_a_user_csv_without_member_features_runs(tmp_path):
   data = synthetic.generate(num_members=40, num_items=20, seed=1)
