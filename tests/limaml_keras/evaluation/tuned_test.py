@@ -26,3 +26,13 @@ def test_untuned_is_the_defaults():
 def test_every_method_trains_with_the_weight_average(dataset):
   # Ablation round 9: the EMA of the weights helped every model kind on both datasets.
   assert all(hp.ema_momentum == 0.99 for hp in tuned.hyperparameters(dataset).values())
+
+
+@pytest.mark.parametrize("dataset", sorted(tuned.TUNED))
+def test_the_member_level_offset_is_chosen_per_method(dataset):
+  # Ablation rounds 12 and 13: LiMAML and the global model (fine-tuning reuses its model) gained
+  # from the offset on both datasets' validation splits; the ID model did not.
+  settings = tuned.hyperparameters(dataset)
+  assert settings["limaml"].meta_offset and settings["global"].meta_offset
+  assert not settings["id_embedding"].meta_offset
+  assert methods.TRAINED_AS["fine_tune"] == "global"
