@@ -203,6 +203,8 @@ def main(argv=None) -> dict:
   parser.add_argument("--max-support", type=int, default=protocol.DEFAULT_MAX_SUPPORT,
                       help="support cap of the scored members (their latest interactions)")
   args = parser.parse_args(argv)
+  if args.protocol == "time" and args.held_out:
+    parser.error("--held-out is a variant of --protocol member")
 
   started = time.perf_counter()
   if args.csv:
@@ -215,8 +217,6 @@ def main(argv=None) -> dict:
   else:
     frame, spec = datasets.load(args.dataset, args.data_dir)
   if args.protocol == "time":
-    if args.held_out:
-      parser.error("--held-out is a variant of --protocol member")
     split = protocol.validation_split(frame, spec, max_support=args.max_support)
   else:
     split = protocol.member_validation_split(frame, spec, held_out_fraction=args.held_out,

@@ -59,6 +59,8 @@ def test_the_time_protocol_validation_split_scores_new_members_as_cold_start(tmp
   entry = record["variants"]["global"]["all"]
   assert {f"gauc_{segment}" for segment in metrics.SEGMENTS} <= set(entry)
   assert 0.0 <= entry["gauc"]["mean"] <= 1.0
+  # Members first seen after the inner cutoff are scored, as the cold-start segment.
+  assert 0.0 <= entry["gauc_0"]["mean"] <= 1.0
 
 
 @pytest.mark.slow  # trains a model
