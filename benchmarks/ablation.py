@@ -51,6 +51,8 @@ CHANGES = {
     "bilinear": {"meta_item_interaction": True},  # (W e)·item term in the Global Block logit
     "nobilinear": {"meta_item_interaction": False},
     "offset": {"meta_offset": True},             # last meta dimension: a member-level logit offset
+    # The bilinear term reads the member's own evidence (meta embedding − no-support prior).
+    "evidence": {"bilinear_evidence": True},
     "notower": {"meta_in_tower": False},         # meta embedding only in the bilinear term
     "sizes": {"train_support_sizes": (0, 1, 2, 5, 10, 20)},  # sampled support sizes, 0 included
     "sizes50": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50)},  # ... up to the evaluation cap

@@ -155,7 +155,9 @@ class GlobalBlock(tf.keras.layers.Layer):
     meta_item_interaction: add a bilinear term `(W e)·v` to the logit, where e
       is the meta embedding and v the item representation (item-id embedding
       and item features, concatenated), so the meta embedding re-orders items
-      directly instead of acting mostly as a member-level offset.
+      directly instead of acting mostly as a member-level offset. When the
+      inputs hold `meta_evidence` (`[N, d]`, `PersonalizedRanker`'s
+      `bilinear_evidence`), the term reads it instead of the meta embedding.
     meta_in_tower: feed the meta embedding to the DCN/MLP tower. False (needs
       `meta_item_interaction`): the meta embedding reaches the logit only
       through the bilinear term, so the tower is a member-independent item
@@ -265,7 +267,11 @@ class GlobalBlock(tf.keras.layers.Layer):
     logit = tf.squeeze(self._logit(x), axis=-1)
     if self._meta_projection is not None:
       item = tf.concat(item_parts, axis=-1)
-      logit += tf.reduce_sum(self._meta_projection(parts[0]) * item, axis=-1)
+      reads = parts[0]
+      if F.META_EVIDENCE in inputs:
+        reads = tf.cast(inputs[F.META_EVIDENCE], tf.float32)
+        reads = reads[:, :-1] if self._meta_offset else reads
+      logit += tf.reduce_sum(self._meta_projection(reads) * item, axis=-1)
     if offset is not None:
       logit += offset
     return logit

@@ -107,6 +107,16 @@ class PersonalizedRanker(tf.keras.Model):
       exactly. False: off.
     support_gate_count: the initial pseudo-count c of `support_gate` (> 0):
       a support of c interactions starts half-trusted.
+    bilinear_evidence: the Global Block's bilinear meta × item term
+      (`meta_item_interaction`, needed) reads the member's own evidence — the
+      meta embedding minus the Meta Block's no-support prior: the change the
+      support made (gated, with `support_gate`) plus the member-ID row —
+      instead of the whole meta embedding. A member the model knows nothing
+      about (no support, unknown id) then gets no bilinear term: their items
+      are ordered by the tower, from member features, as the global model
+      orders them; the term re-orders items only from what a member showed.
+      The served meta embedding stays the one d-wide vector: scoring
+      recomputes the prior from the member features. False: off.
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
@@ -133,6 +143,7 @@ class PersonalizedRanker(tf.keras.Model):
                member_id_dropout: float = 0.0,
                support_gate: bool = False,
                support_gate_count: float = 1.0,
+               bilinear_evidence: bool = False,
                **kwargs):
     super().__init__(**kwargs)
     for name, value in (("ranking_loss_weight", ranking_loss_weight),
@@ -160,6 +171,10 @@ class PersonalizedRanker(tf.keras.Model):
       raise ValueError(f"`support_gate_count` must be a finite number > 0, got "
                        f"{support_gate_count!r}.")
     self.support_gate_count = float(support_gate_count)
+    if bilinear_evidence and not global_block.get_config()["meta_item_interaction"]:
+      raise ValueError("`bilinear_evidence` needs the Global Block's bilinear term "
+                       "(GlobalBlock(meta_item_interaction=True)).")
+    self.bilinear_evidence = bool(bilinear_evidence)
     self._gate_log_count = None
     if int(inner_steps) < 0:
       raise ValueError(f"`inner_steps` must be >= 0, got {inner_steps}.")
@@ -371,9 +386,17 @@ class PersonalizedRanker(tf.keras.Model):
     member_id = tf.where((member_id > 0) & (member_id < self.num_members), member_id, 0)
     return embedding + self.member_embedding(member_id)
 
+  def _prior(self, member_features):
+    """The Meta Block's output with no support (θm, no support summary): `[T, d]`."""
+    return self.meta_block(self._member_inputs({F.MEMBER_FEATURES: member_features}))
+
+  def _evidence(self, embeddings, member_features):
+    """`bilinear_evidence`'s input: `embeddings` − the no-support prior, `[B, d]`."""
+    return embeddings - self._prior(member_features)
+
   def _gated(self, batch, embedding):
     """`prior + n / (n + c) * (embedding - prior)` per task (see `support_gate`)."""
-    prior = self.meta_block(self._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]}))
+    prior = self._prior(batch[F.MEMBER_FEATURES])
     mask_key = F.side_key(F.SUPPORT, F.MASK)
     if mask_key not in batch:
       return prior
@@ -403,6 +426,9 @@ class PersonalizedRanker(tf.keras.Model):
         F.ITEM_FEATURES: flat(item_features),
         F.CONTEXT_FEATURES: flat(batch[F.side_key(side, F.CONTEXT_FEATURES)]),
     }
+    if self.bilinear_evidence:  # Per task, then per interaction.
+      inputs[F.META_EVIDENCE] = per_interaction(
+          self._evidence(embeddings, batch[F.MEMBER_FEATURES]))
     return tf.reshape(self.global_block(inputs), [num_tasks, length])
 
   def _side_losses(self, batch, side, embeddings):
@@ -565,6 +591,9 @@ class PersonalizedRanker(tf.keras.Model):
     inputs[F.MEMBER_FEATURES] = member_features
     if F.META_EMBEDDING not in inputs:
       inputs[F.META_EMBEDDING] = self._member_embedding(inputs)
+    if self.bilinear_evidence:
+      inputs[F.META_EVIDENCE] = self._evidence(tf.cast(inputs[F.META_EMBEDDING], tf.float32),
+                                               member_features)
     return self.global_block(inputs)
 
   def embed(self, member_features, member_id=None) -> tf.Tensor:
@@ -636,6 +665,7 @@ class PersonalizedRanker(tf.keras.Model):
         "member_id_dropout": self.member_id_dropout,
         "support_gate": self.support_gate,
         "support_gate_count": self.support_gate_count,
+        "bilinear_evidence": self.bilinear_evidence,
         "name": self.name,
     }
 

@@ -50,6 +50,11 @@ class ModelConfig:
     meta_offset: the meta embedding's last dimension is a member-level logit
       offset the tower and the bilinear term do not read (every model;
       `GlobalBlock`).
+    bilinear_evidence: the bilinear term reads the member's own evidence (the
+      meta embedding minus the Meta Block's no-support prior) instead of the
+      whole meta embedding, so a member with no support and no ID row is
+      ordered by the tower alone (every model; needs `meta_item_interaction`;
+      `PersonalizedRanker(bilinear_evidence=True)`).
     support_items: `limaml`: the Meta Block reads support item ids ("none",
       "shared" with the Global Block's item embedding, or "own").
     train_support_sizes: `limaml`: support sizes sampled in meta-training
@@ -109,6 +114,7 @@ class ModelConfig:
   meta_item_interaction: bool = False
   meta_in_tower: bool = True
   meta_offset: bool = False
+  bilinear_evidence: bool = False
   support_items: str = "none"
   train_support_sizes: Tuple[int, ...] = ()
   max_inner_lr: Optional[float] = None
@@ -136,6 +142,11 @@ class ModelConfig:
     if not self.meta_in_tower and not self.meta_item_interaction:
       raise ValueError("meta_in_tower=False needs meta_item_interaction=True: otherwise the "
                        "meta embedding would not reach the logit at all")
+    if not isinstance(self.bilinear_evidence, bool):
+      raise ValueError(f"bilinear_evidence must be True or False, got {self.bilinear_evidence!r}")
+    if self.bilinear_evidence and not self.meta_item_interaction:
+      raise ValueError("bilinear_evidence=True needs meta_item_interaction=True: it chooses what "
+                       "the bilinear term reads")
     if self.meta_offset and self.embedding_dim < 2:
       raise ValueError(f"meta_offset needs embedding_dim >= 2, got {self.embedding_dim!r}")
     for name in ("ranking_loss_weight", "inner_ranking_loss_weight", "inner_pseudo_count",

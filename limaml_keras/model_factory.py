@@ -33,16 +33,17 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
                        num_cross_layers=config.num_cross_layers, hidden_units=config.global_hidden,
                        meta_item_interaction=config.meta_item_interaction,
                        meta_in_tower=config.meta_in_tower, meta_offset=config.meta_offset)
-  ranking = {"ranking_loss_weight": config.ranking_loss_weight,
+  common = {"ranking_loss_weight": config.ranking_loss_weight,
              "inner_ranking_loss_weight": config.inner_ranking_loss_weight,
-             "inner_pseudo_count": config.inner_pseudo_count}
+             "inner_pseudo_count": config.inner_pseudo_count,
+             "bilinear_evidence": config.bilinear_evidence}
   fit_support = task_settings.task_history == 0
   if config.model == GLOBAL:
-    model = GlobalModel(meta, ranker, fit_support=fit_support, **ranking)
+    model = GlobalModel(meta, ranker, fit_support=fit_support, **common)
   elif config.model == ID_EMBEDDING:
     model = IdEmbeddingModel(meta, ranker, num_members=num_members, id_l2=config.id_l2,
                              member_id_dropout=config.member_id_dropout,
-                             fit_support=fit_support, **ranking)
+                             fit_support=fit_support, **common)
   elif config.model == LIMAML:
     count_cap = task_settings.largest_training_support()
     if config.train_support_sizes:
@@ -59,7 +60,7 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
                         unadapted_loss_weight=config.unadapted_loss_weight,
                         support_gate=config.support_gate,
                         support_gate_count=config.support_gate_count,
-                        support_count_cap=max(count_cap, 1), **ranking)
+                        support_count_cap=max(count_cap, 1), **common)
   else:  # ModelConfig validates `model`; this guards hand-built objects.
     raise ValueError(f"unknown model {config.model!r}")
   if config.ema_momentum:

@@ -33,6 +33,9 @@ CONTEXT_FEATURES = "context_features"
 LABEL = "label"
 MASK = "mask"
 META_EMBEDDING = "meta_embedding"
+#: What the Global Block's bilinear meta × item term reads instead of the meta
+#: embedding when given (`PersonalizedRanker(bilinear_evidence=True)`).
+META_EVIDENCE = "meta_evidence"
 
 SUPPORT = "support"
 QUERY = "query"

@@ -145,6 +145,29 @@ def test_meta_embedding_outside_the_tower_reaches_the_logit_only_through_the_bil
                              rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("meta_offset", [False, True])
+def test_given_meta_evidence_the_bilinear_term_reads_it_and_the_tower_reads_the_embedding(
+    meta_offset):
+  block = GlobalBlock(num_items=5, item_embedding_dim=2, hidden_units=[4],
+                      meta_item_interaction=True, meta_offset=meta_offset)
+  inputs = interactions()
+  block(inputs)
+  width = 3 - int(meta_offset)
+  projection = np.random.default_rng(4).normal(size=(width, 4)).astype(np.float32)
+  block._meta_projection.kernel.assign(projection)
+  # Evidence equal to the embedding: the same logits as without it.
+  same = dict(inputs, **{F.META_EVIDENCE: inputs[F.META_EMBEDDING]})
+  np.testing.assert_allclose(block(same).numpy(), block(inputs).numpy(), rtol=1e-6)
+  # Any other evidence changes only the bilinear term, by (W Δ)·v on the dimensions it reads.
+  evidence = np.random.default_rng(5).normal(size=(4, 3)).astype(np.float32)
+  item = np.concatenate([inputs[F.ITEM_FEATURES],
+                         block.item_embedding(inputs[F.ITEM_ID]).numpy()], axis=1)
+  delta = (evidence - inputs[F.META_EMBEDDING])[:, :width]
+  moved = block(dict(inputs, **{F.META_EVIDENCE: evidence})).numpy()
+  np.testing.assert_allclose(moved - block(inputs).numpy(),
+                             np.sum((delta @ projection) * item, axis=1), rtol=1e-4, atol=1e-5)
+
+
 def test_meta_item_interaction_needs_an_item_representation():
   block = GlobalBlock(num_items=0, meta_item_interaction=True)
   inputs = dict(interactions(), **{F.ITEM_FEATURES: np.zeros((4, 0), np.float32)})

@@ -28,6 +28,8 @@ def test_dict_round_trip():
     ({"inner_pseudo_count": -2}, "inner_pseudo_count must be a finite number >= 0"),
     ({"meta_in_tower": False}, "meta_in_tower=False needs meta_item_interaction=True"),
     ({"meta_offset": True, "embedding_dim": 1}, "meta_offset needs embedding_dim >= 2, got 1"),
+    ({"bilinear_evidence": True}, "bilinear_evidence=True needs meta_item_interaction=True"),
+    ({"bilinear_evidence": 1, "meta_item_interaction": True}, "bilinear_evidence must be True or"),
     ({"member_id_dropout": 1.0}, r"member_id_dropout must be in \[0, 1\)"),
     ({"member_id_dropout": -0.1}, "member_id_dropout must be in"),
     ({"member_id_dropout": True}, "member_id_dropout must be in"),

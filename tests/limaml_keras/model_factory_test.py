@@ -51,6 +51,16 @@ def test_meta_offset_reaches_every_global_block(model):
   assert built.global_block.get_config()["meta_offset"] is True
 
 
+@pytest.mark.parametrize("model", model_config.MODELS)
+def test_bilinear_evidence_reaches_every_model(model):
+  config = model_config.ModelConfig(model=model, meta_item_interaction=True,
+                                    bilinear_evidence=True)
+  built = model_factory.build_model(config, num_items=5, num_members=7)
+  assert built.bilinear_evidence is True
+  assert model_factory.build_model(config.replace(bilinear_evidence=False), num_items=5,
+                                   num_members=7).bilinear_evidence is False
+
+
 @pytest.mark.parametrize("model", [model_config.ID_EMBEDDING, model_config.LIMAML])
 def test_member_id_dropout_reaches_the_models_with_member_ids(model):
   config = model_config.ModelConfig(model=model, member_id_embedding=True, member_id_dropout=0.2)

@@ -270,6 +270,9 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
                    "support_gate_count": 5.0}),
     (LiMAMLModel, {"inner_steps": 1, "num_members": 8,
                    "block_kwargs": {"meta_item_interaction": True, "meta_offset": True}}),
+    (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "support_gate": True,
+                   "bilinear_evidence": True,
+                   "block_kwargs": {"meta_item_interaction": True, "meta_offset": True}}),
 ])
 def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs):
   """One trained model, saved as a SavedModel and as a `.keras` file; both load back equal."""
@@ -724,3 +727,60 @@ def test_support_gate_is_off_by_default(batch):
   assert len(default) == len(off)
   for d, o in zip(default, off):
     np.testing.assert_array_equal(d, o)
+
+
+def _evidence_model(batch, **kwargs):
+  model = build(make_model(inner_steps=1, num_members=8, support_gate=True, bilinear_evidence=True,
+                           block_kwargs={"meta_item_interaction": True}, **kwargs), batch)
+  rows = np.random.default_rng(6).normal(size=(8, 4)).astype(np.float32)
+  rows[0] = 0.0  # The unknown member's row: no training example reaches it (zero-initialised).
+  model.member_embedding.embeddings.assign(rows)
+  model.global_block._meta_projection.kernel.assign(
+      np.random.default_rng(7).normal(size=(4, 7)).astype(np.float32))
+  return model
+
+
+def _interactions_of_first_query(batch, member_id):
+  return {F.MEMBER_ID: member_id, F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES],
+          F.ITEM_ID: batch["query_item_id"][:, 0], F.ITEM_FEATURES: batch["query_item_features"][:, 0],
+          F.CONTEXT_FEATURES: batch["query_context_features"][:, 0]}
+
+
+def test_bilinear_evidence_gives_a_new_member_no_bilinear_term(batch):
+  """No support and an unknown id: the evidence is zero, so the tower alone orders the items."""
+  model = _evidence_model(batch)
+  unknown = _interactions_of_first_query(batch, tf.zeros_like(batch[F.MEMBER_ID]))
+  embedding = model.embed(batch[F.MEMBER_FEATURES], unknown[F.MEMBER_ID])
+  np.testing.assert_allclose(
+      model._evidence(embedding, batch[F.MEMBER_FEATURES]).numpy(), 0.0, atol=1e-6)
+  scores = model.score_logits(unknown).numpy()
+  model.global_block._meta_projection.kernel.assign(tf.zeros([4, 7]))
+  np.testing.assert_allclose(model.score_logits(unknown).numpy(), scores, rtol=1e-5, atol=1e-6)
+
+
+def test_bilinear_evidence_is_the_support_change_plus_the_id_row(batch):
+  model = _evidence_model(batch)
+  fast = model.adapt_weights(batch)
+  embedding = model._member_embedding(batch, fast)
+  prior = model.meta_block(
+      model._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]}))
+  member_id = tf.where(batch[F.MEMBER_ID] < 8, batch[F.MEMBER_ID], 0)
+  id_rows = tf.gather(model.member_embedding.embeddings, member_id)
+  gated = embedding - id_rows
+  np.testing.assert_allclose(model._evidence(embedding, batch[F.MEMBER_FEATURES]).numpy(),
+                             (gated - prior + id_rows).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bilinear_evidence_scores_alike_in_training_tasks_and_at_serving(batch):
+  """The served embedding is one vector per member; scoring recomputes the prior from features."""
+  model = _evidence_model(batch)
+  adapted = model.adapt(batch)
+  from_tasks = model.score_query(batch).numpy()[:, 0]
+  served = _interactions_of_first_query(batch, batch[F.MEMBER_ID])
+  served[F.META_EMBEDDING] = adapted
+  np.testing.assert_allclose(model.score_logits(served).numpy(), from_tasks, rtol=1e-5, atol=1e-5)
+
+
+def test_bilinear_evidence_needs_the_bilinear_term():
+  with pytest.raises(ValueError, match="bilinear_evidence.*meta_item_interaction=True"):
+    make_model(bilinear_evidence=True)
