@@ -278,9 +278,7 @@ def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs):
   """One trained model, saved as a SavedModel and as a `.keras` file; both load back equal."""
   model = make_model(cls, **kwargs)
   model.fit(tf.data.Dataset.from_tensors(batch).repeat(2), verbose=0)
-  inputs = {F.MEMBER_ID: batch[F.MEMBER_ID], F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES],
-            F.ITEM_ID: batch["query_item_id"][:, 0], F.ITEM_FEATURES: batch["query_item_features"][:, 0],
-            F.CONTEXT_FEATURES: batch["query_context_features"][:, 0]}
+  inputs = _interactions_of_first_query(batch, batch[F.MEMBER_ID])
   adapted, scores = model.adapt(batch), model(inputs).numpy()
   for suffix in ("", ".keras"):
     path = str(tmp_path / f"model{suffix}")
@@ -759,16 +757,15 @@ def test_bilinear_evidence_gives_a_new_member_no_bilinear_term(batch):
 
 
 def test_bilinear_evidence_is_the_support_change_plus_the_id_row(batch):
+  """Evidence = n / (n + c) * (adapted - prior) + the member's ID row."""
   model = _evidence_model(batch)
-  fast = model.adapt_weights(batch)
-  embedding = model._member_embedding(batch, fast)
-  prior = model.meta_block(
-      model._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]}))
+  embedding, ungated, prior, count = _gate_parts(model, batch)
+  pseudo = np.exp(model._gate_log_count.numpy())
   member_id = tf.where(batch[F.MEMBER_ID] < 8, batch[F.MEMBER_ID], 0)
-  id_rows = tf.gather(model.member_embedding.embeddings, member_id)
-  gated = embedding - id_rows
+  id_rows = tf.gather(model.member_embedding.embeddings, member_id).numpy()
   np.testing.assert_allclose(model._evidence(embedding, batch[F.MEMBER_FEATURES]).numpy(),
-                             (gated - prior + id_rows).numpy(), rtol=1e-5, atol=1e-6)
+                             count / (count + pseudo) * (ungated - prior) + id_rows,
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_bilinear_evidence_scores_alike_in_training_tasks_and_at_serving(batch):
