@@ -246,10 +246,8 @@ class GlobalBlock(tf.keras.layers.Layer):
 
   def call(self, inputs: Dict[str, tf.Tensor]):
     meta = tf.cast(inputs[F.META_EMBEDDING], tf.float32)
-    offset = None
-    if self._meta_offset:
-      meta, offset = meta[:, :-1], meta[:, -1]
-    parts = [meta,
+    offset = meta[:, -1] if self._meta_offset else None
+    parts = [self._ordering_dims(meta),
              tf.cast(inputs[F.ITEM_FEATURES], tf.float32),
              tf.cast(inputs[F.CONTEXT_FEATURES], tf.float32)]
     if self._use_member_features:
@@ -267,14 +265,17 @@ class GlobalBlock(tf.keras.layers.Layer):
     logit = tf.squeeze(self._logit(x), axis=-1)
     if self._meta_projection is not None:
       item = tf.concat(item_parts, axis=-1)
-      reads = parts[0]
-      if F.META_EVIDENCE in inputs:
-        reads = tf.cast(inputs[F.META_EVIDENCE], tf.float32)
-        reads = reads[:, :-1] if self._meta_offset else reads
+      reads = (self._ordering_dims(inputs[F.META_EVIDENCE]) if F.META_EVIDENCE in inputs
+               else parts[0])
       logit += tf.reduce_sum(self._meta_projection(reads) * item, axis=-1)
     if offset is not None:
       logit += offset
     return logit
+
+  def _ordering_dims(self, embedding) -> tf.Tensor:
+    """The dimensions of `embedding` `[N, d]` that order items (all but the `meta_offset` one)."""
+    embedding = tf.cast(embedding, tf.float32)
+    return embedding[:, :-1] if self._meta_offset else embedding
 
   def get_config(self):
     config = {

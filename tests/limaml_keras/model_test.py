@@ -7,7 +7,7 @@ import tensorflow as tf
 from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
 from limaml_keras.losses import ranking_loss
-from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel
+from limaml_keras.model import _PRIOR, GlobalModel, IdEmbeddingModel, LiMAMLModel, PersonalizedRanker
 from limaml_keras.testing import pad_task_batch, random_task_batch
 
 
@@ -457,7 +457,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 from limaml_keras.layers import GlobalBlock, MetaBlock
-from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel
+from limaml_keras.model import _PRIOR, GlobalModel, IdEmbeddingModel, LiMAMLModel, PersonalizedRanker
 from limaml_keras.testing import random_task_batch
 from limaml_keras import tensor_layout as F
 
@@ -750,7 +750,7 @@ def test_bilinear_evidence_gives_a_new_member_no_bilinear_term(batch):
   unknown = _interactions_of_first_query(batch, tf.zeros_like(batch[F.MEMBER_ID]))
   embedding = model.embed(batch[F.MEMBER_FEATURES], unknown[F.MEMBER_ID])
   np.testing.assert_allclose(
-      model._evidence(embedding, batch[F.MEMBER_FEATURES]).numpy(), 0.0, atol=1e-6)
+      model._evidence(batch, embedding).numpy(), 0.0, atol=1e-6)
   scores = model.score_logits(unknown).numpy()
   model.global_block._meta_projection.kernel.assign(tf.zeros([4, 7]))
   np.testing.assert_allclose(model.score_logits(unknown).numpy(), scores, rtol=1e-5, atol=1e-6)
@@ -763,7 +763,7 @@ def test_bilinear_evidence_is_the_support_change_plus_the_id_row(batch):
   pseudo = np.exp(model._gate_log_count.numpy())
   member_id = tf.where(batch[F.MEMBER_ID] < 8, batch[F.MEMBER_ID], 0)
   id_rows = tf.gather(model.member_embedding.embeddings, member_id).numpy()
-  np.testing.assert_allclose(model._evidence(embedding, batch[F.MEMBER_FEATURES]).numpy(),
+  np.testing.assert_allclose(model._evidence(batch, embedding).numpy(),
                              count / (count + pseudo) * (ungated - prior) + id_rows,
                              rtol=1e-5, atol=1e-5)
 
@@ -776,6 +776,31 @@ def test_bilinear_evidence_scores_alike_in_training_tasks_and_at_serving(batch):
   served = _interactions_of_first_query(batch, batch[F.MEMBER_ID])
   served[F.META_EMBEDDING] = adapted
   np.testing.assert_allclose(model.score_logits(served).numpy(), from_tasks, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_the_prior_computed_once_per_batch_changes_only_the_work(batch, monkeypatch, first_order):
+  """The gate and the evidence share one prior per batch; one training step learns the same."""
+  kwargs = {"cls": LiMAMLModel, "inner_steps": 2, "num_members": 8, "support_gate": True,
+            "bilinear_evidence": True, "first_order": first_order,
+            "block_kwargs": {"meta_item_interaction": True}}
+  passes = {"shared": 0, "recomputed": 0}  # Meta Block passes for the prior, counted as traced.
+  prior = PersonalizedRanker._prior
+
+  def counted(run):
+    def _prior(self, b):
+      passes[run] += _PRIOR not in b
+      return prior(self, b)
+    monkeypatch.setattr(PersonalizedRanker, "_prior", _prior)
+    tf.keras.utils.set_random_seed(3)
+    return _weights_after_one_step(batch, **kwargs)
+
+  shared = counted("shared")
+  monkeypatch.setattr(PersonalizedRanker, "_with_prior", lambda self, b: b)  # Each use recomputes.
+  recomputed = counted("recomputed")
+  assert 0 < passes["shared"] < passes["recomputed"]
+  for s, r in zip(shared, recomputed):
+    np.testing.assert_allclose(s, r, rtol=1e-5, atol=1e-6)
 
 
 def test_bilinear_evidence_needs_the_bilinear_term():
