@@ -25,11 +25,11 @@ lowered the ID model's, which stays without it. Round 13 gave the synthetic
 settings the same offset for LiMAML (up on every seed and at every support
 size) and the global model (so fine-tuning: both up in gAUC, fine-tuning's
 log loss higher); the ID model was level with it and stays without.
-Session 18 gave LiMAML on MovieLens-100K the evidence-only bilinear term
-(`bilinear_evidence`, ablation round 13): on the `time` protocol's validation
-split it raised LiMAML's gAUC on every seed and put its cold-start segment
-above the global model's; seen members were level and held-out members higher
-overall.
+The evidence-only bilinear term (`bilinear_evidence`, round 13) is not in
+LiMAML's settings: on validation it lifted the `time` protocol but lowered
+members seen in training in the mean and held-out members at every truncated
+support, and the evaluation runs with it (docs/results/*-evidence-s18) lost
+on both and left the `time` cold start where it was.
 """
 
 from typing import Dict
@@ -62,8 +62,7 @@ TUNED: Dict[str, Dict[str, dict]] = {
                    "task_history": 50, "window": 5,
                    "train_support_sizes": (0, 1, 2, 5, 10, 20, 50),
                    "inner_pseudo_count": 5.0, "member_id_embedding": True,
-                   "support_gate": True, "support_gate_count": 3.0, "meta_offset": True,
-                   "bilinear_evidence": True},
+                   "support_gate": True, "support_gate_count": 3.0, "meta_offset": True},
     },
 }
 
