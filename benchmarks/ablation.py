@@ -112,6 +112,9 @@ CHANGES = {
     # The un-adapted model's query loss joins MAML's outer loss with this weight.
     "cold03": {"unadapted_loss_weight": 0.3},
     "cold1": {"unadapted_loss_weight": 1.0},
+    # ... and the query loss of each task scored as a new member (no support, unknown id).
+    "new03": {"new_member_loss_weight": 0.3},
+    "new1": {"new_member_loss_weight": 1.0},
     # An exponential moving average of the weights ends training (Keras' use_ema).
     "ema99": {"ema_momentum": 0.99},
     "ema995": {"ema_momentum": 0.995},

@@ -727,16 +727,23 @@ class LiMAMLModel(PersonalizedRanker):
       member-ID rows with `num_members` — must score a member well by
       themselves, as the ID-embedding model's rows do. 0: off (MAML's
       outer loss only).
+    new_member_loss_weight: w >= 0; w times the query loss of each task
+      scored as a new member (no support, unknown member id: θm's no-support
+      output and ID row 0, `task_batch.as_new_members`) is added to the outer
+      loss, so the path that scores members with no history is trained as
+      such. 0: off.
     **kwargs: `PersonalizedRanker`'s.
   """
 
-  def __init__(self, *args, unadapted_loss_weight: float = 0.0, **kwargs):
+  def __init__(self, *args, unadapted_loss_weight: float = 0.0,
+               new_member_loss_weight: float = 0.0, **kwargs):
     super().__init__(*args, **kwargs)
-    if isinstance(unadapted_loss_weight, bool) or not (
-        np.isfinite(unadapted_loss_weight) and unadapted_loss_weight >= 0):
-      raise ValueError(f"`unadapted_loss_weight` must be a finite number >= 0, got "
-                       f"{unadapted_loss_weight!r}.")
+    for name, weight in (("unadapted_loss_weight", unadapted_loss_weight),
+                         ("new_member_loss_weight", new_member_loss_weight)):
+      if isinstance(weight, bool) or not (np.isfinite(weight) and weight >= 0):
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {weight!r}.")
     self.unadapted_loss_weight = float(unadapted_loss_weight)
+    self.new_member_loss_weight = float(new_member_loss_weight)
     self._adaptation_trackers = {name: tf.keras.metrics.Mean(name=name) for name in (
         "support_loss_before", "support_loss_after", "adaptation_gain", "query_loss")}
 
@@ -781,12 +788,16 @@ class LiMAMLModel(PersonalizedRanker):
       total = self._objective(loss, logits, labels, mask)
       if self.unadapted_loss_weight:
         total += self.unadapted_loss_weight * self._query_loss(batch, None)[0]
+      if self.new_member_loss_weight:
+        total += self.new_member_loss_weight * self._query_loss(
+            task_batch_lib.as_new_members(batch), None)[0]
     adaptation = self._adaptation_results(batch, fast, loss)  # Before θ moves.
     self._apply(tape, total)
     return {**self._update_metrics(loss, logits, labels, mask), **adaptation}
 
   def get_config(self):
-    return {**super().get_config(), "unadapted_loss_weight": self.unadapted_loss_weight}
+    return {**super().get_config(), "unadapted_loss_weight": self.unadapted_loss_weight,
+            "new_member_loss_weight": self.new_member_loss_weight}
 
 
 @tf.keras.utils.register_keras_serializable(package="LiMAML")

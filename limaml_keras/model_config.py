@@ -81,6 +81,9 @@ class ModelConfig:
     unadapted_loss_weight: `limaml`: weight of the un-adapted model's query
       loss added to the outer loss (`LiMAMLModel`), so the meta-learnt prior
       and the member-ID rows also score well without adaptation. 0: off.
+    new_member_loss_weight: `limaml`: weight of the query loss of each task
+      scored as a new member (no support, unknown id) added to the outer
+      loss (`LiMAMLModel`). 0: off.
     support_gate: `limaml`: learn how far a support of n interactions moves
       the Meta Block's output from its no-support prior, `n / (n + c)` with
       a learned pseudo-count c per embedding dimension
@@ -124,6 +127,7 @@ class ModelConfig:
   inner_pseudo_count: float = 0.0
   member_id_dropout: float = 0.0
   unadapted_loss_weight: float = 0.0
+  new_member_loss_weight: float = 0.0
   support_gate: bool = False
   support_gate_count: float = 1.0
   ema_momentum: float = 0.0
@@ -150,7 +154,7 @@ class ModelConfig:
     if self.meta_offset and self.embedding_dim < 2:
       raise ValueError(f"meta_offset needs embedding_dim >= 2, got {self.embedding_dim!r}")
     for name in ("ranking_loss_weight", "inner_ranking_loss_weight", "inner_pseudo_count",
-                 "unadapted_loss_weight"):
+                 "unadapted_loss_weight", "new_member_loss_weight"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, float)) or \
           not math.isfinite(value) or value < 0:

@@ -58,6 +58,7 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
                         id_l2=config.id_l2, first_order=config.first_order,
                         member_id_dropout=config.member_id_dropout,
                         unadapted_loss_weight=config.unadapted_loss_weight,
+                        new_member_loss_weight=config.new_member_loss_weight,
                         support_gate=config.support_gate,
                         support_gate_count=config.support_gate_count,
                         support_count_cap=max(count_cap, 1), **common)

@@ -162,6 +162,19 @@ def drop_member_ids(batch, rate: float, seed=None):
   return out
 
 
+def as_new_members(batch):
+  """The batch as new members see it: no support (mask 0) and the unknown member id 0.
+
+  The member features and the query side are unchanged.
+  """
+  out = dict(batch)
+  key = F.side_key(F.SUPPORT, F.MASK)
+  out[key] = tf.zeros_like(batch[key])
+  if F.MEMBER_ID in batch:
+    out[F.MEMBER_ID] = tf.zeros_like(batch[F.MEMBER_ID])
+  return out
+
+
 def support_only_batch(task_batch) -> Dict[str, tf.Tensor]:
   """Converts a task batch to tensors, filling absent query keys with empty ones."""
   if not isinstance(task_batch, dict):

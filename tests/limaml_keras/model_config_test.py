@@ -34,6 +34,7 @@ def test_dict_round_trip():
     ({"member_id_dropout": -0.1}, "member_id_dropout must be in"),
     ({"member_id_dropout": True}, "member_id_dropout must be in"),
     ({"unadapted_loss_weight": -0.5}, "unadapted_loss_weight must be a finite number >= 0"),
+    ({"new_member_loss_weight": -0.5}, "new_member_loss_weight must be a finite number >= 0"),
     ({"ema_momentum": 1.0}, r"ema_momentum must be in \[0, 1\)"),
     ({"support_gate_count": 0}, "support_gate_count must be a finite number > 0"),
     ({"support_gate_count": True}, "support_gate_count must be a finite number > 0"),

@@ -67,9 +67,10 @@ def test_member_id_dropout_reaches_the_models_with_member_ids(model):
   assert model_factory.build_model(config, num_items=5, num_members=7).member_id_dropout == 0.2
 
 
-def test_unadapted_loss_weight_reaches_limaml():
-  config = model_config.ModelConfig(unadapted_loss_weight=0.3)
-  assert model_factory.build_model(config, num_items=5, num_members=7).unadapted_loss_weight == 0.3
+@pytest.mark.parametrize("name", ["unadapted_loss_weight", "new_member_loss_weight"])
+def test_outer_loss_weights_reach_limaml(name):
+  config = model_config.ModelConfig(**{name: 0.3})
+  assert getattr(model_factory.build_model(config, num_items=5, num_members=7), name) == 0.3
 
 
 @pytest.mark.parametrize("sizes, tasks, cap", [

@@ -265,6 +265,7 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
                    "inner_pseudo_count": 3.0}),
     (GlobalModel, {"ranking_loss_weight": 0.5}),
     (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "unadapted_loss_weight": 0.5}),
+    (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "new_member_loss_weight": 0.5}),
     (LiMAMLModel, {"inner_steps": 1, "use_history": True, "support_gate": True}),
     (LiMAMLModel, {"inner_steps": 1, "use_history": True, "support_gate": True,
                    "support_gate_count": 5.0}),
@@ -435,6 +436,8 @@ def test_learned_inner_learning_rates_are_bounded(batch):
     ({"member_id_dropout": 1.0}, "member_id_dropout"),
     ({"unadapted_loss_weight": -1.0}, "unadapted_loss_weight"),
     ({"unadapted_loss_weight": True}, "unadapted_loss_weight"),
+    ({"new_member_loss_weight": -1.0}, "new_member_loss_weight"),
+    ({"new_member_loss_weight": float("nan")}, "new_member_loss_weight"),
     ({"support_gate": 1}, "support_gate"),
     ({"support_gate_count": 0.0}, "support_gate_count"),
     ({"support_gate_count": float("inf")}, "support_gate_count"),
@@ -607,6 +610,29 @@ def _assert_off_by_default_and_trains_when_on(batch, cls, option, kwargs):
 def test_unadapted_loss_is_off_by_default_and_trains_when_on(batch):
   _assert_off_by_default_and_trains_when_on(batch, LiMAMLModel, "unadapted_loss_weight",
                                             {"inner_steps": 2, "num_members": 8})
+
+
+def test_new_member_loss_is_off_by_default_and_trains_when_on(batch):
+  _assert_off_by_default_and_trains_when_on(batch, LiMAMLModel, "new_member_loss_weight",
+                                            {"inner_steps": 2, "num_members": 8})
+
+
+def test_new_member_loss_adds_w_times_the_no_support_unknown_id_query_loss(batch):
+  model = build(make_model(inner_steps=2, num_members=8, support_gate=True,
+                           new_member_loss_weight=0.4), batch)
+  model.compile(optimizer=tf.keras.optimizers.SGD(1.0))
+  variables = model.trainable_variables
+  new_members = dict(batch, support_mask=tf.zeros_like(batch["support_mask"]),
+                     member_id=tf.zeros_like(batch["member_id"]))
+  with tf.GradientTape() as tape:
+    adapted = model._query_loss(batch, model.adapt_weights(batch))[0]
+    new = model._query_loss(new_members, None)[0]
+    expected_total = adapted + 0.4 * new + model._regularization()
+  expected = [v.numpy() - tf.convert_to_tensor(g).numpy() if g is not None else v.numpy()
+              for v, g in zip(variables, tape.gradient(expected_total, variables))]
+  model.train_on_batch(batch)
+  for after, want in zip(model.trainable_variables, expected):
+    np.testing.assert_allclose(after.numpy(), want, rtol=1e-4, atol=1e-6)
 
 
 def test_unadapted_loss_adds_w_times_the_cold_query_loss_to_the_outer_loss(batch):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from limaml_keras.task_batch import (drop_member_ids, labelled_support_pool, sample_support_sizes,
-                                     support_history, validate_task_batch)
+from limaml_keras.task_batch import (as_new_members, drop_member_ids, labelled_support_pool,
+                                     sample_support_sizes, support_history, validate_task_batch)
 from limaml_keras.testing import random_task_batch
 
 
@@ -111,3 +111,14 @@ def test_dropped_member_ids_become_the_unknown_id_at_the_rate():
   assert out["member_features"] is batch["member_features"]
   assert drop_member_ids(batch, 0.0) is batch
   assert drop_member_ids({"member_features": tf.zeros([3, 2])}, 0.5).keys() == {"member_features"}
+
+
+def test_as_new_members_drops_the_support_and_the_id_only(batch):
+  out = as_new_members(batch)
+  assert not out["support_mask"].numpy().any()
+  assert not out["member_id"].numpy().any()
+  for key in set(batch) - {"support_mask", "member_id"}:
+    assert out[key] is batch[key]
+  assert batch["support_mask"].numpy().any()  # The input batch is not changed.
+  without_id = {k: v for k, v in batch.items() if k != "member_id"}
+  assert "member_id" not in as_new_members(without_id)
