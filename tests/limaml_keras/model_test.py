@@ -618,31 +618,25 @@ def test_new_member_loss_is_off_by_default_and_trains_when_on(batch):
 
 
 def test_new_member_loss_adds_w_times_the_no_support_unknown_id_query_loss(batch):
-  model = build(make_model(inner_steps=2, num_members=8, support_gate=True,
-                           new_member_loss_weight=0.4), batch)
-  model.compile(optimizer=tf.keras.optimizers.SGD(1.0))
-  variables = model.trainable_variables
   new_members = dict(batch, support_mask=tf.zeros_like(batch["support_mask"]),
                      member_id=tf.zeros_like(batch["member_id"]))
-  with tf.GradientTape() as tape:
-    adapted = model._query_loss(batch, model.adapt_weights(batch))[0]
-    new = model._query_loss(new_members, None)[0]
-    expected_total = adapted + 0.4 * new + model._regularization()
-  expected = [v.numpy() - tf.convert_to_tensor(g).numpy() if g is not None else v.numpy()
-              for v, g in zip(variables, tape.gradient(expected_total, variables))]
-  model.train_on_batch(batch)
-  for after, want in zip(model.trainable_variables, expected):
-    np.testing.assert_allclose(after.numpy(), want, rtol=1e-4, atol=1e-6)
+  model = build(make_model(inner_steps=2, num_members=8, support_gate=True,
+                           new_member_loss_weight=0.4), batch)
+  _assert_one_step_adds(model, batch, lambda: 0.4 * model._query_loss(new_members, None)[0])
 
 
 def test_unadapted_loss_adds_w_times_the_cold_query_loss_to_the_outer_loss(batch):
   model = build(make_model(inner_steps=2, unadapted_loss_weight=0.4), batch)
+  _assert_one_step_adds(model, batch, lambda: 0.4 * model._query_loss(batch, None)[0])
+
+
+def _assert_one_step_adds(model, batch, extra_loss):
+  """One SGD(1) step of `model` = a step on MAML's outer loss + `extra_loss()` + regularisation."""
   model.compile(optimizer=tf.keras.optimizers.SGD(1.0))
   variables = model.trainable_variables
   with tf.GradientTape() as tape:
     adapted = model._query_loss(batch, model.adapt_weights(batch))[0]
-    cold = model._query_loss(batch, None)[0]
-    expected_total = adapted + 0.4 * cold + model._regularization()
+    expected_total = adapted + extra_loss() + model._regularization()
   expected = [v.numpy() - tf.convert_to_tensor(g).numpy() if g is not None else v.numpy()
               for v, g in zip(variables, tape.gradient(expected_total, variables))]
   model.train_on_batch(batch)
