@@ -53,6 +53,8 @@ CHANGES = {
     "offset": {"meta_offset": True},             # last meta dimension: a member-level logit offset
     # The bilinear term reads the member's own evidence (meta embedding − no-support prior).
     "evidence": {"bilinear_evidence": True},
+    # ... and the tower reads it too (a member with no evidence is ordered from features alone).
+    "evidtower": {"bilinear_evidence": True, "evidence_in_tower": True},
     "notower": {"meta_in_tower": False},         # meta embedding only in the bilinear term
     "sizes": {"train_support_sizes": (0, 1, 2, 5, 10, 20)},  # sampled support sizes, 0 included
     "sizes50": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50)},  # ... up to the evaluation cap

@@ -168,6 +168,12 @@ class GlobalBlock(tf.keras.layers.Layer):
       term read only the other d - 1 dimensions. Adaptation can then fit a
       member's positive rate on one dimension without moving the ones that
       order their items. Needs a meta embedding of at least 2 dimensions.
+    evidence_in_tower: when the inputs hold `meta_evidence`, the tower reads
+      it too, in place of the meta embedding (whose `meta_offset` dimension
+      still sets the level). A member with no evidence (no support, unknown
+      id: `PersonalizedRanker(bilinear_evidence=True)`) is then ordered from
+      member features alone, as the global model orders them. Needs
+      `meta_in_tower`.
   """
 
   def __init__(self,
@@ -181,11 +187,16 @@ class GlobalBlock(tf.keras.layers.Layer):
                meta_item_interaction: bool = False,
                meta_in_tower: bool = True,
                meta_offset: bool = False,
+               evidence_in_tower: bool = False,
                **kwargs):
     super().__init__(**kwargs)
     if not meta_in_tower and not meta_item_interaction:
       raise ValueError("`meta_in_tower=False` needs `meta_item_interaction=True`: otherwise the "
                        "meta embedding would not reach the logit at all.")
+    if evidence_in_tower and not meta_in_tower:
+      raise ValueError("`evidence_in_tower=True` needs `meta_in_tower=True`: it chooses what the "
+                       "tower reads.")
+    self._evidence_in_tower = bool(evidence_in_tower)
     if int(num_items) < 0:
       raise ValueError(f"`num_items` must be >= 0, got {num_items}.")
     if int(num_cross_layers) < 0:
@@ -247,7 +258,9 @@ class GlobalBlock(tf.keras.layers.Layer):
   def call(self, inputs: Dict[str, tf.Tensor]):
     meta = tf.cast(inputs[F.META_EMBEDDING], tf.float32)
     offset = meta[:, -1] if self._meta_offset else None
-    parts = [self._ordering_dims(meta),
+    tower_reads = (inputs[F.META_EVIDENCE]
+                   if self._evidence_in_tower and F.META_EVIDENCE in inputs else meta)
+    parts = [self._ordering_dims(tower_reads),
              tf.cast(inputs[F.ITEM_FEATURES], tf.float32),
              tf.cast(inputs[F.CONTEXT_FEATURES], tf.float32)]
     if self._use_member_features:
@@ -289,5 +302,6 @@ class GlobalBlock(tf.keras.layers.Layer):
         "meta_item_interaction": self._meta_item_interaction,
         "meta_in_tower": self._meta_in_tower,
         "meta_offset": self._meta_offset,
+        "evidence_in_tower": self._evidence_in_tower,
     }
     return {**super().get_config(), **config}

@@ -118,7 +118,9 @@ class PersonalizedRanker(tf.keras.Model):
       are ordered by the tower, from member features, as the global model
       orders them; the term re-orders items only from what a member showed.
       The served meta embedding stays the one d-wide vector: scoring
-      recomputes the prior from the member features. False: off.
+      recomputes the prior from the member features. With
+      `GlobalBlock(evidence_in_tower=True)` the tower reads the evidence too.
+      False: off.
   """
 
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(itertools.chain(
@@ -176,6 +178,9 @@ class PersonalizedRanker(tf.keras.Model):
     if bilinear_evidence and not global_block.get_config()["meta_item_interaction"]:
       raise ValueError("`bilinear_evidence` needs the Global Block's bilinear term "
                        "(GlobalBlock(meta_item_interaction=True)).")
+    if global_block.get_config().get("evidence_in_tower") and not bilinear_evidence:
+      raise ValueError("GlobalBlock(evidence_in_tower=True) needs `bilinear_evidence=True`: "
+                       "that is what makes the model compute the evidence.")
     self.bilinear_evidence = bool(bilinear_evidence)
     self._gate_log_count = None
     if int(inner_steps) < 0:

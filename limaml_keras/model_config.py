@@ -55,6 +55,10 @@ class ModelConfig:
       whole meta embedding, so a member with no support and no ID row is
       ordered by the tower alone (every model; needs `meta_item_interaction`;
       `PersonalizedRanker(bilinear_evidence=True)`).
+    evidence_in_tower: the Global Block's tower reads the evidence too, so a
+      member with no support and no ID row is ordered from member features
+      alone (every model; needs `bilinear_evidence` and `meta_in_tower`;
+      `GlobalBlock(evidence_in_tower=True)`).
     support_items: `limaml`: the Meta Block reads support item ids ("none",
       "shared" with the Global Block's item embedding, or "own").
     train_support_sizes: `limaml`: support sizes sampled in meta-training
@@ -118,6 +122,7 @@ class ModelConfig:
   meta_in_tower: bool = True
   meta_offset: bool = False
   bilinear_evidence: bool = False
+  evidence_in_tower: bool = False
   support_items: str = "none"
   train_support_sizes: Tuple[int, ...] = ()
   max_inner_lr: Optional[float] = None
@@ -151,6 +156,11 @@ class ModelConfig:
     if self.bilinear_evidence and not self.meta_item_interaction:
       raise ValueError("bilinear_evidence=True needs meta_item_interaction=True: it chooses what "
                        "the bilinear term reads")
+    if not isinstance(self.evidence_in_tower, bool):
+      raise ValueError(f"evidence_in_tower must be True or False, got {self.evidence_in_tower!r}")
+    if self.evidence_in_tower and not (self.bilinear_evidence and self.meta_in_tower):
+      raise ValueError("evidence_in_tower=True needs bilinear_evidence=True and "
+                       "meta_in_tower=True")
     if self.meta_offset and self.embedding_dim < 2:
       raise ValueError(f"meta_offset needs embedding_dim >= 2, got {self.embedding_dim!r}")
     for name in ("ranking_loss_weight", "inner_ranking_loss_weight", "inner_pseudo_count",

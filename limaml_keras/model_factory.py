@@ -32,7 +32,8 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
   ranker = GlobalBlock(num_items=num_items, item_embedding_dim=config.item_embedding_dim,
                        num_cross_layers=config.num_cross_layers, hidden_units=config.global_hidden,
                        meta_item_interaction=config.meta_item_interaction,
-                       meta_in_tower=config.meta_in_tower, meta_offset=config.meta_offset)
+                       meta_in_tower=config.meta_in_tower, meta_offset=config.meta_offset,
+                       evidence_in_tower=config.evidence_in_tower)
   common = {"ranking_loss_weight": config.ranking_loss_weight,
              "inner_ranking_loss_weight": config.inner_ranking_loss_weight,
              "inner_pseudo_count": config.inner_pseudo_count,

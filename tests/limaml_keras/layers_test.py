@@ -62,6 +62,7 @@ def test_meta_block_kernels_are_initialised_independently():
     GlobalBlock(num_items=5, meta_item_interaction=True),
     GlobalBlock(num_items=5, meta_item_interaction=True, meta_in_tower=False),
     GlobalBlock(num_items=5, meta_item_interaction=True, meta_offset=True),
+    GlobalBlock(num_items=5, meta_item_interaction=True, meta_offset=True, evidence_in_tower=True),
 ])
 def test_config_round_trip(layer):
   clone = type(layer).from_config(layer.get_config())
@@ -82,6 +83,8 @@ def test_meta_block_bad_arguments_are_named(kwargs, match):
     ({"num_cross_layers": -2}, "num_cross_layers"),
     ({"hidden_units": [4, -1]}, "hidden_units"),
     ({"meta_in_tower": False}, "meta_item_interaction"),
+    ({"meta_item_interaction": True, "meta_in_tower": False, "evidence_in_tower": True},
+     "evidence_in_tower=True` needs `meta_in_tower=True"),
 ])
 def test_global_block_bad_arguments_are_named(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -166,6 +169,28 @@ def test_given_meta_evidence_the_bilinear_term_reads_it_and_the_tower_reads_the_
   moved = block(dict(inputs, **{F.META_EVIDENCE: evidence})).numpy()
   np.testing.assert_allclose(moved - block(inputs).numpy(),
                              np.sum((delta @ projection) * item, axis=1), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("meta_offset", [False, True])
+def test_evidence_in_tower_leaves_the_meta_embedding_only_its_offset(meta_offset):
+  block = GlobalBlock(num_items=5, item_embedding_dim=2, hidden_units=[4],
+                      meta_item_interaction=True, meta_offset=meta_offset, evidence_in_tower=True)
+  inputs = interactions()
+  evidence = np.random.default_rng(6).normal(size=(4, 3)).astype(np.float32)
+  with_evidence = dict(inputs, **{F.META_EVIDENCE: evidence})
+  block(with_evidence)
+  block._meta_projection.kernel.assign(
+      np.random.default_rng(7).normal(size=block._meta_projection.kernel.shape).astype(np.float32))
+  # Given the evidence, the meta embedding's ordering dimensions reach nothing; the offset stays.
+  other = inputs[F.META_EMBEDDING] + np.float32(3.0)
+  moved = block(dict(with_evidence, **{F.META_EMBEDDING: other})).numpy()
+  np.testing.assert_allclose(moved - block(with_evidence).numpy(), 3.0 if meta_offset else 0.0,
+                             rtol=1e-5, atol=1e-5)
+  # Evidence equal to the embedding: the plain block's logits; without evidence the tower reads
+  # the embedding as before.
+  same = block(dict(inputs, **{F.META_EVIDENCE: inputs[F.META_EMBEDDING]})).numpy()
+  np.testing.assert_allclose(same, block(inputs).numpy(), rtol=1e-6)
+  assert not np.allclose(block(with_evidence).numpy(), block(inputs).numpy())
 
 
 def test_meta_item_interaction_needs_an_item_representation():

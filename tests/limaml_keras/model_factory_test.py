@@ -59,6 +59,10 @@ def test_bilinear_evidence_reaches_every_model(model):
   assert built.bilinear_evidence is True
   assert model_factory.build_model(config.replace(bilinear_evidence=False), num_items=5,
                                    num_members=7).bilinear_evidence is False
+  assert built.global_block.get_config()["evidence_in_tower"] is False
+  in_tower = model_factory.build_model(config.replace(evidence_in_tower=True), num_items=5,
+                                       num_members=7)
+  assert in_tower.global_block.get_config()["evidence_in_tower"] is True
 
 
 @pytest.mark.parametrize("model", [model_config.ID_EMBEDDING, model_config.LIMAML])

@@ -273,7 +273,8 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
                    "block_kwargs": {"meta_item_interaction": True, "meta_offset": True}}),
     (LiMAMLModel, {"inner_steps": 1, "num_members": 8, "support_gate": True,
                    "bilinear_evidence": True,
-                   "block_kwargs": {"meta_item_interaction": True, "meta_offset": True}}),
+                   "block_kwargs": {"meta_item_interaction": True, "meta_offset": True,
+                                    "evidence_in_tower": True}}),
 ])
 def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs):
   """One trained model, saved as a SavedModel and as a `.keras` file; both load back equal."""
@@ -747,14 +748,15 @@ def test_support_gate_is_off_by_default(batch):
     np.testing.assert_array_equal(d, o)
 
 
-def _evidence_model(batch, **kwargs):
+def _evidence_model(batch, block_kwargs=None, **kwargs):
   model = build(make_model(inner_steps=1, num_members=8, support_gate=True, bilinear_evidence=True,
-                           block_kwargs={"meta_item_interaction": True}, **kwargs), batch)
+                           block_kwargs={"meta_item_interaction": True, **(block_kwargs or {})},
+                           **kwargs), batch)
   rows = np.random.default_rng(6).normal(size=(8, 4)).astype(np.float32)
   rows[0] = 0.0  # The unknown member's row: no training example reaches it (zero-initialised).
   model.member_embedding.embeddings.assign(rows)
-  model.global_block._meta_projection.kernel.assign(
-      np.random.default_rng(7).normal(size=(4, 7)).astype(np.float32))
+  kernel = model.global_block._meta_projection.kernel
+  kernel.assign(np.random.default_rng(7).normal(size=kernel.shape).astype(np.float32))
   return model
 
 
@@ -826,3 +828,22 @@ def test_the_prior_computed_once_per_batch_changes_only_the_work(batch, monkeypa
 def test_bilinear_evidence_needs_the_bilinear_term():
   with pytest.raises(ValueError, match="bilinear_evidence.*meta_item_interaction=True"):
     make_model(bilinear_evidence=True)
+
+
+def test_evidence_in_tower_needs_the_model_to_compute_the_evidence():
+  with pytest.raises(ValueError, match="evidence_in_tower=True\\) needs `bilinear_evidence=True"):
+    make_model(block_kwargs={"meta_item_interaction": True, "evidence_in_tower": True})
+
+
+def test_evidence_in_tower_orders_a_new_member_from_features_alone(batch):
+  """No support, unknown id: the Meta Block's output reaches only the offset."""
+  model = _evidence_model(batch, block_kwargs={"meta_item_interaction": True,
+                                               "evidence_in_tower": True, "meta_offset": True})
+  unknown = _interactions_of_first_query(batch, tf.zeros_like(batch[F.MEMBER_ID]))
+  scores = model.score_logits(unknown).numpy()
+  offset = model.embed(batch[F.MEMBER_FEATURES])[:, -1].numpy()
+  for weight in model.meta_block.trainable_weights:  # Any other Meta Block ...
+    weight.assign(weight + 0.5)
+  moved = model.score_logits(unknown).numpy()
+  new_offset = model.embed(batch[F.MEMBER_FEATURES])[:, -1].numpy()
+  np.testing.assert_allclose(moved - scores, new_offset - offset, rtol=1e-4, atol=1e-5)
