@@ -29,7 +29,10 @@ The evidence-only bilinear term (`bilinear_evidence`, round 13) is not in
 LiMAML's settings: on validation it lifted the `time` protocol but lowered
 members seen in training in the mean and held-out members at every truncated
 support, and the evaluation runs with it (docs/results/*-evidence-s18) lost
-on both and left the `time` cold start where it was.
+on both and left the `time` cold start where it was. Round 14's new-member
+loss (`new_member_loss_weight`) and evidence in the tower (`evidence_in_tower`)
+are not in them either: the first was level, the second traded held-out
+members for the `time` protocol on validation.
 """
 
 from typing import Dict
