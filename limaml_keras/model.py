@@ -613,7 +613,8 @@ class PersonalizedRanker(tf.keras.Model):
       inputs = self._with_prior(inputs)
       inputs[F.META_EMBEDDING] = self._member_embedding(inputs)
     if self.bilinear_evidence:
-      inputs[F.META_EVIDENCE] = self._evidence(inputs, tf.cast(inputs[F.META_EMBEDDING], tf.float32))
+      inputs[F.META_EVIDENCE] = self._evidence(inputs,
+                                               tf.cast(inputs[F.META_EMBEDDING], tf.float32))
     return self.global_block(inputs)
 
   def embed(self, member_features, member_id=None) -> tf.Tensor:
