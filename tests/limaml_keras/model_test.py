@@ -7,7 +7,8 @@ import tensorflow as tf
 from limaml_keras import tensor_layout as F
 from limaml_keras.layers import GlobalBlock, MetaBlock
 from limaml_keras.losses import ranking_loss
-from limaml_keras.model import _PRIOR, GlobalModel, IdEmbeddingModel, LiMAMLModel, PersonalizedRanker
+from limaml_keras.model import (_PRIOR, GlobalModel, IdEmbeddingModel, LiMAMLModel,
+                                PersonalizedRanker)
 from limaml_keras.testing import pad_task_batch, random_task_batch
 
 
@@ -461,7 +462,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 from limaml_keras.layers import GlobalBlock, MetaBlock
-from limaml_keras.model import _PRIOR, GlobalModel, IdEmbeddingModel, LiMAMLModel, PersonalizedRanker
+from limaml_keras.model import GlobalModel, IdEmbeddingModel, LiMAMLModel
 from limaml_keras.testing import random_task_batch
 from limaml_keras import tensor_layout as F
 
