@@ -32,8 +32,6 @@ from limaml_keras.layers import GlobalBlock, MetaBlock
 
 #: Values of `PersonalizedRanker(support_items=...)`.
 SUPPORT_ITEMS = ("none", "shared", "own")
-#: A batch's no-support prior `[T, d]` once computed (`_with_prior`); internal to the model.
-_PRIOR = "_meta_prior"
 
 
 class PersonalizedRanker(tf.keras.Model):
@@ -393,30 +391,23 @@ class PersonalizedRanker(tf.keras.Model):
     member_id = tf.where((member_id > 0) & (member_id < self.num_members), member_id, 0)
     return embedding + self.member_embedding(member_id)
 
-  def _with_prior(self, batch):
-    """`batch` plus its no-support prior, where the gate or the evidence term reads it.
+  def _prior(self, member_features):
+    """The Meta Block's output with no support (θm, no support summary): `[T, d]`.
 
-    The prior depends on θm and the member features only, not on the fast
-    weights, so one pass per batch serves every inner step and the query.
-    Call it where gradients to θm are recorded (inside the outer tape).
+    Recomputed at each use on purpose: one pass shared by the gate's and the
+    evidence term's uses made `fit` irreproducible (the tape summed the
+    shared tensor's many gradients in a varying order; same seed, other
+    digits from run to run).
     """
-    if not (self.support_gate or self.bilinear_evidence) or _PRIOR in batch:
-      return batch
-    return {**batch, _PRIOR: self._prior(batch)}
+    return self.meta_block(self._member_inputs({F.MEMBER_FEATURES: member_features}))
 
-  def _prior(self, batch):
-    """The Meta Block's output with no support (θm, no support summary): `[T, d]`."""
-    if _PRIOR in batch:
-      return batch[_PRIOR]
-    return self.meta_block(self._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]}))
-
-  def _evidence(self, batch, embeddings):
+  def _evidence(self, embeddings, member_features):
     """`bilinear_evidence`'s input: `embeddings` − the no-support prior, `[B, d]`."""
-    return embeddings - self._prior(batch)
+    return embeddings - self._prior(member_features)
 
   def _gated(self, batch, embedding):
     """`prior + n / (n + c) * (embedding - prior)` per task (see `support_gate`)."""
-    prior = self._prior(batch)
+    prior = self._prior(batch[F.MEMBER_FEATURES])
     mask_key = F.side_key(F.SUPPORT, F.MASK)
     if mask_key not in batch:
       return prior
@@ -447,7 +438,8 @@ class PersonalizedRanker(tf.keras.Model):
         F.CONTEXT_FEATURES: flat(batch[F.side_key(side, F.CONTEXT_FEATURES)]),
     }
     if self.bilinear_evidence:  # Per task, then per interaction.
-      inputs[F.META_EVIDENCE] = per_interaction(self._evidence(batch, embeddings))
+      inputs[F.META_EVIDENCE] = per_interaction(
+          self._evidence(embeddings, batch[F.MEMBER_FEATURES]))
     return tf.reshape(self.global_block(inputs), [num_tasks, length])
 
   def _side_losses(self, batch, side, embeddings):
@@ -485,7 +477,6 @@ class PersonalizedRanker(tf.keras.Model):
   def _inner_loop(self, batch, steps: int, first_order: bool):
     """Returns `(fast_weights, summed_inner_gradients)` after `steps` steps."""
     self._build_from_task_batch(batch)
-    batch = self._with_prior(batch)
     fast = self.meta_block.stack_weights(tf.shape(batch[F.MEMBER_FEATURES])[0])
     sums = [tf.zeros_like(w) for w in fast]
     for _ in range(steps):
@@ -579,7 +570,7 @@ class PersonalizedRanker(tf.keras.Model):
 
   def test_step(self, data):
     """Adapts on support (`inner_steps`), reports query loss and AUC."""
-    batch = self._with_prior(self._checked(data))
+    batch = self._checked(data)
     fast = self.adapt_weights(batch) if self.inner_steps else None
     loss, logits, labels, mask = self._query_loss(batch, fast)
     return self._update_metrics(loss, logits, labels, mask)
@@ -610,11 +601,10 @@ class PersonalizedRanker(tf.keras.Model):
                     inputs[F.CONTEXT_FEATURES].shape[-1])
     inputs[F.MEMBER_FEATURES] = member_features
     if F.META_EMBEDDING not in inputs:
-      inputs = self._with_prior(inputs)
       inputs[F.META_EMBEDDING] = self._member_embedding(inputs)
     if self.bilinear_evidence:
-      inputs[F.META_EVIDENCE] = self._evidence(inputs,
-                                               tf.cast(inputs[F.META_EMBEDDING], tf.float32))
+      inputs[F.META_EVIDENCE] = self._evidence(tf.cast(inputs[F.META_EMBEDDING], tf.float32),
+                                               member_features)
     return self.global_block(inputs)
 
   def embed(self, member_features, member_id=None) -> tf.Tensor:
@@ -635,7 +625,7 @@ class PersonalizedRanker(tf.keras.Model):
 
     `batch` may hold only the `member_*` and `support_*` keys.
     """
-    batch = self._with_prior(task_batch_lib.with_empty_query(batch))
+    batch = task_batch_lib.with_empty_query(batch)
     fast = self.adapt_weights(batch, first_order=True) if self.inner_steps else None
     return tf.stop_gradient(self._member_embedding(batch, fast))
 
@@ -645,7 +635,6 @@ class PersonalizedRanker(tf.keras.Model):
     With `inner_steps=0` nothing is adapted (the global or ID-embedding
     model's own scores). Graph-friendly; wrap in `tf.function` for speed.
     """
-    batch = self._with_prior(batch)
     return self._side_logits(batch, F.QUERY, self.adapt_embeddings(batch))
 
   def adapt(self, task_batch) -> np.ndarray:
@@ -785,7 +774,6 @@ class LiMAMLModel(PersonalizedRanker):
     if self.first_order:
       _, gradient_sums = self._inner_loop(batch, self.inner_steps, first_order=True)
     with tf.GradientTape() as tape:
-      batch = self._with_prior(batch)  # Recorded: the prior's gradient reaches θm.
       if self.first_order:
         fast = self._first_order_weights(batch, gradient_sums)
       else:
