@@ -391,7 +391,7 @@ class PersonalizedRanker(tf.keras.Model):
     member_id = tf.where((member_id > 0) & (member_id < self.num_members), member_id, 0)
     return embedding + self.member_embedding(member_id)
 
-  def _prior(self, member_features):
+  def _prior(self, batch):
     """The Meta Block's output with no support (θm, no support summary): `[T, d]`.
 
     Recomputed at each use on purpose: one pass shared by the gate's and the
@@ -399,15 +399,15 @@ class PersonalizedRanker(tf.keras.Model):
     shared tensor's many gradients in a varying order; same seed, other
     digits from run to run).
     """
-    return self.meta_block(self._member_inputs({F.MEMBER_FEATURES: member_features}))
+    return self.meta_block(self._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]}))
 
-  def _evidence(self, embeddings, member_features):
+  def _evidence(self, batch, embeddings):
     """`bilinear_evidence`'s input: `embeddings` − the no-support prior, `[B, d]`."""
-    return embeddings - self._prior(member_features)
+    return embeddings - self._prior(batch)
 
   def _gated(self, batch, embedding):
     """`prior + n / (n + c) * (embedding - prior)` per task (see `support_gate`)."""
-    prior = self._prior(batch[F.MEMBER_FEATURES])
+    prior = self._prior(batch)
     mask_key = F.side_key(F.SUPPORT, F.MASK)
     if mask_key not in batch:
       return prior
@@ -438,8 +438,7 @@ class PersonalizedRanker(tf.keras.Model):
         F.CONTEXT_FEATURES: flat(batch[F.side_key(side, F.CONTEXT_FEATURES)]),
     }
     if self.bilinear_evidence:  # Per task, then per interaction.
-      inputs[F.META_EVIDENCE] = per_interaction(
-          self._evidence(embeddings, batch[F.MEMBER_FEATURES]))
+      inputs[F.META_EVIDENCE] = per_interaction(self._evidence(batch, embeddings))
     return tf.reshape(self.global_block(inputs), [num_tasks, length])
 
   def _side_losses(self, batch, side, embeddings):
@@ -603,8 +602,8 @@ class PersonalizedRanker(tf.keras.Model):
     if F.META_EMBEDDING not in inputs:
       inputs[F.META_EMBEDDING] = self._member_embedding(inputs)
     if self.bilinear_evidence:
-      inputs[F.META_EVIDENCE] = self._evidence(tf.cast(inputs[F.META_EMBEDDING], tf.float32),
-                                               member_features)
+      inputs[F.META_EVIDENCE] = self._evidence(inputs,
+                                               tf.cast(inputs[F.META_EMBEDDING], tf.float32))
     return self.global_block(inputs)
 
   def embed(self, member_features, member_id=None) -> tf.Tensor:
