@@ -395,9 +395,9 @@ class PersonalizedRanker(tf.keras.Model):
     """The Meta Block's output with no support (θm, no support summary): `[T, d]`.
 
     Recomputed at each use on purpose: one pass shared by the gate's and the
-    evidence term's uses made `fit` irreproducible (the tape summed the
-    shared tensor's many gradients in a varying order; same seed, other
-    digits from run to run).
+    evidence term's uses made `fit` irreproducible (same seed, other digits
+    from run to run; likely the varying order in which the shared tensor's
+    many gradients were summed).
     """
     return self.meta_block(self._member_inputs({F.MEMBER_FEATURES: batch[F.MEMBER_FEATURES]}))
 
