@@ -110,6 +110,19 @@ def test_missing_paths_are_named(tmp_path, capsys):
   assert "no such interactions CSV" in capsys.readouterr().err
 
 
+# Sets SIGINT to ignored, then execs the command in its arguments: an ignored
+# disposition survives exec. Used instead of `preexec_fn`, which runs Python in a
+# fork of this multi-threaded test process (gRPC threads from earlier tests) — the
+# subprocess docs warn that the child can deadlock or die before exec there.
+_EXEC_WITH_SIGINT_IGNORED = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                             "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def _stderr_tail(stderr_path):
+  with open(stderr_path) as f:
+    return f.read()[-8000:]
+
+
 def _stop_or_dump_stacks(process, stderr_path, timeout):
   """SIGINT, then the exit code; a process still running after `timeout` s is
   aborted (`PYTHONFAULTHANDLER` writes every thread's stack to its stderr file)
@@ -120,8 +133,7 @@ def _stop_or_dump_stacks(process, stderr_path, timeout):
   except subprocess.TimeoutExpired:
     process.send_signal(signal.SIGABRT)
     process.wait(timeout=30)
-    with open(stderr_path) as f:
-      pytest.fail(f"still running {timeout} s after SIGINT; stacks:\n{f.read()[-8000:]}")
+    pytest.fail(f"still running {timeout} s after SIGINT; stacks:\n{_stderr_tail(stderr_path)}")
 
 
 @pytest.mark.slow  # a subprocess server: measured 35-130 s on 2 busy cores
@@ -130,18 +142,21 @@ def test_start_serves_until_interrupted(saved_models, tmp_path):
   shutil.copytree(saved_models.personalised_v1, base_path / "3")
   stderr_path = tmp_path / "stderr.txt"
   stderr = open(stderr_path, "w")  # pylint: disable=consider-using-with
+  # Started with SIGINT ignored, as pytest-xdist workers and background jobs of
+  # non-interactive shells start children: Ctrl-C must stop the server all the same.
   process = subprocess.Popen(
-      [sys.executable, "-m", "limaml.cli", "serve", "start", "--model-base-path",
-       str(base_path), "--grpc-port", "0", "--rest-port", "0"],
+      [sys.executable, "-c", _EXEC_WITH_SIGINT_IGNORED, sys.executable, "-m", "limaml.cli",
+       "serve", "start", "--model-base-path", str(base_path), "--grpc-port", "0",
+       "--rest-port", "0"],
       stdout=subprocess.PIPE, stderr=stderr, text=True,
       env={**os.environ, "PYTHONFAULTHANDLER": "1"},
-      # Started with SIGINT ignored, as pytest-xdist workers and background jobs of
-      # non-interactive shells start children: Ctrl-C must stop the server all the same.
-      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
       cwd=os.path.dirname(os.path.dirname(cli.__file__)))
   try:
     line = process.stdout.readline()
-    assert line.startswith("serving 'limaml'"), line
+    if not line.startswith("serving 'limaml'"):
+      process.wait(timeout=30)
+      pytest.fail(f"the server printed {line!r} and exited with {process.returncode}; "
+                  f"its stderr:\n{_stderr_tail(stderr_path)}")
     target = line.split("gRPC ")[1].split(",")[0]
     with client_lib.GrpcClient(target, timeout_s=10) as client:
       assert client.model_status()[0]["version"] == 3
