@@ -54,8 +54,9 @@ def register(subparsers) -> None:
                       help="model seeds (default: %(default)s)")
   parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
   parser.add_argument("--settings-from", metavar="NAME",
-                      help="use the tuned settings of this dataset (default: the dataset's "
-                      "own; untuned defaults, with a note, when it has none)")
+                      help="use the tuned settings of this dataset, or 'defaults' for the "
+                      "library defaults (default: the dataset's own; the settings tuned on "
+                      "real data, with a note, when it has none)")
   parser.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                       dest="overrides", help="change one setting of one method, repeatable, "
                       "e.g. --set limaml.task_history=50 --set limaml.train_support_sizes=0,1,5 "

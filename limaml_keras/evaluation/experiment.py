@@ -101,26 +101,25 @@ def protocol_record(protocol_name: str, split: protocol.Split, scored: Tasks,
 
 def choose_hyperparameters(dataset: str, log: Callable[[str], None],
                            settings_from: Optional[str] = None) -> Dict[str, M.Hyperparameters]:
-  """The settings an evaluation uses.
+  """The settings an evaluation uses (`tuned.settings_for`).
 
   Args:
-    dataset: the data's name; its tuned settings when it has them, else the
-      untuned defaults with a printed note.
+    dataset: the data's name; its tuned settings when it has them, else
+      `tuned.FOR_NEW_DATA`'s, with a printed note.
     log: where the note goes.
-    settings_from: a tuned dataset name to use instead (an unknown one is an
-      error).
+    settings_from: a tuned dataset name, or `tuned.LIBRARY_DEFAULTS`, to use
+      instead (an unknown one is an error).
 
   Raises:
     ValueError: `settings_from` has no tuned settings.
   """
-  if settings_from is not None:
-    return tuned.hyperparameters(settings_from)
-  if dataset in tuned.TUNED:
-    return tuned.hyperparameters(dataset)
-  log(f"note: no tuned settings for {dataset!r} (tuned: {sorted(tuned.TUNED)}); every method "
-      "uses the untuned defaults of methods.Hyperparameters (pass --tune to search, or "
-      "--settings-from NAME to borrow a dataset's)")
-  return tuned.untuned()
+  settings, source = tuned.settings_for(dataset, settings_from)
+  if settings_from is None and source != dataset:
+    log(f"note: no tuned settings for {dataset!r} (tuned: {sorted(tuned.TUNED)}); every method "
+        f"uses the settings tuned on {source} (--tune searches from them on a validation split; "
+        f"--settings-from NAME borrows another dataset's, --settings-from "
+        f"{tuned.LIBRARY_DEFAULTS} takes the library defaults)")
+  return settings
 
 
 def apply_overrides(hyperparameters: Dict[str, M.Hyperparameters],
@@ -189,8 +188,8 @@ def evaluate(dataset: str,
     log: progress callback.
     protocol_name: one of `PROTOCOLS`.
     data: `(interactions, spec)` to evaluate instead of loading `dataset`.
-    settings_from: tuned settings to use (default: `dataset`'s; untuned
-      defaults, with a printed note, when there are none).
+    settings_from: tuned settings to use (default: `dataset`'s; when it has
+      none, `tuned.FOR_NEW_DATA`'s with a printed note).
     tensorboard_dir: TensorBoard log root; "" (default) is
       `<output_dir>/tensorboard`, None writes no logs.
     overrides: `METHOD.FIELD=VALUE` changes applied last (`apply_overrides`).

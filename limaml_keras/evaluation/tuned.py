@@ -39,7 +39,7 @@ start. Round 14's new-member loss (`new_member_loss_weight`) was level and
 is not in them.
 """
 
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 from limaml_keras.evaluation.methods import METHODS, Hyperparameters
 
@@ -75,6 +75,39 @@ TUNED: Dict[str, Dict[str, dict]] = {
 }
 
 
+#: The tuned settings that data without its own starts from: those tuned on real
+#: data. Their shared core (history tasks, shared support items, the meta × item
+#: term, the member-ID row, the offset) is what both tuned datasets chose; with
+#: it LiMAML wins on data it was not tuned on, where the library defaults lose
+#: to the baselines at small support (docs/results/README.md, session 21).
+FOR_NEW_DATA = "movielens-100k"
+#: The settings name of the library defaults (`untuned()`), e.g.
+#: `--settings-from defaults`.
+LIBRARY_DEFAULTS = "defaults"
+
+
+def settings_for(dataset: Optional[str],
+                 settings_from: Optional[str] = None) -> Tuple[Dict[str, Hyperparameters], str]:
+  """Every method's settings for `dataset`, and the name they come from.
+
+  Args:
+    dataset: the data's name; None for data with no name (a user's files).
+    settings_from: a tuned dataset's name or `LIBRARY_DEFAULTS`, used instead
+      of `dataset`'s own.
+
+  Returns:
+    `(settings, source)`: `source` is `settings_from` when given, else
+    `dataset` when it has tuned settings, else `FOR_NEW_DATA`.
+
+  Raises:
+    ValueError: `settings_from` names no tuned settings.
+  """
+  source = settings_from or (dataset if dataset in TUNED else FOR_NEW_DATA)
+  if source == LIBRARY_DEFAULTS:
+    return untuned(), source
+  return hyperparameters(source), source
+
+
 def hyperparameters(dataset: str) -> Dict[str, Hyperparameters]:
   """The tuned `Hyperparameters` of every method on `dataset` (defaults where untuned).
 
@@ -82,7 +115,8 @@ def hyperparameters(dataset: str) -> Dict[str, Hyperparameters]:
     ValueError: `dataset` has no tuned settings (use `untuned()` explicitly).
   """
   if dataset not in TUNED:
-    raise ValueError(f"no tuned settings for {dataset!r}; tuned: {sorted(TUNED)}")
+    raise ValueError(f"no tuned settings for {dataset!r}; tuned: {sorted(TUNED)} "
+                     f"({LIBRARY_DEFAULTS!r}: the library defaults)")
   overrides = TUNED[dataset]
   return {m: _BASE.replace(**{**_EVERY_METHOD, **overrides.get(m, {})}) for m in METHODS}
 

@@ -102,8 +102,9 @@ def test_evaluate_user_csv_member_protocol_end_to_end(small_csv, tmp_path, capsy
                    "--output", str(output), "--as-of", "2000000000", "--max-support", "30"])
   out = capsys.readouterr().out
   assert code == 0
-  assert "no tuned settings for 'data'" in out and "untuned defaults" in out
+  assert "no tuned settings for 'data'" in out and "uses the settings tuned on" in out
   record = json.load(open(output / "results.json", encoding="utf-8"))
+  assert record["hyperparameters"]["limaml"]["task_history"] > 0  # The recipe.
   assert record["protocol"]["name"] == "member" and record["protocol"]["cutoff"] is None
   assert record["protocol"]["max_support"] == 30
   assert set(record["results"]) == {"global", "limaml"}

@@ -114,6 +114,18 @@ def _settings(argv):
 
 def test_flag_defaults_are_the_library_defaults():
   assert _settings([]) == (model_config.ModelConfig(), task_settings.DEFAULTS)
+  assert _settings(["--settings-from", "defaults", "--data", "x.csv"]) == (
+      model_config.ModelConfig(), task_settings.DEFAULTS)
+
+
+def test_a_users_data_starts_from_the_settings_tuned_on_real_data():
+  from limaml_keras.evaluation import tuned  # pylint: disable=g-import-not-at-top
+  hp = tuned.hyperparameters(tuned.FOR_NEW_DATA)["limaml"]
+  assert _settings(["--data", "x.csv"]) == (hp.model_config(), hp.training_task_settings())
+  compile_args = cli.build_parser().parse_args(["pipeline", "compile", "--spec", "f.json",
+                                                    "--output", "spec.json"])
+  config, _ = pipeline_cli._starting_settings(pipeline_cli._settings_source(compile_args))
+  assert config == hp.model_config()
   run = cli.build_parser().parse_args(["pipeline", "run"])
   assert run.eval_fraction == task_settings.EVAL_FRACTION
 
@@ -201,10 +213,10 @@ def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
   interactions; worker processes: `quiet_workers_test`); stderr may hold no
   error-looking line (TensorFlow's C++ start-up notices, shutdown noise), and
   the feature spec's empty member side must train, evaluate and push (the Meta
-  Block reads support interactions only). With the tuned MovieLens recipe, as
-  the README suggests for such data: history tasks, support items and the
-  member-ID embedding, which the export, the meta-embedding job and the
-  personalised model must all carry.
+  Block reads support interactions only). With no `--settings-from`: a user's
+  data gets the settings tuned on real data (`tuned.FOR_NEW_DATA`): history
+  tasks, support items and the member-ID embedding, which the export, the
+  meta-embedding job and the personalised model must all carry.
   """
   data = synthetic.generate(num_members=40, num_items=20, seed=0)
   path = str(tmp_path / "input" / "interactions.csv")
@@ -214,7 +226,7 @@ def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
   env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "LIMAML_QUIET")}
   result = subprocess.run(
       [sys.executable, "-m", "limaml.cli", "pipeline", "run", "--data", path,
-       "--output", str(tmp_path / "out"), "--settings-from", "movielens-100k", "--epochs", "1",
+       "--output", str(tmp_path / "out"), "--epochs", "1",
        "--min-auc", "0",
        "--min-gauc-gain", "-1", "--max-log-loss-increase", "100"],
       env=env, capture_output=True, text=True, timeout=3600)
@@ -222,6 +234,7 @@ def test_ids_only_data_runs_end_to_end_with_a_quiet_console(tmp_path):
   assert "[pipeline] blessed: yes" in result.stdout and "gAUC" in result.stdout
   assert "[pipeline] serving model: pushed version" in result.stdout
   assert "[pipeline] Beam: --direct_running_mode=in_memory (chosen by data size" in result.stdout
+  assert "(from the settings tuned on movielens-100k)" in result.stdout
   assert "member_id_embedding=True" in result.stdout  # The settings line names the recipe.
   assert "meta_offset=True" in result.stdout  # ... the offset included (trained, then pushed).
   noisy = [line for line in result.stderr.splitlines() if any(n in line for n in _NOISE)]

@@ -1,4 +1,4 @@
-"""Tests of the MovieLens-100K loader on both layouts and on the shared copy."""
+"""Tests of the MovieLens loader on its three layouts and on the shared copy."""
 import json
 import pathlib
 
@@ -62,6 +62,22 @@ def _write_recbole(directory: pathlib.Path) -> pathlib.Path:
   _write(directory / "ml-100k.item",
          ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"] +
          ["\t".join([item_id, title, year, " ".join(genres)])
+          for item_id, _, _, title, year, genres in _ITEMS])
+  return directory
+
+
+def _write_recbole_1m(directory: pathlib.Path) -> pathlib.Path:
+  """The same data in RecBole's MovieLens-1M layout: `genre` column, years as floats."""
+  directory.mkdir(parents=True, exist_ok=True)
+  _write(directory / "ml-1m.inter",
+         ["user_id:token\titem_id:token\trating:float\ttimestamp:float"] +
+         ["\t".join(row) for row in _RATINGS])
+  _write(directory / "ml-1m.user",
+         ["user_id:token\tage:float\tgender:token\toccupation:float\tzip_code:token"] +
+         ["\t".join(row) for row in _USERS])
+  _write(directory / "ml-1m.item",
+         ["item_id:token\tmovie_title:token\trelease_year:float\tgenre:token"] +
+         ["\t".join([item_id, title, f"{year}.0" if year.isdigit() else year, " ".join(genres)])
           for item_id, _, _, title, year, genres in _ITEMS])
   return directory
 
@@ -132,6 +148,39 @@ class TestGroupLens:
     assert recbole.layout == movielens.RECBOLE
     pd.testing.assert_frame_equal(data.frame, recbole.frame)
     np.testing.assert_array_equal(data.ratings, recbole.ratings)
+
+  def test_same_frame_from_the_movielens_1m_layout(self, data, tmp_path):
+    one_m = movielens.load_movielens(_write_recbole_1m(tmp_path / "ml-1m"))
+    assert one_m.layout == movielens.RECBOLE_1M
+    pd.testing.assert_frame_equal(data.frame, one_m.frame)
+    np.testing.assert_array_equal(data.ratings, one_m.ratings)
+
+  def test_sample_members_keeps_whole_histories_of_a_seeded_draw(self, data):
+    sample = movielens.sample_members(data, 2, seed=3)
+    kept = set(sample.frame["member_id"])
+    assert len(kept) == 2
+    whole = data.frame[data.frame["member_id"].isin(kept)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(sample.frame, whole)
+    np.testing.assert_array_equal(sample.ratings,
+                                  data.ratings[data.frame["member_id"].isin(kept).to_numpy()])
+    again = movielens.sample_members(data, 2, seed=3)
+    pd.testing.assert_frame_equal(sample.frame, again.frame)
+    for bad in (0, 4):
+      with pytest.raises(ValueError, match=rf"members must be in \[1, 3\], got {bad}"):
+        movielens.sample_members(data, bad)
+
+  def test_converter_samples_members(self, data, tmp_path):
+    path = movielens.convert_to_csv(tmp_path / "ml-100k", tmp_path / "out" / "raw.csv",
+                                    members=1, seed=0)
+    written = _read_raw_csv(path, movielens.MOVIELENS_SPEC)
+    pd.testing.assert_frame_equal(written, movielens.sample_members(data, 1, seed=0).frame)
+
+  def test_converter_command_line_names_a_bad_sample_size(self, data, tmp_path, capsys):
+    del data  # Its fixture writes the files.
+    with pytest.raises(SystemExit) as exit_info:
+      movielens.main([str(tmp_path / "ml-100k"), str(tmp_path / "raw.csv"), "--members", "9"])
+    assert exit_info.value.code == 2
+    assert "members must be in [1, 3], got 9" in capsys.readouterr().err
 
   def test_converter_round_trip(self, data, tmp_path):
     path = movielens.convert_to_csv(tmp_path / "ml-100k", tmp_path / "out" / "raw.csv")

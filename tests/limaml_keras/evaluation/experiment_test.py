@@ -183,10 +183,16 @@ def test_unknown_protocol_is_named(small_frame):
 def test_unknown_settings_print_a_note():
   notes = []
   chosen = experiment.choose_hyperparameters("my-data", notes.append)
-  assert chosen == tuned.untuned()
+  assert chosen == tuned.hyperparameters(tuned.FOR_NEW_DATA)
   assert len(notes) == 1 and "no tuned settings for 'my-data'" in notes[0]
+  assert f"uses the settings tuned on {tuned.FOR_NEW_DATA}" in notes[0]
   assert experiment.choose_hyperparameters("my-data", notes.append, "synthetic") == (
       tuned.hyperparameters("synthetic"))
+  assert experiment.choose_hyperparameters("my-data", notes.append, "defaults") == (
+      tuned.untuned())
+  assert experiment.choose_hyperparameters("synthetic", notes.append) == (
+      tuned.hyperparameters("synthetic"))
+  assert len(notes) == 1  # A name that was asked for, or tuned, needs no note.
   with pytest.raises(ValueError, match="no tuned settings for 'typo'"):
     experiment.choose_hyperparameters("my-data", notes.append, "typo")
 

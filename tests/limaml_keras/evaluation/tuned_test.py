@@ -22,6 +22,27 @@ def test_untuned_is_the_defaults():
   assert all(hp == methods.Hyperparameters() for hp in tuned.untuned().values())
 
 
+def test_settings_for_a_dataset_its_own_else_the_real_data_recipe():
+  assert tuned.settings_for("synthetic") == (tuned.hyperparameters("synthetic"), "synthetic")
+  for name in ("my-data", None):
+    assert tuned.settings_for(name) == (tuned.hyperparameters(tuned.FOR_NEW_DATA),
+                                        tuned.FOR_NEW_DATA)
+  assert tuned.settings_for("synthetic", "movielens-100k") == (
+      tuned.hyperparameters("movielens-100k"), "movielens-100k")
+  assert tuned.settings_for("my-data", tuned.LIBRARY_DEFAULTS) == (tuned.untuned(), "defaults")
+  with pytest.raises(ValueError, match=r"no tuned settings for 'typo'.*'defaults'"):
+    tuned.settings_for("my-data", "typo")
+
+
+def test_new_data_gets_a_recipe_that_personalises():
+  # What both tuned datasets chose (docs/results/ablation/README.md): the library defaults
+  # lose to the baselines at small support on data nothing was tuned on (session 21).
+  limaml = tuned.settings_for(None)[0]["limaml"]
+  assert tuned.FOR_NEW_DATA in tuned.TUNED
+  assert limaml.task_history > 0 and limaml.member_id_embedding and limaml.meta_item_interaction
+  assert limaml.support_items == "shared" and limaml.meta_offset
+
+
 @pytest.mark.parametrize("dataset", sorted(tuned.TUNED))
 def test_every_method_trains_with_the_weight_average(dataset):
   # Ablation round 9: the EMA of the weights helped every model kind on both datasets.

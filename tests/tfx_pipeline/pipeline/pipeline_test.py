@@ -69,8 +69,10 @@ def run(tmp_path_factory):
   data = synthetic.generate(num_members=200, num_items=100, seed=0)
   csv_path = synthetic.write_csv(data, str(root / "input" / "interactions.csv"))
   schema.save_spec(data.spec, str(root / "input" / schema.SPEC_FILE_NAME))
+  # The library defaults, whose task format the tests below check; a user's data without the
+  # flag gets the settings tuned on real data (pipeline_command_test's ids-only run).
   argv = ["pipeline", "run", "--data", csv_path, "--output", str(root / "out"),
-          "--epochs", "1", IN_MEMORY] + PERMISSIVE_GATE
+          "--epochs", "1", IN_MEMORY, "--settings-from", "defaults"] + PERMISSIVE_GATE
   lines = _run_cli(argv)
   return {"argv": argv, "lines": lines, "paths": local_runner.LocalPaths(str(root / "out"))}
 
