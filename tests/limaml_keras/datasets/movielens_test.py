@@ -51,33 +51,20 @@ def _write_grouplens(directory: pathlib.Path) -> pathlib.Path:
   return directory
 
 
-def _write_recbole(directory: pathlib.Path) -> pathlib.Path:
+def _write_recbole(directory: pathlib.Path, one_m: bool = False) -> pathlib.Path:
+  """The data in RecBole's MovieLens-100K layout, or its MovieLens-1M one (`genre`, float years)."""
   directory.mkdir(parents=True, exist_ok=True)
-  _write(directory / "ml-100k.inter",
+  prefix, genre, year_type = ("ml-1m", "genre", "float") if one_m else ("ml-100k", "class", "token")
+  year_text = lambda year: f"{year}.0" if one_m and year.isdigit() else year  # pylint: disable=unnecessary-lambda-assignment
+  _write(directory / f"{prefix}.inter",
          ["user_id:token\titem_id:token\trating:float\ttimestamp:float"] +
          ["\t".join(row) for row in _RATINGS])
-  _write(directory / "ml-100k.user",
+  _write(directory / f"{prefix}.user",
          ["user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token"] +
          ["\t".join(row) for row in _USERS])
-  _write(directory / "ml-100k.item",
-         ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"] +
-         ["\t".join([item_id, title, year, " ".join(genres)])
-          for item_id, _, _, title, year, genres in _ITEMS])
-  return directory
-
-
-def _write_recbole_1m(directory: pathlib.Path) -> pathlib.Path:
-  """The same data in RecBole's MovieLens-1M layout: `genre` column, years as floats."""
-  directory.mkdir(parents=True, exist_ok=True)
-  _write(directory / "ml-1m.inter",
-         ["user_id:token\titem_id:token\trating:float\ttimestamp:float"] +
-         ["\t".join(row) for row in _RATINGS])
-  _write(directory / "ml-1m.user",
-         ["user_id:token\tage:float\tgender:token\toccupation:float\tzip_code:token"] +
-         ["\t".join(row) for row in _USERS])
-  _write(directory / "ml-1m.item",
-         ["item_id:token\tmovie_title:token\trelease_year:float\tgenre:token"] +
-         ["\t".join([item_id, title, f"{year}.0" if year.isdigit() else year, " ".join(genres)])
+  _write(directory / f"{prefix}.item",
+         [f"item_id:token\tmovie_title:token_seq\trelease_year:{year_type}\t{genre}:token_seq"] +
+         ["\t".join([item_id, title, year_text(year), " ".join(genres)])
           for item_id, _, _, title, year, genres in _ITEMS])
   return directory
 
@@ -150,7 +137,7 @@ class TestGroupLens:
     np.testing.assert_array_equal(data.ratings, recbole.ratings)
 
   def test_same_frame_from_the_movielens_1m_layout(self, data, tmp_path):
-    one_m = movielens.load_movielens(_write_recbole_1m(tmp_path / "ml-1m"))
+    one_m = movielens.load_movielens(_write_recbole(tmp_path / "ml-1m", one_m=True))
     assert one_m.layout == movielens.RECBOLE_1M
     pd.testing.assert_frame_equal(data.frame, one_m.frame)
     np.testing.assert_array_equal(data.ratings, one_m.ratings)
