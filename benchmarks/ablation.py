@@ -196,7 +196,9 @@ def main(argv=None) -> dict:
                            "rules); its feature spec is --spec")
   parser.add_argument("--spec", default=None, help="feature spec JSON of --csv")
   parser.add_argument("--settings-from", default=None,
-                      help="the tuned settings the variants start from (default: --dataset)")
+                      help="the tuned settings the variants start from, or 'defaults' "
+                      "(default: --dataset's; with --csv, the settings tuned on real data, "
+                      "as `limaml evaluate --data`)")
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
   parser.add_argument("--variants", nargs="+", default=["global", "fine_tune", "id_embedding",
                                                         "limaml"])
@@ -228,7 +230,9 @@ def main(argv=None) -> dict:
   else:
     split = protocol.member_validation_split(frame, spec, held_out_fraction=args.held_out,
                                             max_support=args.max_support)
-  tuned = configs.hyperparameters(args.settings_from or args.dataset)
+  # A --csv without --settings-from gets what `limaml evaluate --data` gives it.
+  tuned, settings_source = configs.settings_for(None if args.csv else args.dataset,
+                                                args.settings_from)
   parsed = {v: parse_variant(v, tuned) for v in args.variants}
   if args.epochs is not None:
     parsed = {v: (m, t.replace(epochs=args.epochs), e) for v, (m, t, e) in parsed.items()}
@@ -264,7 +268,7 @@ def main(argv=None) -> dict:
             f"{segments}; gauc/log_loss by support size: {few_shot}", file=sys.stderr)
   record = {
       "dataset": args.csv or args.dataset,
-      "settings_from": args.settings_from or args.dataset,
+      "settings_from": settings_source,
       "protocol": f"{args.protocol} (validation split inside the training data)",
       "held_out_fraction": args.held_out,
       "max_support": args.max_support,

@@ -70,9 +70,10 @@ def test_a_user_csv_without_member_features_runs(tmp_path):
   data.interactions[list(schema.KEY_COLUMNS)].to_csv(path, index=False)
   schema.save_spec(schema.FeatureSpec(), str(tmp_path / "features.json"))
   record = ablation.main(["--csv", path, "--spec", str(tmp_path / "features.json"),
-                          "--settings-from", "movielens-100k", "--variants", "limaml+noitems",
+                          "--variants", "limaml+noitems",
                           "--seeds", "0", "--epochs", "1", "--few-shot", "0", "2"])
-  assert (record["dataset"], record["settings_from"]) == (path, "movielens-100k")
+  # No --settings-from: a user's CSV gets the settings tuned on real data.
+  assert (record["dataset"], record["settings_from"]) == (path, tuned.FOR_NEW_DATA)
   assert 0 < record["scored_members"] <= 40
   entry = record["variants"]["limaml+noitems"]
   assert set(entry) >= {"all", "0", "2", "hyperparameters", "seconds"}
