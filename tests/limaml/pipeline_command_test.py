@@ -116,6 +116,8 @@ def test_flag_defaults_are_the_library_defaults():
   assert _settings([]) == (model_config.ModelConfig(), task_settings.DEFAULTS)
   assert _settings(["--settings-from", "defaults", "--data", "x.csv"]) == (
       model_config.ModelConfig(), task_settings.DEFAULTS)
+  run = cli.build_parser().parse_args(["pipeline", "run"])
+  assert run.eval_fraction == task_settings.EVAL_FRACTION
 
 
 def test_a_users_data_starts_from_the_settings_tuned_on_real_data():
@@ -123,11 +125,9 @@ def test_a_users_data_starts_from_the_settings_tuned_on_real_data():
   hp = tuned.hyperparameters(tuned.FOR_NEW_DATA)["limaml"]
   assert _settings(["--data", "x.csv"]) == (hp.model_config(), hp.training_task_settings())
   compile_args = cli.build_parser().parse_args(["pipeline", "compile", "--spec", "f.json",
-                                                    "--output", "spec.json"])
+                                                "--output", "spec.json"])
   config, _ = pipeline_cli._starting_settings(pipeline_cli._settings_source(compile_args))
   assert config == hp.model_config()
-  run = cli.build_parser().parse_args(["pipeline", "run"])
-  assert run.eval_fraction == task_settings.EVAL_FRACTION
 
 
 def test_settings_from_a_tuned_dataset_then_the_flags():

@@ -35,8 +35,8 @@ def test_settings_for_a_dataset_its_own_else_the_real_data_recipe():
 
 
 def test_new_data_gets_a_recipe_that_personalises():
-  # What both tuned datasets chose (docs/results/ablation/README.md): the library defaults
-  # lose to the baselines at small support on data nothing was tuned on (session 21).
+  # What both tuned datasets chose (docs/results/ablation/README.md); the library defaults fall
+  # below global at small support on the synthetic data read as a user's CSV (session 21).
   limaml = tuned.settings_for(None)[0]["limaml"]
   assert tuned.FOR_NEW_DATA in tuned.TUNED
   assert limaml.task_history > 0 and limaml.member_id_embedding and limaml.meta_item_interaction
