@@ -15,7 +15,9 @@ segment "0"). Nothing here looks at the evaluation query part.
 A variant is `METHOD[+CHANGE...]`, e.g. `limaml+items+bilinear`: the method's
 tuned settings (`evaluation.configs`) with the named changes applied
 (`CHANGES`; a change that names a field of the `global` model also applies to
-`fine_tune`, which reuses it).
+`fine_tune`, which reuses it). `V@K` scores LiMAML variant V's trained model
+with K inner steps at evaluation (e.g. `limaml limaml@1 limaml@0`: one model
+per seed, three adaptations).
 
 Usage:
   python benchmarks/ablation.py --dataset movielens-100k \
@@ -136,9 +138,19 @@ CHANGES = {
 }
 
 
+#: The trained kinds whose evaluation adapts with MAML inner steps (`V@K`).
+LIMAML_KINDS = ("limaml", "limaml_first_order")
+
+
 def parse_variant(variant: str, tuned):
-  """`(method, train hyper-parameters, evaluation hyper-parameters)` of a variant name."""
-  method, *changes = variant.split("+")
+  """`(method, train hyper-parameters, evaluation hyper-parameters)` of a variant name.
+
+  A trailing `@K` (e.g. `limaml@1`) scores a LiMAML variant with K inner steps
+  at evaluation; it is trained as the variant without the suffix (one model for
+  both).
+  """
+  name, at, steps = variant.partition("@")
+  method, *changes = name.split("+")
   if method not in M.METHODS:
     raise ValueError(f"variant {variant!r}: unknown method {method!r}; choose from {M.METHODS}")
   unknown = [c for c in changes if c not in CHANGES]
@@ -149,7 +161,13 @@ def parse_variant(variant: str, tuned):
     updates.update(CHANGES[change])
   trained_as = M.TRAINED_AS[method]
   train_hp = tuned[trained_as if trained_as == "global" else method].replace(**updates)
-  return method, train_hp, tuned[method].replace(**updates)
+  eval_hp = tuned[method].replace(**updates)
+  if at:
+    if trained_as not in LIMAML_KINDS or not steps.isdigit():
+      raise ValueError(f"variant {variant!r}: '@K' takes a whole number K of inner steps "
+                       f"at evaluation, on a LiMAML method")
+    eval_hp = eval_hp.replace(inner_steps=int(steps))
+  return method, train_hp, eval_hp
 
 
 def measure(scored, by_segment: bool = False) -> dict:
@@ -257,6 +275,8 @@ def main(argv=None) -> dict:
                                seed)[0]
       model = trained[key]
       M.configure_for(method, model, eval_hp)
+      if kind in LIMAML_KINDS:  # one model serves `V` and `V@K`: its steps are the variant's
+        model.inner_steps = eval_hp.inner_steps
       results[variant].append(evaluate(model, evaluation, args.few_shot))
       seconds[variant].append(round(time.perf_counter() - t0, 1))
       last = results[variant][-1]
@@ -278,6 +298,7 @@ def main(argv=None) -> dict:
       "training_interactions": int(len(split.train["label"])),
       "variants": {v: {"hyperparameters": {k: (list(x) if isinstance(x, tuple) else x)
                                            for k, x in vars(parsed[v][1]).items()},
+                       "evaluation_inner_steps": parsed[v][2].inner_steps,
                        "seconds": seconds[v], **summarise(results[v])}
                    for v in args.variants},
       "seconds": round(time.perf_counter() - started, 1),

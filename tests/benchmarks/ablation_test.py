@@ -24,8 +24,20 @@ def test_a_variant_stacks_its_changes_on_the_tuned_settings():
   assert (method, train_hp.epochs) == ("fine_tune", 3)
 
 
+def test_an_at_suffix_changes_only_the_evaluation_inner_steps():
+  settings = tuned.hyperparameters("movielens-100k")
+  _, train_hp, eval_hp = ablation.parse_variant("limaml+pc20@1", settings)
+  _, base_train_hp, _ = ablation.parse_variant("limaml+pc20", settings)
+  assert train_hp == base_train_hp  # one trained model for both
+  assert (train_hp.inner_steps, eval_hp.inner_steps) == (settings["limaml"].inner_steps, 1)
+  assert eval_hp.inner_pseudo_count == 20.0
+
+
 @pytest.mark.parametrize("variant, message", [("bogus", "unknown method 'bogus'"),
-                                              ("limaml+bogus", "unknown changes ['bogus']")])
+                                              ("limaml+bogus", "unknown changes ['bogus']"),
+                                              ("global@1", "'@K' takes a whole number K"),
+                                              ("limaml@x", "'@K' takes a whole number K"),
+                                              ("limaml@", "'@K' takes a whole number K")])
 def test_bad_variants_are_named(variant, message):
   with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
     ablation.parse_variant(variant, tuned.hyperparameters("movielens-100k"))
@@ -70,7 +82,7 @@ def test_a_user_csv_without_member_features_runs(tmp_path):
   data.interactions[list(schema.KEY_COLUMNS)].to_csv(path, index=False)
   schema.save_spec(schema.FeatureSpec(), str(tmp_path / "features.json"))
   record = ablation.main(["--csv", path, "--spec", str(tmp_path / "features.json"),
-                          "--variants", "limaml+noitems",
+                          "--variants", "limaml+noitems", "limaml+noitems@0",
                           "--seeds", "0", "--epochs", "1", "--few-shot", "0", "2"])
   # No --settings-from: a user's CSV gets the settings tuned on real data.
   assert (record["dataset"], record["settings_from"]) == (path, tuned.FOR_NEW_DATA)
@@ -78,6 +90,13 @@ def test_a_user_csv_without_member_features_runs(tmp_path):
   entry = record["variants"]["limaml+noitems"]
   assert set(entry) >= {"all", "0", "2", "hyperparameters", "seconds"}
   assert 0.0 <= entry["all"]["gauc"]["mean"] <= 1.0
+  # `@0` scores the same trained model without inner steps: with no support the two agree,
+  # with support the gradient steps change the scores.
+  no_steps = record["variants"]["limaml+noitems@0"]
+  assert (entry["evaluation_inner_steps"], no_steps["evaluation_inner_steps"]) == (
+      tuned.hyperparameters(tuned.FOR_NEW_DATA)["limaml"].inner_steps, 0)
+  assert no_steps["0"]["log_loss"]["values"] == entry["0"]["log_loss"]["values"]
+  assert no_steps["all"]["log_loss"]["values"] != entry["all"]["log_loss"]["values"]
   assert len(entry["all"]["gauc"]["values"]) == 1
   assert {f"gauc_{segment}" for segment in metrics.SEGMENTS} <= set(entry["all"])
   assert entry["hyperparameters"]["support_items"] == "none"
