@@ -85,6 +85,9 @@ CHANGES = {
     "win5": {"window": 5},
     "sizes100": {"train_support_sizes": (0, 1, 2, 5, 10, 20, 50, 100)},
     "nohist": {"use_history": False},
+    # The inner loop moves only the member-level offset (needs `offset`): it calibrates a member's
+    # level and leaves the ordering to the prior, the Meta Block's read of the support and the ID row.
+    "offsetonly": {"adapt_offset_only": True},
     "steps0": {"inner_steps": 0},               # no inner loop: the Meta Block reads the support only
     "steps1": {"inner_steps": 1},
     "steps2": {"inner_steps": 2},

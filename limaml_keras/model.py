@@ -489,12 +489,16 @@ class PersonalizedRanker(tf.keras.Model):
           losses *= counts / (counts + self.inner_pseudo_count)
         # Tasks are independent, so d(sum)/d(fast[t]) is task t's own gradient.
         total = tf.reduce_sum(losses)
-      grads = tape.gradient(total, fast)
+      grads = self._adaptable_part(tape.gradient(total, fast))
       if first_order:
         grads = [tf.stop_gradient(g) for g in grads]
       fast = [w - lr * g for w, lr, g in zip(fast, self._learning_rates(), grads)]
       sums = [s + g for s, g in zip(sums, grads)]
     return fast, sums
+
+  def _adaptable_part(self, gradients: List[tf.Tensor]) -> List[tf.Tensor]:
+    """The inner gradients' part that moves the fast weights (all of it here)."""
+    return gradients
 
   def _first_order_weights(self, batch, gradient_sums):
     """FOMAML fast weights θm − α·Σ g, with the inner gradients g as constants.
@@ -726,12 +730,26 @@ class LiMAMLModel(PersonalizedRanker):
       output and ID row 0, `task_batch.as_new_members`) is added to the outer
       loss, so the path that scores members with no history is trained as
       such. 0: off.
+    adapt_offset_only: the inner loop moves only the meta embedding's
+      member-level logit offset (`GlobalBlock(meta_offset=True)`, needed):
+      the Meta Block's output unit of that dimension (its last kernel column
+      and bias), so adaptation fits a member's level from the support and
+      leaves the ordering dimensions to the meta-learnt prior, the Meta
+      Block's read of the support and the ID row. False: every Meta Block
+      weight adapts.
     **kwargs: `PersonalizedRanker`'s.
   """
 
   def __init__(self, *args, unadapted_loss_weight: float = 0.0,
-               new_member_loss_weight: float = 0.0, **kwargs):
+               new_member_loss_weight: float = 0.0, adapt_offset_only: bool = False,
+               **kwargs):
     super().__init__(*args, **kwargs)
+    if not isinstance(adapt_offset_only, (bool, np.bool_)):
+      raise ValueError(f"`adapt_offset_only` must be True or False, got {adapt_offset_only!r}.")
+    if adapt_offset_only and not self.global_block.get_config()["meta_offset"]:
+      raise ValueError("`adapt_offset_only` needs the member-level offset "
+                       "(GlobalBlock(meta_offset=True)): it is what the inner loop moves.")
+    self.adapt_offset_only = bool(adapt_offset_only)
     for name, weight in (("unadapted_loss_weight", unadapted_loss_weight),
                          ("new_member_loss_weight", new_member_loss_weight)):
       if isinstance(weight, bool) or not (np.isfinite(weight) and weight >= 0):
@@ -744,6 +762,14 @@ class LiMAMLModel(PersonalizedRanker):
   @property
   def metrics(self):
     return super().metrics + list(self._adaptation_trackers.values())
+
+  def _adaptable_part(self, gradients):
+    """With `adapt_offset_only`, zero but the offset unit's (last output column) gradients."""
+    if not self.adapt_offset_only:
+      return gradients
+    *hidden, kernel, bias = gradients
+    offset_only = tf.one_hot(bias.shape[-1] - 1, bias.shape[-1])  # [d]: 1 at the offset
+    return [tf.zeros_like(g) for g in hidden] + [kernel * offset_only, bias * offset_only]
 
   def _support_loss(self, batch, fast_weights):
     """Mean support loss over the tasks that have support (this replica's share, `global_mean`)."""
@@ -790,7 +816,8 @@ class LiMAMLModel(PersonalizedRanker):
 
   def get_config(self):
     return {**super().get_config(), "unadapted_loss_weight": self.unadapted_loss_weight,
-            "new_member_loss_weight": self.new_member_loss_weight}
+            "new_member_loss_weight": self.new_member_loss_weight,
+            "adapt_offset_only": self.adapt_offset_only}
 
 
 @tf.keras.utils.register_keras_serializable(package="LiMAML")

@@ -88,6 +88,9 @@ class ModelConfig:
     new_member_loss_weight: `limaml`: weight of the query loss of each task
       scored as a new member (no support, unknown id) added to the outer
       loss (`LiMAMLModel`). 0: off.
+    adapt_offset_only: `limaml`: the inner loop moves only the member-level
+      logit offset (needs `meta_offset`; `LiMAMLModel(adapt_offset_only=True)`).
+      False: every Meta Block weight adapts.
     support_gate: `limaml`: learn how far a support of n interactions moves
       the Meta Block's output from its no-support prior, `n / (n + c)` with
       a learned pseudo-count c per embedding dimension
@@ -133,6 +136,7 @@ class ModelConfig:
   member_id_dropout: float = 0.0
   unadapted_loss_weight: float = 0.0
   new_member_loss_weight: float = 0.0
+  adapt_offset_only: bool = False
   support_gate: bool = False
   support_gate_count: float = 1.0
   ema_momentum: float = 0.0
@@ -173,6 +177,11 @@ class ModelConfig:
         not isinstance(self.member_id_dropout, (int, float)) or \
         not 0.0 <= self.member_id_dropout < 1.0:
       raise ValueError(f"member_id_dropout must be in [0, 1), got {self.member_id_dropout!r}")
+    if not isinstance(self.adapt_offset_only, bool):
+      raise ValueError(f"adapt_offset_only must be True or False, got {self.adapt_offset_only!r}")
+    if self.adapt_offset_only and not self.meta_offset:
+      raise ValueError("adapt_offset_only=True needs meta_offset=True: the offset is what the "
+                       "inner loop moves")
     if not isinstance(self.support_gate, bool):
       raise ValueError(f"support_gate must be True or False, got {self.support_gate!r}")
     if isinstance(self.support_gate_count, bool) or \

@@ -60,6 +60,7 @@ def build_model(config: ModelConfig, num_items: int, num_members: int,
                         member_id_dropout=config.member_id_dropout,
                         unadapted_loss_weight=config.unadapted_loss_weight,
                         new_member_loss_weight=config.new_member_loss_weight,
+                        adapt_offset_only=config.adapt_offset_only,
                         support_gate=config.support_gate,
                         support_gate_count=config.support_gate_count,
                         support_count_cap=max(count_cap, 1), **common)

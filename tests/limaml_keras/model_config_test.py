@@ -31,6 +31,8 @@ def test_dict_round_trip():
     ({"bilinear_evidence": True}, "bilinear_evidence=True needs meta_item_interaction=True"),
     ({"bilinear_evidence": 1, "meta_item_interaction": True}, "bilinear_evidence must be True or"),
     ({"evidence_in_tower": 1}, "evidence_in_tower must be True or False"),
+    ({"adapt_offset_only": True}, "adapt_offset_only=True needs meta_offset=True"),
+    ({"adapt_offset_only": "yes", "meta_offset": True}, "adapt_offset_only must be True or False"),
     ({"evidence_in_tower": True, "meta_item_interaction": True},
      "evidence_in_tower=True needs bilinear_evidence=True"),
     ({"member_id_dropout": 1.0}, r"member_id_dropout must be in \[0, 1\)"),

@@ -77,6 +77,13 @@ def test_outer_loss_weights_reach_limaml(name):
   assert getattr(model_factory.build_model(config, num_items=5, num_members=7), name) == 0.3
 
 
+def test_offset_only_adaptation_reaches_limaml():
+  config = model_config.ModelConfig(meta_offset=True, adapt_offset_only=True)
+  assert model_factory.build_model(config, num_items=5, num_members=7).adapt_offset_only is True
+  assert model_factory.build_model(config.replace(adapt_offset_only=False), num_items=5,
+                                   num_members=7).adapt_offset_only is False
+
+
 @pytest.mark.parametrize("sizes, tasks, cap", [
     ((), task_settings.DEFAULTS, 20),                            # window tasks: half of 40
     ((), task_settings.DEFAULTS.replace(task_history=50), 50),    # history tasks

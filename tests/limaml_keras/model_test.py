@@ -275,6 +275,8 @@ def test_call_scores_interactions_with_and_without_embedding(batch):
                    "bilinear_evidence": True,
                    "block_kwargs": {"meta_item_interaction": True, "meta_offset": True,
                                     "evidence_in_tower": True}}),
+    (LiMAMLModel, {"inner_steps": 2, "adapt_offset_only": True,
+                   "block_kwargs": {"meta_offset": True}}),
 ])
 def test_save_and_load_round_trip(tmp_path, batch, cls, kwargs):
   """One trained model, saved as a SavedModel and as a `.keras` file; both load back equal."""
@@ -444,6 +446,40 @@ def test_learned_inner_learning_rates_are_bounded(batch):
     ({"support_gate_count": float("inf")}, "support_gate_count"),
 ])
 def test_bad_new_options_are_named(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    LiMAMLModel(MetaBlock(), GlobalBlock(num_items=5), **kwargs)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_offset_only_adaptation_moves_only_the_offset_unit(batch, first_order):
+  model = build(make_model(inner_steps=2, inner_lr=0.3, adapt_offset_only=True,
+                           first_order=first_order, block_kwargs={"meta_offset": True}), batch)
+  before = model.meta_block.stack_weights(5)
+  fast = model.adapt_weights(batch)
+  *hidden, kernel, bias = [(a - b).numpy() for a, b in zip(fast, before)]
+  assert all(not np.any(h) for h in hidden)
+  assert not np.any(kernel[..., :-1]) and not np.any(bias[..., :-1])
+  assert np.all(np.abs(bias[..., -1]) > 0)  # every task has support: every offset moved
+  # So the adapted meta embedding differs from θm's only in its offset dimension, and the
+  # support loss still falls.
+  moved = (model._member_embedding(batch, fast) - model._member_embedding(batch, before)).numpy()
+  assert not np.any(moved[:, :-1]) and np.all(np.abs(moved[:, -1]) > 0)
+  assert np.all(support_losses(model, batch, fast).numpy() <
+                support_losses(model, batch, before).numpy())
+
+
+def test_offset_only_adaptation_still_meta_learns_the_whole_meta_block(batch):
+  model = build(make_model(inner_steps=2, inner_lr=0.3, adapt_offset_only=True,
+                           block_kwargs={"meta_offset": True}), batch)
+  _, grads = meta_gradients(model, batch)
+  assert all(np.any(g.numpy()) for g in grads)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"adapt_offset_only": True}, "needs the member-level offset"),
+    ({"adapt_offset_only": 1}, "adapt_offset_only` must be True or False"),
+])
+def test_bad_offset_only_adaptation_is_named(kwargs, match):
   with pytest.raises(ValueError, match=match):
     LiMAMLModel(MetaBlock(), GlobalBlock(num_items=5), **kwargs)
 
