@@ -1,7 +1,6 @@
 """The evaluation end to end on small data: every method runs, results.json has the schema, the report builds."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from limaml import cli
 from limaml_keras import metrics
 from limaml_keras import synthetic
 from limaml_keras.evaluation import datasets, experiment, methods, protocol, report, runner
-from limaml_keras.evaluation import tuned, tuning
+from limaml_keras.evaluation import tuned
 
 _FEW_SHOT = (0, 2)  # two points of the curve keep the test short
 
@@ -99,22 +98,6 @@ def test_table_has_one_row_per_method(results):
   assert title == "**Overall**"
   assert table.count("\n") == len(methods.METHODS) + 1
   assert "±" in table
-
-
-@pytest.mark.slow  # trains models
-def test_tuning_picks_from_the_search_space(small_split):
-  tiny = methods.Hyperparameters(epochs=1, meta_hidden=(8,), global_hidden=(8,), embedding_dim=4)
-  space = {"fine_tune": (("fine_tune_steps", (1, 2)),)}
-  original = dict(tuning.SEARCH_SPACE)
-  tuning.SEARCH_SPACE.update(space)  # type: ignore[attr-defined]
-  try:
-    chosen, trials = tuning.tune(small_split, methods=["fine_tune"],
-                                 start={m: tiny for m in methods.METHODS})
-  finally:
-    tuning.SEARCH_SPACE.clear()  # type: ignore[attr-defined]
-    tuning.SEARCH_SPACE.update(original)  # type: ignore[attr-defined]
-  assert chosen["fine_tune"].fine_tune_steps in (1, 2)
-  assert len(trials) == 2 and all(math.isfinite(t[2]) for t in trials)
 
 
 def test_movielens_without_data_dir_is_a_clear_error(capsys):
