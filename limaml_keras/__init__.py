@@ -7,8 +7,9 @@ The models and layers are importable from the package itself::
 They load lazily (PEP 562), so `import limaml_keras.schema` and the CLI's
 argument parsing do not import TensorFlow.
 """
-import importlib
 import os
+
+from limaml_keras import lazy_names
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -26,9 +27,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-  if name in _LAZY:
-    return getattr(importlib.import_module(_LAZY[name]), name)
-  raise AttributeError(f"module 'limaml_keras' has no attribute {name!r}")
+__getattr__ = lazy_names.module_getattr(__name__, _LAZY)

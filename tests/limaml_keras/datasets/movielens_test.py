@@ -1,6 +1,8 @@
 """Tests of the MovieLens loader on its three layouts and on the shared copy."""
 import json
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -168,6 +170,15 @@ class TestGroupLens:
       movielens.main([str(tmp_path / "ml-100k"), str(tmp_path / "raw.csv"), "--members", "9"])
     assert exit_info.value.code == 2
     assert "members must be in [1, 3], got 9" in capsys.readouterr().err
+
+  def test_converter_runs_as_a_module_without_runpy_warnings(self, data, tmp_path):
+    del data  # Its fixture writes the files.
+    out = tmp_path / "module" / "raw.csv"
+    result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
+                             "limaml_keras.datasets.movielens", str(tmp_path / "ml-100k"),
+                             str(out)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out) and out.exists()
 
   def test_converter_round_trip(self, data, tmp_path):
     path = movielens.convert_to_csv(tmp_path / "ml-100k", tmp_path / "out" / "raw.csv")
