@@ -141,10 +141,6 @@ CHANGES = {
 }
 
 
-#: The trained kinds whose evaluation adapts with MAML inner steps (`V@K`).
-LIMAML_KINDS = ("limaml", "limaml_first_order")
-
-
 def parse_variant(variant: str, tuned):
   """`(method, train hyper-parameters, evaluation hyper-parameters)` of a variant name.
 
@@ -166,7 +162,7 @@ def parse_variant(variant: str, tuned):
   train_hp = tuned[trained_as if trained_as == "global" else method].replace(**updates)
   eval_hp = tuned[method].replace(**updates)
   if at:
-    if trained_as not in LIMAML_KINDS or not steps.isdigit():
+    if not M.adapts_with_maml(method) or not steps.isdigit():
       raise ValueError(f"variant {variant!r}: '@K' takes a whole number K of inner steps "
                        f"at evaluation, on a LiMAML method")
     eval_hp = eval_hp.replace(inner_steps=int(steps))
@@ -277,9 +273,7 @@ def main(argv=None) -> dict:
                                split.preprocessor.num_items, split.preprocessor.num_members,
                                seed)[0]
       model = trained[key]
-      M.configure_for(method, model, eval_hp)
-      if kind in LIMAML_KINDS:  # one model serves `V` and `V@K`: its steps are the variant's
-        model.inner_steps = eval_hp.inner_steps
+      M.configure_for(method, model, eval_hp)  # one model serves `V` and `V@K`
       results[variant].append(evaluate(model, evaluation, args.few_shot))
       seconds[variant].append(round(time.perf_counter() - t0, 1))
       last = results[variant][-1]

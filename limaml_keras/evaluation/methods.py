@@ -96,12 +96,24 @@ def train(trained_as: str, hp: Hyperparameters, tasks: Tasks, num_items: int, nu
   return model, [float(x) for x in history.history["loss"]]
 
 
+def adapts_with_maml(method: str) -> bool:
+  """Whether `method` trains a LiMAML model, which adapts with its MAML inner steps."""
+  return _MODEL_OF[TRAINED_AS[method]][0] == model_config.LIMAML
+
+
 def configure_for(method: str, model: PersonalizedRanker, hp: Hyperparameters) -> None:
-  """Sets how `method` adapts at evaluation time (only `fine_tune` differs from training)."""
+  """Sets how `method` adapts at evaluation time.
+
+  `fine_tune` takes its own steps and rate, `global` none, the LiMAML methods
+  `hp.inner_steps` (their training value, unless an evaluation asks for
+  others); the ID model keeps its own.
+  """
   if method == "fine_tune":
     model.inner_steps, model.inner_lr = hp.fine_tune_steps, hp.fine_tune_lr
   elif method == "global":
     model.inner_steps = 0
+  elif adapts_with_maml(method):
+    model.inner_steps = hp.inner_steps
 
 
 def query_scorer(model: PersonalizedRanker):

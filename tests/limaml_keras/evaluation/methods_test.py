@@ -20,6 +20,24 @@ def test_limaml_options_reach_the_model():
   assert model.max_inner_lr == 0.5 and model.num_members == 7
 
 
+def test_each_method_adapts_at_evaluation_as_its_settings_say():
+  hp = M.Hyperparameters(inner_steps=3, fine_tune_steps=5, fine_tune_lr=0.2)
+  assert [m for m in M.METHODS if M.adapts_with_maml(m)] == ["limaml_first_order", "limaml"]
+  limaml = M.build_model("limaml", hp, num_items=20, num_members=7)
+  M.configure_for("limaml", limaml, hp.replace(inner_steps=1))  # other steps than training
+  assert limaml.inner_steps == 1
+  M.configure_for("limaml", limaml, hp)
+  assert limaml.inner_steps == 3
+  global_model = M.build_model("global", hp, num_items=20, num_members=7)
+  M.configure_for("fine_tune", global_model, hp)
+  assert (global_model.inner_steps, global_model.inner_lr) == (5, 0.2)
+  M.configure_for("global", global_model, hp)  # the same model, scored without adapting
+  assert global_model.inner_steps == 0
+  id_model = M.build_model("id_embedding", hp, num_items=20, num_members=7)
+  M.configure_for("id_embedding", id_model, hp)
+  assert id_model.inner_steps == 0  # the ID model never adapts
+
+
 @pytest.mark.parametrize("kind,cls", [("global", GlobalModel), ("id_embedding", IdEmbeddingModel)])
 def test_baselines_keep_their_definitions_on_the_same_global_block(kind, cls):
   hp = M.Hyperparameters(meta_item_interaction=True, support_items="shared",
