@@ -16,6 +16,7 @@ from limaml import cli
 from limaml import pipeline_command
 from limaml_keras import schema
 from limaml_keras.evaluation import experiment
+from tests import serving_fixtures
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def _pipeline_stand_in(monkeypatch, exit_code=0, push=None):
     runs.append(args.output)
     if push is not None:
       model, data_csv = push
-      shutil.copytree(model, os.path.join(args.output, "serving_model", "1700000000"))
+      serving_fixtures.add_version(model, os.path.join(args.output, "serving_model"), 1700000000)
       shutil.copytree(os.path.dirname(data_csv), os.path.join(args.output, "input"))
     return exit_code
 
